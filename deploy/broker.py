@@ -1,0 +1,813 @@
+"""A local Apache Kafka (KRaft) broker assembled from Maven Central jars.
+
+No Docker and no Apache download mirror are needed: ``fetch_jars`` asks Maven for the broker's
+runtime classpath (``deploy/kafka/pom.xml``), ``start`` writes one ``server.properties`` per node,
+formats the storage and launches each node as a detached JVM (``kafka.Kafka``) that outlives the
+calling process. ``stop`` reads the state file the start left in the data directory.
+
+Only the standard library is imported; readiness is confirmed with a hand-written Kafka
+``Metadata`` request over a plain socket, so this module does not need kafka-python.
+
+Data directory layout (``start(data_dir, nodes)``)::
+
+    data_dir/broker.json           state: cluster id, ports, pids, bootstrap
+    data_dir/node-<i>.log          the node's JVM stdout/stderr (log4j console appender)
+    data_dir/node-<i>/server.properties
+    data_dir/node-<i>/data/        the node's log.dirs (formatted storage)
+
+Command line: ``python -m deploy.broker {fetch|start|stop|status} ...`` (see ``deploy/kafka.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BrokerCluster",
+    "BrokerError",
+    "BrokerNode",
+    "fetch_jars",
+    "kafka_version",
+    "start",
+    "status",
+    "stop",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+POM = PACKAGE_DIR / "kafka" / "pom.xml"
+LOG4J_CONFIG = PACKAGE_DIR / "kafka" / "log4j2.xml"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+STATE_FILE = "broker.json"
+LOCK_FILE = ".broker.lock"
+LIBS_MARKER = ".complete"
+
+#: Max heap per node (override: ``LEDGER_KAFKA_HEAP``). Measured: a node serving the test suite
+#: keeps ~40-60 MiB live after a full GC once the log cleaner's 128 MiB dedupe buffer is shrunk
+#: (see ``_server_properties``); 192 MiB leaves ample headroom. See deploy/README.md.
+DEFAULT_HEAP = "192m"
+#: Seconds ``start`` waits for every node to serve metadata.
+DEFAULT_TIMEOUT = 90.0
+#: Seconds ``stop`` waits for a controlled shutdown before SIGKILL.
+STOP_TIMEOUT = 30.0
+
+_JVM_FLAGS = (
+    "-XX:+UseSerialGC",  # small heaps, 2 cores, up to 3 JVMs: no concurrent GC threads needed
+    "-XX:TieredStopAtLevel=1",  # C1 only: ~30% less CPU to start, plenty fast for tests
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+
+_LISTENER = "PLAINTEXT"
+_CONTROLLER = "CONTROLLER"
+_HOST = "127.0.0.1"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be fetched, started, reached or stopped."""
+
+
+# --------------------------------------------------------------------------- classpath
+
+
+def kafka_version() -> str:
+    """The Kafka version pinned in ``deploy/kafka/pom.xml`` (property ``kafka.version``)."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(POM).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not (node.text or "").strip():
+        raise BrokerError(f"{POM}: no <kafka.version> property")
+    return (node.text or "").strip()
+
+
+def default_libs_dir() -> Path:
+    """``$LEDGER_KAFKA_LIBS`` or ``~/.cache/trial-ledger/kafka-<version>/libs``."""
+    env = os.environ.get("LEDGER_KAFKA_LIBS")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path.home() / ".cache" / "trial-ledger" / f"kafka-{kafka_version()}" / "libs"
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def fetch_jars(cache_dir: Path | None = None) -> Path:
+    """Materialise the broker classpath with Maven and return the directory holding the jars.
+
+    ``cache_dir`` is the jar directory itself (default: ``default_libs_dir()``). Idempotent: a
+    marker file records the digest of the POM the jars came from; a complete directory for the
+    same POM is returned at once. Safe against concurrent callers (file lock, atomic rename).
+    """
+    libs = (cache_dir if cache_dir is not None else default_libs_dir()).expanduser().resolve()
+    digest = _pom_digest()
+    marker = libs / LIBS_MARKER
+    if marker.is_file() and marker.read_text().strip() == digest:
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is not on PATH; it is needed once to fetch the Kafka jars")
+    with _flock(libs.parent / f".{libs.name}.lock"):
+        if marker.is_file() and marker.read_text().strip() == digest:
+            return libs
+        staging = libs.parent / f".{libs.name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        jars = sorted(staging.glob("*.jar")) if staging.is_dir() else []
+        if proc.returncode != 0 or not jars:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerError(
+                f"mvn copy-dependencies failed (exit {proc.returncode}):\n"
+                f"{' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+            )
+        if not any(j.name.startswith(f"kafka_2.13-{kafka_version()}") for j in jars):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerError(f"mvn copied no kafka_2.13-{kafka_version()} jar into {staging}")
+        (staging / LIBS_MARKER).write_text(digest + "\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+    return libs
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class BrokerNode:
+    """One KRaft node (combined broker + controller) of a local cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int | None
+    log_path: Path
+    config_path: Path
+
+    @property
+    def address(self) -> str:
+        return f"{_HOST}:{self.port}"
+
+    def is_alive(self) -> bool:
+        """True if ``pid`` is a live (non-zombie) JVM running this node's config."""
+        return self.pid is not None and _is_our_jvm(self.pid, self.config_path)
+
+
+@dataclass
+class BrokerCluster:
+    """A local Kafka cluster started by ``start``; its state lives in ``data_dir/broker.json``."""
+
+    data_dir: Path
+    cluster_id: str
+    nodes: list[BrokerNode]
+    libs: Path
+    heap: str
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        """``127.0.0.1:PORT[,127.0.0.1:PORT...]`` — every node's client listener."""
+        return ",".join(n.address for n in self.nodes)
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return [n.log_path for n in self.nodes]
+
+    def node(self, node_id: int) -> BrokerNode:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(f"no node {node_id} in {self.data_dir} (nodes: {self._ids()})")
+
+    def _ids(self) -> list[int]:
+        return [n.node_id for n in self.nodes]
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Controlled shutdown of every node (SIGTERM, then SIGKILL after ``timeout``)."""
+        stop(self.data_dir, timeout=timeout)
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node (a crash, for failover tests) and wait until it is gone."""
+        n = self.node(node_id)
+        if n.pid is not None and n.is_alive():
+            _signal(n.pid, signal.SIGKILL)
+            _wait_gone(n, 10.0)
+
+    def stop_node(self, node_id: int, timeout: float = STOP_TIMEOUT) -> None:
+        """Controlled shutdown of one node (SIGTERM, SIGKILL after ``timeout``)."""
+        _terminate([self.node(node_id)], timeout)
+
+    def restart_node(self, node_id: int, timeout: float = DEFAULT_TIMEOUT) -> BrokerNode:
+        """Start a stopped/killed node again (same id, ports, storage); wait until it serves."""
+        with _flock(self.data_dir / LOCK_FILE):
+            n = self.node(node_id)
+            if not n.is_alive():
+                n.pid = _launch(n, self.libs, self.heap)
+                _write_state(self)
+            _wait_ready(self, [n], timeout)
+        return n
+
+    def alive_nodes(self) -> list[BrokerNode]:
+        return [n for n in self.nodes if n.is_alive()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kafka_version": kafka_version(),
+            "cluster_id": self.cluster_id,
+            "bootstrap": self.bootstrap,
+            "libs": str(self.libs),
+            "heap": self.heap,
+            "extra_config": self.extra_config,
+            "nodes": [
+                {
+                    "node_id": n.node_id,
+                    "port": n.port,
+                    "controller_port": n.controller_port,
+                    "pid": n.pid,
+                    "log": str(n.log_path),
+                    "config": str(n.config_path),
+                }
+                for n in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data_dir: Path, raw: Mapping[str, Any]) -> BrokerCluster:
+        nodes = [
+            BrokerNode(
+                node_id=int(n["node_id"]),
+                port=int(n["port"]),
+                controller_port=int(n["controller_port"]),
+                pid=None if n.get("pid") is None else int(n["pid"]),
+                log_path=Path(n["log"]),
+                config_path=Path(n["config"]),
+            )
+            for n in raw["nodes"]
+        ]
+        return cls(
+            data_dir=data_dir,
+            cluster_id=str(raw["cluster_id"]),
+            nodes=nodes,
+            libs=Path(raw["libs"]),
+            heap=str(raw["heap"]),
+            extra_config={str(k): str(v) for k, v in raw.get("extra_config", {}).items()},
+        )
+
+
+def _write_state(cluster: BrokerCluster) -> None:
+    path = cluster.data_dir / STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cluster.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def load(data_dir: Path) -> BrokerCluster | None:
+    """The cluster recorded in ``data_dir`` (running or not), or None if none was started there."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return BrokerCluster.from_json(data_dir, json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrokerError(f"{path}: unreadable broker state ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _proc_state(pid: int) -> str | None:
+    """The /proc state letter of ``pid`` (``Z`` for a zombie), None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _is_our_jvm(pid: int, config_path: Path) -> bool:
+    state = _proc_state(pid)
+    if state is None or state in {"Z", "X"}:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kafka.Kafka" in argv and str(config_path).encode() in argv
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(node: BrokerNode, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not node.is_alive():
+            return True
+        time.sleep(0.05)
+    return not node.is_alive()
+
+
+def _terminate(nodes: Sequence[BrokerNode], timeout: float) -> None:
+    """SIGTERM all (controlled shutdown, in parallel), wait ``timeout``, SIGKILL stragglers."""
+    alive = [n for n in nodes if n.pid is not None and n.is_alive()]
+    for n in alive:
+        assert n.pid is not None
+        _signal(n.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for n in alive:
+        if not _wait_gone(n, max(0.0, deadline - time.monotonic())) and n.pid is not None:
+            _signal(n.pid, signal.SIGKILL)
+            _wait_gone(n, 10.0)
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("java is not on PATH (Kafka 4 needs Java 17+)")
+    return java
+
+
+def _java_cmd(libs: Path, heap: str, main: str, *args: str) -> list[str]:
+    return [
+        _java(),
+        "-Xms64m",
+        f"-Xmx{heap}",
+        *_JVM_FLAGS,
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
+
+
+# `sh` backgrounds the JVM and exits at once, so the JVM is not our child: it outlives us
+# (`ledger broker start` returns), leaves no zombie and no still-running Popen behind.
+_SPAWN = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
+
+
+def _launch(node: BrokerNode, libs: Path, heap: str) -> int:
+    cmd = _java_cmd(libs, heap, "kafka.Kafka", str(node.config_path))
+    with node.log_path.open("a") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting node {node.node_id}\n")
+    proc = subprocess.run(
+        ["/bin/sh", "-c", _SPAWN, "sh", str(node.log_path), *cmd],
+        cwd=node.config_path.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=True,
+        timeout=30,
+    )
+    try:
+        return int(proc.stdout.strip())
+    except ValueError:
+        raise BrokerError(f"could not launch node {node.node_id}: {proc.stderr}") from None
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' if it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- readiness probe
+
+
+class _ProbeError(Exception):
+    pass
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise _ProbeError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _request(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
+    client = b"trial-ledger-probe"
+    header = struct.pack(">hhih", api_key, version, corr, len(client)) + client
+    payload = header + body
+    sock.sendall(struct.pack(">i", len(payload)) + payload)
+    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+    resp = _recv_exact(sock, size)
+    (got,) = struct.unpack_from(">i", resp, 0)
+    if got != corr:
+        raise _ProbeError(f"correlation id {got} != {corr}")
+    return resp[4:]
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt: str) -> tuple[Any, ...]:
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return values
+
+    def int16(self) -> int:
+        return int(self.take(">h")[0])
+
+    def int32(self) -> int:
+        return int(self.take(">i")[0])
+
+    def string(self) -> str | None:
+        size = self.int16()
+        if size < 0:
+            return None
+        raw = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return raw.decode()
+
+
+def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[int]]:
+    """(cluster id, ids of the live brokers) as seen by the broker at 127.0.0.1:``port``.
+
+    Stdlib Kafka protocol: ApiVersions v0, then Metadata v4..v8 (non-flexible) for no topics.
+    Raises OSError or ``BrokerError`` if the broker does not answer properly.
+    """
+    try:
+        with socket.create_connection((_HOST, port), timeout=timeout) as sock:
+            r = _Reader(_request(sock, 18, 0, 1, b""))  # ApiVersions v0
+            error = r.int16()
+            if error:
+                raise _ProbeError(f"ApiVersions error {error}")
+            versions = {}
+            for _ in range(r.int32()):
+                key, lo, hi = r.take(">hhh")
+                versions[int(key)] = (int(lo), int(hi))
+            lo, hi = versions.get(3, (0, -1))
+            version = max(lo, 4)
+            if version > min(hi, 8):
+                raise _ProbeError(f"broker supports Metadata v{lo}-v{hi}, probe speaks v4-v8")
+            # topics = [] (none), allow_auto_topic_creation = false (+ 2 flags for v8)
+            body = struct.pack(">i", 0) + b"\x00" + (b"\x00\x00" if version >= 8 else b"")
+            r = _Reader(_request(sock, 3, version, 2, body))
+            r.int32()  # throttle_time_ms
+            ids = set()
+            for _ in range(r.int32()):
+                ids.add(r.int32())
+                r.string()  # host
+                r.int32()  # port
+                r.string()  # rack
+            cluster_id = r.string()
+            return cluster_id, ids
+    except (_ProbeError, struct.error) as exc:
+        raise BrokerError(f"metadata probe of {_HOST}:{port} failed: {exc}") from exc
+
+
+def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: float) -> None:
+    """Wait until each of ``nodes`` answers Metadata listing every node of ``nodes`` as live."""
+    expected = {n.node_id for n in nodes} | {n.node_id for n in cluster.alive_nodes()}
+    pending = list(nodes)
+    deadline = time.monotonic() + timeout
+    last_error: dict[int, str] = {}
+    while pending:
+        for n in list(pending):
+            if not n.is_alive():
+                raise BrokerError(
+                    f"Kafka node {n.node_id} (pid {n.pid}) exited during startup; "
+                    f"log {n.log_path}:\n{log_tail(n.log_path)}"
+                )
+            try:
+                cluster_id, ids = metadata_brokers(n.port)
+            except (OSError, BrokerError) as exc:
+                last_error[n.node_id] = str(exc)
+                continue
+            if cluster_id != cluster.cluster_id:
+                raise BrokerError(
+                    f"127.0.0.1:{n.port} belongs to cluster {cluster_id}, "
+                    f"not {cluster.cluster_id} (port taken by another broker?)"
+                )
+            if expected <= ids:
+                pending.remove(n)
+            else:
+                last_error[n.node_id] = (
+                    f"live brokers {sorted(ids)}, waiting for {sorted(expected)}"
+                )
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            n = pending[0]
+            raise BrokerError(
+                f"Kafka node {n.node_id} not ready after {timeout:.0f}s "
+                f"({last_error.get(n.node_id, 'no answer')}); log {n.log_path}:\n"
+                f"{log_tail(n.log_path)}"
+            )
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _free_ports(count: int) -> list[int]:
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((_HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _new_cluster_id() -> str:
+    """Kafka's Uuid.randomUuid().toString(): URL-safe base64, no padding, not starting with -."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, str]:
+    n = len(cluster.nodes)
+    rf = str(min(n, 3))
+    min_isr = "1" if n == 1 else "2"
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "listeners": (
+            f"{_LISTENER}://{_HOST}:{node.port},{_CONTROLLER}://{_HOST}:{node.controller_port}"
+        ),
+        "advertised.listeners": f"{_LISTENER}://{_HOST}:{node.port}",
+        "listener.security.protocol.map": f"{_CONTROLLER}:PLAINTEXT,{_LISTENER}:PLAINTEXT",
+        "controller.listener.names": _CONTROLLER,
+        "inter.broker.listener.name": _LISTENER,
+        "log.dirs": str(node.config_path.parent / "data"),
+        # replication: RF 3 / min ISR 2 on three nodes, 1/1 on one
+        "default.replication.factor": rf,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": rf,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "num.partitions": "1",
+        # dev/test niceties
+        "auto.create.topics.enable": "true",
+        "group.initial.rebalance.delay.ms": "0",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.num.partitions": "10",
+        # the cleaner's 128 MiB default dedupe buffer is most of a small heap
+        "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+        # fence a crashed node after 6 s instead of 9 s (failover tests)
+        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "6000",
+    }
+    if n == 1:
+        props["controller.quorum.bootstrap.servers"] = f"{_HOST}:{node.controller_port}"
+    else:
+        props["controller.quorum.voters"] = ",".join(
+            f"{m.node_id}@{_HOST}:{m.controller_port}" for m in cluster.nodes
+        )
+    props.update(cluster.extra_config)
+    return props
+
+
+def _write_config(cluster: BrokerCluster, node: BrokerNode) -> None:
+    node.config_path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# written by deploy/broker.py; rewritten on every start"]
+    lines += [f"{k}={v}" for k, v in _server_properties(cluster, node).items()]
+    node.config_path.write_text("\n".join(lines) + "\n")
+
+
+def _format(cluster: BrokerCluster, node: BrokerNode) -> None:
+    if (node.config_path.parent / "data" / "meta.properties").is_file():
+        return
+    args = ["format", "-t", cluster.cluster_id, "-c", str(node.config_path)]
+    if len(cluster.nodes) == 1:
+        args.append("--standalone")
+    cmd = _java_cmd(cluster.libs, "256m", "kafka.tools.StorageTool", *args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    with node.log_path.open("a") as log:
+        log.write(f"==== {' '.join(args)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        raise BrokerError(
+            f"formatting node {node.node_id} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
+
+
+def _new_cluster(
+    data_dir: Path, nodes: int, libs: Path, heap: str, extra: Mapping[str, str]
+) -> BrokerCluster:
+    ports = _free_ports(2 * nodes)
+    members = [
+        BrokerNode(
+            node_id=i,
+            port=ports[2 * (i - 1)],
+            controller_port=ports[2 * (i - 1) + 1],
+            pid=None,
+            log_path=data_dir / f"node-{i}.log",
+            config_path=data_dir / f"node-{i}" / "server.properties",
+        )
+        for i in range(1, nodes + 1)
+    ]
+    return BrokerCluster(data_dir, _new_cluster_id(), members, libs, heap, dict(extra))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def start(
+    data_dir: Path,
+    nodes: int = 1,
+    *,
+    heap: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    libs: Path | None = None,
+    extra_config: Mapping[str, str] | None = None,
+) -> BrokerCluster:
+    """Start (or return the already running) local KRaft cluster of ``nodes`` nodes in ``data_dir``.
+
+    Returns once every node answers a Metadata request listing all nodes. Idempotent: a cluster
+    already running there is returned as is; dead nodes of a recorded cluster are restarted with
+    their storage and ports. Raises ``BrokerError`` (with the log tail) if a JVM dies or
+    ``timeout`` passes. The JVMs are detached: they keep running after this process exits.
+    """
+    if nodes not in (1, 3):
+        raise ValueError("nodes must be 1 or 3 (a KRaft quorum of one or three controllers)")
+    data_dir = Path(data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    heap = heap or os.environ.get("LEDGER_KAFKA_HEAP") or DEFAULT_HEAP
+    jar_dir = fetch_jars(libs)
+    with _flock(data_dir / LOCK_FILE):
+        cluster = load(data_dir)
+        if cluster is not None and len(cluster.nodes) != nodes:
+            raise BrokerError(
+                f"{data_dir} holds a {len(cluster.nodes)}-node cluster, not {nodes}; "
+                f"stop it and use another directory"
+            )
+        fresh = cluster is None
+        attempts = 3 if fresh else 1
+        for attempt in range(attempts):
+            if fresh:
+                cluster = _new_cluster(data_dir, nodes, jar_dir, heap, extra_config or {})
+                for n in cluster.nodes:  # leftovers of a cluster whose state file is gone
+                    shutil.rmtree(n.config_path.parent, ignore_errors=True)
+            assert cluster is not None
+            cluster.libs, cluster.heap = jar_dir, heap
+            if extra_config is not None:
+                cluster.extra_config = dict(extra_config)
+            dead = [n for n in cluster.nodes if not n.is_alive()]
+            for n in dead:
+                _write_config(cluster, n)
+            for n in dead:
+                _format(cluster, n)
+            for n in dead:  # all before waiting on any: each waits for a quorum
+                n.pid = _launch(n, jar_dir, heap)
+            _write_state(cluster)
+            try:
+                _wait_ready(cluster, cluster.nodes, timeout)
+            except BrokerError as exc:
+                port_clash = "Address already in use" in str(exc)
+                if not (fresh and port_clash and attempt + 1 < attempts):
+                    raise
+                # another process took a port we picked: wipe this fresh cluster, new ports
+                _terminate(cluster.nodes, 5.0)
+                for n in cluster.nodes:
+                    shutil.rmtree(n.config_path.parent, ignore_errors=True)
+                continue
+            return cluster
+    raise AssertionError("unreachable")
+
+
+def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the cluster started in ``data_dir``: SIGTERM (controlled shutdown), wait, SIGKILL.
+
+    Idempotent (stopping a stopped cluster does nothing); storage and state file are kept, so a
+    later ``start`` resumes with the same data. Raises ``BrokerError`` if no broker was ever
+    started in ``data_dir``.
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    cluster = load(data_dir)
+    if cluster is None:
+        raise BrokerError(f"no Kafka broker was started in {data_dir} (no {STATE_FILE})")
+    with _flock(data_dir / LOCK_FILE):
+        _terminate(cluster.nodes, timeout)
+        for n in cluster.nodes:
+            n.pid = None
+        _write_state(cluster)
+
+
+def status(data_dir: Path) -> dict[str, Any]:
+    """The state file of ``data_dir`` plus ``alive`` per node and ``running`` (all alive)."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    cluster = load(data_dir)
+    if cluster is None:
+        return {"data_dir": str(data_dir), "running": False, "nodes": []}
+    info = cluster.to_json()
+    info["data_dir"] = str(data_dir)
+    for raw, node in zip(info["nodes"], cluster.nodes, strict=True):
+        raw["alive"] = node.is_alive()
+    info["running"] = all(raw["alive"] for raw in info["nodes"])
+    return info
+
+
+def default_data_dir() -> Path:
+    """``$LEDGER_KAFKA_DATA`` or ``~/.local/state/trial-ledger/kafka``."""
+    env = os.environ.get("LEDGER_KAFKA_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "state" / "trial-ledger" / "kafka"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.broker", description="Local Apache Kafka (KRaft) broker."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_fetch = sub.add_parser("fetch", help="download the broker jars (Maven); print their dir")
+    p_fetch.add_argument("libs", nargs="?", type=Path, default=None)
+    for name, text in (
+        ("start", "start (or find running) broker; print the bootstrap servers"),
+        ("stop", "stop the broker"),
+        ("status", "print the broker state as JSON"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("data_dir", nargs="?", type=Path, default=None)
+        if name == "start":
+            p.add_argument("nodes", nargs="?", type=int, default=1, choices=(1, 3))
+            p.add_argument("--heap", default=None, help=f"JVM -Xmx per node ({DEFAULT_HEAP})")
+            p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(fetch_jars(args.libs))
+            return 0
+        data_dir = args.data_dir or default_data_dir()
+        if args.command == "start":
+            cluster = start(data_dir, args.nodes, heap=args.heap, timeout=args.timeout)
+            print(cluster.bootstrap)
+        elif args.command == "stop":
+            stop(data_dir)
+        else:
+            info = status(data_dir)
+            print(json.dumps(info, indent=2))
+            return 0 if info["running"] else 3
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Submissions as the domain sees them, and the book of facts as currently known.
+
+A correction or a void never changes what was recorded; it changes what is *currently believed*.
+`FactBook` is the one place that turns recorded submissions, corrections and voids into that
+current belief. The Trial aggregate folds into one, and so do the dataset projections, so both read
+corrections the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+# Submission types integrators publish (contract §2), plus this product's `dose.modified`.
+SUBJECT_ENROLLED = "subject.enrolled"
+HAIC_ADMINISTERED = "haic.administered"
+FRUQUINTINIB_DOSED = "fruquintinib.dosed"
+DOSE_MODIFIED = "dose.modified"
+ADVERSE_EVENT_REPORTED = "adverse_event.reported"
+ADVERSE_EVENT_UPDATED = "adverse_event.updated"
+DLT_ADJUDICATED = "dlt.adjudicated"
+TUMOR_ASSESSED = "tumor.assessed"
+ANTICANCER_THERAPY_STARTED = "anticancer_therapy.started"
+TREATMENT_DISCONTINUED = "treatment.discontinued"
+SUBJECT_ALIVE = "subject.alive"
+SUBJECT_DIED = "subject.died"
+SUBJECT_WITHDRAWN = "subject.withdrawn"
+RECORD_CORRECTED = "record.corrected"
+RECORD_VOIDED = "record.voided"
+
+CLINICAL_FACT_TYPES = (
+    SUBJECT_ENROLLED,
+    HAIC_ADMINISTERED,
+    FRUQUINTINIB_DOSED,
+    DOSE_MODIFIED,
+    ADVERSE_EVENT_REPORTED,
+    ADVERSE_EVENT_UPDATED,
+    DLT_ADJUDICATED,
+    TUMOR_ASSESSED,
+    ANTICANCER_THERAPY_STARTED,
+    TREATMENT_DISCONTINUED,
+    SUBJECT_ALIVE,
+    SUBJECT_DIED,
+    SUBJECT_WITHDRAWN,
+)
+AMENDMENT_TYPES = (RECORD_CORRECTED, RECORD_VOIDED)
+SUBMISSION_TYPES = CLINICAL_FACT_TYPES + AMENDMENT_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One integrator submission, already checked against its wire schema."""
+
+    event_id: str
+    type: str
+    trial_id: str
+    subject_id: str | None
+    occurred_on: date
+    source: str
+    entered_by: str
+    reason: str | None
+    data: Mapping[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """Content identity for idempotency: the same event_id must always carry this."""
+        canonical = json.dumps(
+            {
+                "type": self.type,
+                "trial_id": self.trial_id,
+                "subject_id": self.subject_id,
+                "occurred_on": self.occurred_on.isoformat(),
+                "source": self.source,
+                "entered_by": self.entered_by,
+                "reason": self.reason,
+                "data": self.data,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A clinical fact as currently believed: the original submission with corrections applied."""
+
+    event_id: str
+    type: str
+    subject_id: str | None
+    occurred_on: date
+    data: Mapping[str, Any]
+    position: int
+    corrections: int = 0
+
+
+class FactBook:
+    """Current belief about every clinical fact; corrections replace, voids remove."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, Fact] = {}
+        self._voided: dict[str, Fact] = {}
+        self._by_subject: dict[str, list[str]] = {}
+        self._by_subject_type: dict[tuple[str, str], list[str]] = {}
+
+    def add(self, fact: Fact) -> None:
+        self._facts[fact.event_id] = fact
+        if fact.subject_id is not None:
+            self._by_subject.setdefault(fact.subject_id, []).append(fact.event_id)
+            key = (fact.subject_id, fact.type)
+            self._by_subject_type.setdefault(key, []).append(fact.event_id)
+
+    def correct(
+        self, target_event_id: str, data: Mapping[str, Any], occurred_on: date | None
+    ) -> Fact:
+        current = self._facts[target_event_id]
+        corrected = replace(
+            current,
+            data=data,
+            occurred_on=occurred_on or current.occurred_on,
+            corrections=current.corrections + 1,
+        )
+        self._facts[target_event_id] = corrected
+        return corrected
+
+    def void(self, target_event_id: str) -> Fact:
+        fact = self._facts.pop(target_event_id)
+        self._voided[target_event_id] = fact
+        if fact.subject_id is not None:
+            self._by_subject[fact.subject_id].remove(target_event_id)
+            self._by_subject_type[(fact.subject_id, fact.type)].remove(target_event_id)
+        return fact
+
+    def get(self, event_id: str) -> Fact | None:
+        return self._facts.get(event_id)
+
+    def is_voided(self, event_id: str) -> bool:
+        return event_id in self._voided
+
+    def of_subject(self, subject_id: str, types: tuple[str, ...] | None = None) -> list[Fact]:
+        """The subject's current facts in ledger order, optionally only some types."""
+        if types is None:
+            event_ids = self._by_subject.get(subject_id, [])
+        else:
+            event_ids = sorted(
+                (
+                    event_id
+                    for type_ in types
+                    for event_id in self._by_subject_type.get((subject_id, type_), [])
+                ),
+                key=lambda event_id: self._facts[event_id].position,
+            )
+        return [self._facts[event_id] for event_id in event_ids]
+
+    def subjects(self) -> list[str]:
+        return list(self._by_subject)
+
+    def __iter__(self) -> Iterator[Fact]:
+        return iter(sorted(self._facts.values(), key=lambda fact: fact.position))

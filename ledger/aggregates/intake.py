@@ -1,0 +1,81 @@
+"""The log of rejected deliveries from tracked upstreams (Kafka partitions).
+
+A rejection never touches a trial's history, but an integrator must be told exactly once. Keeping
+rejections as events, committed in the same transaction as the upstream offset, lets the ledger
+republish them to `trial.rejections` without loss or repetition after any crash.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+
+def rejection_log_id() -> UUID:
+    return uuid5(NAMESPACE_URL, "trial-ledger:rejection-log")
+
+
+class RejectionLog(Aggregate):
+    TOPIC = "trial-ledger:RejectionLog"
+
+    class Event(Aggregate.Event):
+        TOPIC = "trial-ledger:RejectionLog.Event"
+
+    class Started(Event, Aggregate.Created):
+        TOPIC = "trial-ledger:RejectionLog.Started"
+
+    class Rejected(Event):
+        TOPIC = "trial-ledger:RejectionLog.Rejected"
+        event_id: str | None
+        reason_code: str
+        message: str
+        submission: str
+        topic: str
+        partition: int
+        offset: int
+
+        def to_message(self, sequence: int) -> dict[str, Any]:
+            """The `trial.rejections` message (contract §4), numbered for resumable publishing."""
+            return {
+                "sequence": sequence,
+                "event_id": self.event_id,
+                "reason_code": self.reason_code,
+                "message": self.message,
+                "submission": self.submission,
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "rejected_at": self.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+
+    @classmethod
+    def start(cls) -> RejectionLog:
+        return cls._create(cls.Started, id=rejection_log_id())
+
+    def reject(
+        self,
+        *,
+        event_id: str | None,
+        reason_code: str,
+        message: str,
+        submission: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        rejected_at: datetime,
+    ) -> None:
+        """Keep a refused delivery with the reason and its upstream coordinates."""
+        self.trigger_event(
+            self.Rejected,
+            timestamp=rejected_at,
+            event_id=event_id,
+            reason_code=reason_code,
+            message=message,
+            submission=submission,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )

@@ -1,0 +1,414 @@
+"""LedgerService: the one application service the command line and the Kafka consumer both call.
+
+It owns the event store (the `eventsourcing` SQLite store by default, PostgreSQL when a
+`postgresql://` URL is given), turns wire messages into domain submissions, records them through
+the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry` records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder, Transcoding
+
+from ledger.aggregates.escalation import Variant
+from ledger.aggregates.facts import RECORD_CORRECTED, Submission
+from ledger.aggregates.intake import RejectionLog, rejection_log_id
+from ledger.aggregates.protocol import ProtocolDefinition
+from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
+from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
+from ledger.entries import LedgerEntry, known_as_of
+from ledger.schemas.submissions import (
+    InvalidSubmissionError,
+    SubmissionMessage,
+    parse_submission,
+    to_domain,
+    validate_corrected_data,
+)
+
+DEFAULT_STORE = "ledger.db"
+LEDGER_SOURCE = "trial-ledger"
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class _LedgerStore(Application[UUID]):
+    """The eventsourcing application: a process recorder, so Kafka offsets commit with events."""
+
+    name = "TrialLedger"
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+
+def store_environment(store: str) -> dict[str, str]:
+    """`--store` (a SQLite path or a postgresql:// URL) as eventsourcing's settings."""
+    if store.startswith(("postgresql://", "postgres://")):
+        url = urlparse(store)
+        if not url.path.strip("/"):
+            raise ValueError(f"{store!r} names no database (postgresql://user:pw@host:port/db)")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.strip("/"),
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+        }
+    path = Path(store)
+    if path.is_dir():
+        raise ValueError(f"store {store!r} is a directory; give a SQLite file path")
+    if not path.parent.exists():
+        raise ValueError(f"store {store!r}: folder {path.parent} does not exist")
+    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+def bundled_protocol() -> ProtocolDefinition:
+    text = resources.files("ledger").joinpath("protocols/NCT05406206.json").read_text()
+    return ProtocolDefinition.from_mapping(json.loads(text))
+
+
+def load_protocol(path: Path) -> ProtocolDefinition:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read protocol {path}: {error}") from None
+    return ProtocolDefinition.from_mapping(raw)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    """What happened to one submission: recorded, a duplicate of one recorded, or rejected."""
+
+    event_id: str | None
+    outcome: Outcome | None
+    reason_code: ReasonCode | None = None
+    message: str | None = None
+    positions: tuple[int, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return self.reason_code is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message from a tracked upstream (a Kafka partition): its bytes and where it came from."""
+
+    raw: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class BatchReport:
+    results: list[SubmissionResult] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.results if r.outcome is Outcome.RECORDED)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for r in self.results if r.outcome is Outcome.DUPLICATE)
+
+    @property
+    def rejected(self) -> list[SubmissionResult]:
+        return [r for r in self.results if r.rejected]
+
+
+class LedgerService:
+    """Submit, read and rebuild: everything outside the domain goes through here."""
+
+    def __init__(self, store: str = DEFAULT_STORE, clock: Callable[[], datetime] = utc_now) -> None:
+        self._app = _LedgerStore(env=store_environment(store))
+        self._clock = clock
+        self._trials: dict[str, Trial] = {}
+        self._rejection_log: RejectionLog | None = None
+
+    def close(self) -> None:
+        self._app.close()
+
+    def __enter__(self) -> LedgerService:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def open_trial(
+        self, protocol: ProtocolDefinition, *, opened_by: str = "ledger-cli", reason: str | None = None
+    ) -> LedgerEntry:
+        """Record `trial.opened` with the protocol in force; refuses a second opening."""
+        if self.find_trial(protocol.trial_id) is not None:
+            raise ValueError(f"trial {protocol.trial_id} is already open in this store")
+        trial = Trial.open(
+            protocol, source=LEDGER_SOURCE, entered_by=opened_by, recorded_at=self._clock(),
+            reason=reason,
+        )
+        self._app.save(trial)
+        self._trials[protocol.trial_id] = trial
+        return next(self.entries(protocol.trial_id))
+
+    def ensure_trial(self, variant: Variant | None = None) -> str:
+        """Open the bundled protocol on an empty store (what `submit` and `ingest` do implicitly)."""
+        protocol = bundled_protocol()
+        if variant is not None:
+            protocol = protocol.with_variant(variant)
+        if self.find_trial(protocol.trial_id) is None and self.is_empty():
+            self.open_trial(protocol, reason="opened implicitly by the first submission")
+        return protocol.trial_id
+
+    def is_empty(self) -> bool:
+        return not self._app.recorder.max_notification_id()
+
+    def find_trial(self, trial_id: str) -> Trial | None:
+        cached = self._trials.get(trial_id)
+        if cached is not None:
+            return cached
+        try:
+            trial: Trial = self._app.repository.get(trial_aggregate_id(trial_id))
+        except AggregateNotFoundError:
+            return None
+        self._trials[trial_id] = trial
+        return trial
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def submit(self, raw: bytes | str | SubmissionMessage) -> SubmissionResult:
+        return self.submit_many([raw]).results[0]
+
+    def submit_many(self, items: Sequence[bytes | str | SubmissionMessage]) -> BatchReport:
+        """Record in one transaction; rejections are reported, and leave the store unchanged."""
+        report = BatchReport()
+        touched: dict[str, Trial] = {}
+        try:
+            for item in items:
+                report.results.append(self._record_one(item, touched))
+            if touched:
+                self._app.save(*touched.values())
+        except BaseException:
+            self._forget(touched)
+            raise
+        return report
+
+    def submit_tracked(self, deliveries: Sequence[Delivery]) -> BatchReport:
+        """Record a batch from one upstream partition, with its offset, atomically.
+
+        The offset is stored in the same transaction as the events and rejections, so after a crash
+        the consumer resumes exactly after the last delivery whose effects were committed.
+        """
+        if not deliveries:
+            return BatchReport()
+        upstreams = {(d.topic, d.partition) for d in deliveries}
+        if len(upstreams) != 1:
+            raise ValueError("a tracked batch comes from one topic partition")
+        last = max(d.offset for d in deliveries)
+        report = BatchReport()
+        touched: dict[str, Trial] = {}
+        log = self._load_rejection_log()
+        try:
+            for delivery in deliveries:
+                result = self._record_one(delivery.raw, touched)
+                report.results.append(result)
+                if result.rejected:
+                    assert result.reason_code is not None and result.message is not None
+                    log.reject(
+                        event_id=result.event_id,
+                        reason_code=result.reason_code.value,
+                        message=result.message,
+                        submission=delivery.raw.decode("utf-8", errors="replace"),
+                        topic=delivery.topic,
+                        partition=delivery.partition,
+                        offset=delivery.offset,
+                        rejected_at=self._recorded_at(log.modified_on),
+                    )
+            processing = ProcessingEvent[UUID](
+                tracking=Tracking(_upstream_name(deliveries[0]), last)
+            )
+            processing.collect_events(*touched.values(), log)
+            self._app._record(processing)  # noqa: SLF001 - the library's documented process path
+        except BaseException:
+            self._forget(touched)
+            self._rejection_log = None
+            raise
+        return report
+
+    def upstream_position(self, topic: str, partition: int) -> int | None:
+        """The last offset of `topic`/`partition` whose effects are in the store."""
+        recorder = self._app.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder.max_tracking_id(f"{topic}:{partition}")
+
+    def _record_one(self, item: bytes | str | SubmissionMessage, touched: dict[str, Trial]) -> SubmissionResult:
+        event_id: str | None = None
+        try:
+            message = item if isinstance(item, SubmissionMessage) else parse_submission(item)
+            event_id = str(message.event_id)
+            trial = self.find_trial(message.trial_id)
+            if trial is None:
+                raise SubmissionRejectedError(
+                    ReasonCode.UNKNOWN_TRIAL, f"no trial {message.trial_id} in this ledger"
+                )
+            submission = self._checked_correction(trial, to_domain(message))
+            version_before = trial.version
+            outcome = trial.record(submission, self._recorded_at(trial.modified_on))
+        except InvalidSubmissionError as error:
+            return SubmissionResult(
+                event_id=error.event_id or event_id, outcome=None,
+                reason_code=error.reason_code, message=error.message,
+            )
+        except SubmissionRejectedError as error:
+            return SubmissionResult(
+                event_id=event_id, outcome=None, reason_code=error.reason_code, message=error.message
+            )
+        if outcome is Outcome.RECORDED:
+            touched[trial.trial_id] = trial
+        return SubmissionResult(
+            event_id=event_id,
+            outcome=outcome,
+            positions=tuple(range(version_before + 1, trial.version + 1)),
+        )
+
+    def _checked_correction(self, trial: Trial, submission: Submission) -> Submission:
+        """A correction's data must be valid data of the corrected event's type."""
+        if submission.type != RECORD_CORRECTED:
+            return submission
+        target_type = trial.target_type(str(submission.data["target_event_id"]))
+        if target_type is None or target_type.startswith("record."):
+            return submission  # the aggregate refuses it with the precise reason
+        corrected = validate_corrected_data(target_type, dict(submission.data["data"]))
+        data = {**submission.data, "data": corrected}
+        return replace(submission, data=data)
+
+    def _recorded_at(self, last: datetime | None) -> datetime:
+        """Transaction time from the ledger's clock, never earlier than the previous record."""
+        now = self._clock()
+        return max(now, last) if last is not None else now
+
+    def _forget(self, touched: Mapping[str, Trial]) -> None:
+        for trial_id in touched:
+            self._trials.pop(trial_id, None)
+
+    def _load_rejection_log(self) -> RejectionLog:
+        if self._rejection_log is None:
+            try:
+                self._rejection_log = self._app.repository.get(rejection_log_id())
+            except AggregateNotFoundError:
+                self._rejection_log = RejectionLog.start()
+        return self._rejection_log
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def trial_ids(self) -> list[str]:
+        return sorted(
+            entry.trial_id for entry in self._opened_entries()
+        )
+
+    def _opened_entries(self) -> Iterator[LedgerEntry]:
+        for notification in self._app.recorder.select_notifications(
+            start=1, limit=1_000_000, topics=[Trial.Opened.TOPIC]
+        ):
+            event = self._app.mapper.to_domain_event(notification)
+            assert isinstance(event, Trial.Opened)
+            yield _entry(event, str(event.data["protocol"]["trial_id"]))
+
+    def entries(
+        self, trial_id: str, *, as_of: datetime | None = None, after: int = 0
+    ) -> Iterator[LedgerEntry]:
+        """The trial's recorded events in ledger order, as known at `as_of` (None: all)."""
+        if self.find_trial(trial_id) is None:
+            raise LookupError(f"no trial {trial_id} in this ledger")
+        events = self._app.events.get(trial_aggregate_id(trial_id), gt=after or None)
+        yield from known_as_of((_entry(event, trial_id) for event in events), as_of)
+
+    def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
+        for event in self._app.events.get(rejection_log_id(), gt=after or None):
+            if isinstance(event, RejectionLog.Rejected):
+                yield event.to_message(event.originator_version)
+
+    def trial_at(self, trial_id: str, as_of: datetime | None) -> Trial:
+        """The aggregate as it stood at `as_of` (transaction time)."""
+        aggregate_id = trial_aggregate_id(trial_id)
+        if as_of is None:
+            trial = self.find_trial(trial_id)
+            if trial is None:
+                raise LookupError(f"no trial {trial_id} in this ledger")
+            return trial
+        last = 0
+        for entry in self.entries(trial_id, as_of=as_of):
+            last = entry.position
+        if last == 0:
+            raise LookupError(f"trial {trial_id} was not yet open at {as_of.isoformat()}")
+        past: Trial = self._app.repository.get(aggregate_id, version=last)
+        return past
+
+    def default_trial_id(self) -> str:
+        """The store's trial when it holds exactly one (the usual case)."""
+        trial_ids = self.trial_ids()
+        if not trial_ids:
+            raise LookupError("the store holds no trial yet: run `ledger init` or submit events")
+        if len(trial_ids) > 1:
+            raise LookupError(f"the store holds several trials ({', '.join(trial_ids)}): name one")
+        return trial_ids[0]
+
+    @property
+    def store_description(self) -> str:
+        env = self._app.env
+        if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            return f"postgresql database {env.get('POSTGRES_DBNAME')}"
+        return f"sqlite {env.get('SQLITE_DBNAME')}"
+
+
+def _upstream_name(delivery: Delivery) -> str:
+    return f"{delivery.topic}:{delivery.partition}"
+
+
+def _entry(event: Trial.Event, trial_id: str) -> LedgerEntry:
+    return LedgerEntry(
+        position=event.originator_version,
+        type=event.ledger_type,
+        trial_id=trial_id,
+        recorded_at=event.timestamp,
+        data=event.data,
+        subject_id=event.subject_id,
+        occurred_on=event.occurred_on,
+        event_id=event.event_id,
+        source=event.source,
+        entered_by=event.entered_by,
+        reason=event.reason,
+    )
+
+
+def environment_store() -> str:
+    return os.environ.get("LEDGER_STORE", DEFAULT_STORE)

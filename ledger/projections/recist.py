@@ -1,0 +1,490 @@
+"""RECIST 1.1 responses derived from lesion measurements (clinical-rules.md §2).
+
+The ledger records the site's measurements and the investigator's own call side by side; this module
+is the ledger's independent reading of the measurements, so that a disagreement can be listed rather
+than silently trusted. Everything here is a pure function over frozen dataclasses and the
+standard library: the rules are tables, and tables are easiest to audit (and to test row by row)
+as plain code.
+
+Decisions this module takes where RECIST 1.1 leaves room, each documented where it is applied:
+
+* Arithmetic on diameters is exact decimal arithmetic on the recorded values (``Decimal(str(x))``),
+  because the thresholds are boundaries ("≥ 30 %", "≥ 20 % and ≥ 5 mm") and a binary-float rounding
+  error must never move a subject across one.
+* A lesion "too small to measure" is recorded by the site as 5 mm (RECIST 1.1 §3.2 / Appendix
+  I); the module takes the 5 mm at face value and does not try to recognise it.
+* An unmeasured target lesion (``diameter_mm is None``) makes the target response NE, unless the
+  lesions that *were* measured already meet PD: diameters cannot be negative, so the missing ones
+  could only add to the increase.
+* Study days count C1D1 as day 1 (``study_day = date − C1D1 + 1``), the same convention as ADaM
+  ``AVAL = ADT − STARTDT + 1`` in the protocol, so "SD met at or after day 49" means an
+  assessment on or after ``C1D1 + 48 days``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date
+from decimal import Decimal
+from typing import Final, Literal
+
+Response = Literal["CR", "PR", "SD", "NON_CR_NON_PD", "PD", "NE"]
+"""An overall (or target) response at one time point, or a best overall response."""
+
+CR: Final = "CR"
+PR: Final = "PR"
+SD: Final = "SD"
+NON_CR_NON_PD: Final = "NON_CR_NON_PD"
+PD: Final = "PD"
+NE: Final = "NE"
+
+RESPONSES: Final[frozenset[str]] = frozenset({CR, PR, SD, NON_CR_NON_PD, PD, NE})
+
+NON_TARGET_STATUSES: Final[frozenset[str]] = frozenset({"NONE", CR, NON_CR_NON_PD, PD, NE})
+"""Values of ``TumorAssessment.non_target``: ``NONE`` means no non-target disease is recorded."""
+
+RESPONSE_RANK: Final[Mapping[str, int]] = {
+    CR: 6,
+    PR: 5,
+    SD: 4,
+    NON_CR_NON_PD: 3,
+    PD: 2,
+    NE: 1,
+}
+"""The usual best-response hierarchy CR > PR > SD > non-CR/non-PD > PD > NE (higher is better)."""
+
+_CR_NODE_SHORT_AXIS_MM: Final = Decimal(10)
+_PR_FRACTION_OF_BASELINE: Final = Decimal("0.70")
+_PD_FRACTION_OF_NADIR: Final = Decimal("1.20")
+_PD_ABSOLUTE_INCREASE_MM: Final = Decimal(5)
+
+
+@dataclass(frozen=True)
+class AssessmentRules:
+    """Protocol parameters for response and censoring, passed in so that no rule is hard-coded.
+
+    The defaults equal the protocol (protocol.md, "Assessments"); a trial amendment changes the
+    protocol definition, and the caller builds a new ``AssessmentRules`` from it with
+    :meth:`from_mapping`, so the rules that applied stay visible in the ledger rather than in code.
+    """
+
+    confirmation_days: int = 28
+    """A CR/PR is confirmed by a later assessment at least this many days after it."""
+    min_sd_days: int = 49
+    """SD needs an SD-or-better time point on or after this study day (C1D1 is day 1)."""
+    visit_interval_days: int = 56
+    """Scheduled tumor assessments: every this many days from C1D1."""
+    visit_window_days: int = 7
+    """Allowed deviation (±) from a scheduled assessment date."""
+    missed_visits_days: int = 119
+    """PD/death more than this many days after the last adequate assessment (or C1D1) follows
+    two or more missed visits; the protocol's 2 × 56 + 7."""
+
+    def __post_init__(self) -> None:
+        """Refuse nonsense early: every parameter is a day count, so a positive integer."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{f.name} must be an integer number of days, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{f.name} must be positive, got {value}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object]) -> AssessmentRules:
+        """Build the rules from a protocol definition's assessment section.
+
+        Unknown keys are refused because a misspelt key would otherwise fall back to the default
+        silently. Missing keys take the protocol default, except ``missed_visits_days``, which when
+        absent is derived as ``2 × visit_interval_days + visit_window_days`` so that an amendment to
+        the schedule cannot leave a stale missed-visit threshold behind.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise ValueError(f"unknown assessment rule(s): {', '.join(unknown)}")
+        values: dict[str, int] = {}
+        for name, value in mapping.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer number of days, got {value!r}")
+            values[name] = value
+        if "missed_visits_days" not in values:
+            defaults = cls()
+            interval = values.get("visit_interval_days", defaults.visit_interval_days)
+            window = values.get("visit_window_days", defaults.visit_window_days)
+            values["missed_visits_days"] = 2 * interval + window
+        return cls(**values)
+
+
+def study_day(on: date, c1d1: date) -> int:
+    """Study day of ``on`` with C1D1 as day 1, the protocol's ``ADT − STARTDT + 1`` convention."""
+    return (on - c1d1).days + 1
+
+
+@dataclass(frozen=True)
+class TargetLesion:
+    """One target lesion measurement: long axis if non-nodal, short axis if nodal, as recorded.
+
+    ``diameter_mm`` is ``None`` when the lesion was not measured at this assessment. A lesion the
+    site judged too small to measure is recorded as 5 mm, per RECIST 1.1, and is taken as given.
+    """
+
+    lesion_id: str
+    diameter_mm: float | None
+    nodal: bool
+
+    def __post_init__(self) -> None:
+        """A diameter is a finite, non-negative length; anything else is a recording error."""
+        d = self.diameter_mm
+        if d is not None and (isinstance(d, bool) or not math.isfinite(d) or d < 0):
+            raise ValueError(f"lesion {self.lesion_id}: diameter must be ≥ 0 mm, got {d!r}")
+
+
+@dataclass(frozen=True)
+class TumorAssessment:
+    """One tumor assessment of one subject, as the site recorded it."""
+
+    assessed_on: date
+    baseline: bool
+    target_lesions: tuple[TargetLesion, ...]
+    non_target: str
+    """``NONE``, ``CR``, ``NON_CR_NON_PD``, ``PD`` or ``NE``."""
+    new_lesions: bool
+    investigator_response: str | None = None
+
+    def __post_init__(self) -> None:
+        """Validate coded values at the edge so the table functions only see known codes."""
+        if self.non_target not in NON_TARGET_STATUSES:
+            raise ValueError(f"unknown non-target status {self.non_target!r}")
+        if self.investigator_response is not None and self.investigator_response not in RESPONSES:
+            raise ValueError(f"unknown investigator response {self.investigator_response!r}")
+        ids = [lesion.lesion_id for lesion in self.target_lesions]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"duplicate target lesion id on {self.assessed_on}: {ids}")
+
+
+@dataclass(frozen=True)
+class TimePointResponse:
+    """The ledger's derived response at one post-baseline assessment, beside the investigator's.
+
+    ``target_response`` is ``None`` when the subject has no target disease at baseline (or no
+    baseline at all). Sums are reported only when every target lesion was measured; the percent
+    changes are ``None`` when a sum or its reference is missing or the reference is 0 mm.
+    ``discrepant`` is computed, never passed: it is true when the investigator recorded a response
+    that differs from the derived one, so the disagreement listing cannot drift from the data.
+    """
+
+    assessed_on: date
+    response: Response
+    target_response: Response | None = None
+    target_sum_mm: float | None = None
+    nadir_sum_mm: float | None = None
+    pct_change_from_baseline: float | None = None
+    pct_change_from_nadir: float | None = None
+    investigator_response: str | None = None
+    discrepant: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Derive the discrepancy flag from the two responses it compares."""
+        discrepant = (
+            self.investigator_response is not None and self.investigator_response != self.response
+        )
+        object.__setattr__(self, "discrepant", discrepant)
+
+
+@dataclass(frozen=True)
+class BestResponse:
+    """Best overall response of one subject, unconfirmed (ADRS BOR) and confirmed (ADRS CBOR).
+
+    ``first_confirmed_response_on`` is the date of the first CR/PR that a later assessment confirmed
+    (the DoR origin) and ``confirmation_on`` the date of the assessment that confirmed it; both are
+    ``None`` unless the confirmed response is CR or PR.
+    """
+
+    unconfirmed: Response
+    confirmed: Response
+    first_confirmed_response_on: date | None = None
+    confirmation_on: date | None = None
+
+
+def _mm(value: float) -> Decimal:
+    """Exact decimal for a recorded diameter, so that 30 % means 30 % and not 29.999999 %."""
+    return Decimal(str(value))
+
+
+def _sum_decimal(lesions: Iterable[TargetLesion]) -> Decimal | None:
+    total = Decimal(0)
+    for lesion in lesions:
+        if lesion.diameter_mm is None:
+            return None
+        total += _mm(lesion.diameter_mm)
+    return total
+
+
+def sum_of_diameters(lesions: Iterable[TargetLesion]) -> float | None:
+    """Sum of diameters (long axis non-nodal, short axis nodal, as recorded), or ``None``.
+
+    ``None`` when any lesion was not measured: a partial sum would look like shrinkage.
+    """
+    total = _sum_decimal(lesions)
+    return None if total is None else float(total)
+
+
+def _meets_pd(current: Decimal, nadir: Decimal) -> bool:
+    """PD: ≥ 20 % above the nadir *and* ≥ 5 mm above it in absolute terms (both, per RECIST)."""
+    return current >= nadir * _PD_FRACTION_OF_NADIR and current - nadir >= _PD_ABSOLUTE_INCREASE_MM
+
+
+def _target_response_decimal(
+    lesions: Sequence[TargetLesion], baseline_sum: Decimal | None, nadir_sum: Decimal | None
+) -> Response:
+    measured = [_mm(x.diameter_mm) for x in lesions if x.diameter_mm is not None]
+    complete = len(measured) == len(lesions)
+    if complete and all(
+        (_mm(x.diameter_mm) < _CR_NODE_SHORT_AXIS_MM) if x.nodal else (_mm(x.diameter_mm) == 0)
+        for x in lesions
+        if x.diameter_mm is not None
+    ):
+        # CR before PD: nodes < 10 mm are normal by definition, so a node moving from 4 to 9 mm
+        # is not disease that could progress even though the sum rises by 5 mm.
+        return CR
+    if nadir_sum is not None and _meets_pd(sum(measured, Decimal(0)), nadir_sum):
+        # Unmeasured lesions can only add to the sum, so PD shown by the measured ones stands.
+        return PD
+    if not complete or baseline_sum is None:
+        # Without every lesion (or without a baseline sum) neither PR nor SD can be excluded.
+        return NE
+    if sum(measured, Decimal(0)) <= baseline_sum * _PR_FRACTION_OF_BASELINE:
+        return PR
+    return SD
+
+
+def target_response(
+    lesions: Sequence[TargetLesion], baseline_sum_mm: float | None, nadir_sum_mm: float | None
+) -> Response:
+    """Target-lesion response at one time point (clinical-rules.md §2 thresholds).
+
+    CR: every non-nodal lesion 0 mm and every nodal lesion < 10 mm; checked first because normal
+    nodes cannot progress. PD: sum ≥ 20 % above the nadir and ≥ 5 mm above it, judged on the
+    measured lesions even when some are missing. NE: any lesion unmeasured (and no PD), or no
+    baseline sum. PR: sum ≥ 30 % below the baseline sum. SD: otherwise.
+    """
+    baseline = None if baseline_sum_mm is None else _mm(baseline_sum_mm)
+    nadir = None if nadir_sum_mm is None else _mm(nadir_sum_mm)
+    return _target_response_decimal(lesions, baseline, nadir)
+
+
+def overall_response_with_target(target: Response, non_target: str, new_lesions: bool) -> Response:
+    """Time-point response for a subject with target disease (RECIST 1.1 table 1), row by row.
+
+    ``non_target`` ``NONE`` reads as the table's "CR (or none)"; ``NE`` as "not evaluated" /
+    "not all evaluated".
+    """
+    if non_target not in NON_TARGET_STATUSES:
+        raise ValueError(f"unknown non-target status {non_target!r}")
+    if new_lesions or PD in (target, non_target):
+        return PD  # rows "any / any / yes", "PD / any / any", "any / PD / any"
+    if target == NE:
+        return NE  # "not all evaluated / non-PD / no"
+    if target == CR:
+        if non_target in ("CR", "NONE"):
+            return CR  # "CR / CR (or none) / no"
+        return PR  # "CR / non-CR/non-PD / no" and "CR / not evaluated / no"
+    if target == PR:
+        return PR  # "PR / non-PD or not all evaluated / no"
+    if target == SD:
+        return SD  # "SD / non-PD or not all evaluated / no"
+    raise ValueError(f"not a target response: {target!r}")
+
+
+def overall_response_non_target_only(non_target: str, new_lesions: bool) -> Response:
+    """Time-point response for a subject with non-target disease only (RECIST 1.1 table 2).
+
+    ``NONE`` here means the site recorded no non-target disease for a subject whose only disease
+    is non-target: CR must be called explicitly, so this reads as not evaluated (NE).
+    """
+    if non_target not in NON_TARGET_STATUSES:
+        raise ValueError(f"unknown non-target status {non_target!r}")
+    if new_lesions or non_target == PD:
+        return PD  # "unequivocal PD / any" and "any / yes"
+    if non_target == CR:
+        return CR
+    if non_target == NON_CR_NON_PD:
+        return NON_CR_NON_PD
+    return NE  # "not all evaluated / no" (and NONE, see above)
+
+
+def _pct_change(current: Decimal | None, reference: Decimal | None) -> float | None:
+    if current is None or reference is None or reference == 0:
+        return None
+    return float((current - reference) / reference * 100)
+
+
+def _not_evaluable(assessment: TumorAssessment) -> TimePointResponse:
+    return TimePointResponse(
+        assessed_on=assessment.assessed_on,
+        response=NE,
+        investigator_response=assessment.investigator_response,
+    )
+
+
+def derive_time_points(assessments: Iterable[TumorAssessment]) -> tuple[TimePointResponse, ...]:
+    """Derived overall response at every post-baseline assessment of one subject, by date.
+
+    Baseline is the latest baseline assessment before the first post-baseline one (a same-day
+    baseline sorts first). A baseline-flagged record dated after a post-baseline assessment is
+    ignored: re-baselining mid-study would silently reset the reference for PR. Without a baseline
+    every post-baseline time point is NE (a lesion cannot be "new" without one). The target lesions
+    are the baseline's, matched by ``lesion_id``; a baseline lesion absent from a follow-up counts
+    as unmeasured, and a follow-up lesion unknown at baseline is not a target lesion. The nadir is
+    the smallest complete sum before the assessment being judged, baseline included. A follow-up
+    that records ``NONE`` for non-target disease the baseline had is read as not evaluated.
+    """
+    ordered = sorted(assessments, key=lambda a: (a.assessed_on, not a.baseline))
+    first_post = next((i for i, a in enumerate(ordered) if not a.baseline), len(ordered))
+    baseline = ordered[first_post - 1] if first_post > 0 else None
+    followups = [a for a in ordered[first_post:] if not a.baseline]
+    if baseline is None:
+        return tuple(_not_evaluable(a) for a in followups)
+
+    target_ids = [lesion.lesion_id for lesion in baseline.target_lesions]
+    has_non_target = baseline.non_target != "NONE"
+    baseline_sum = _sum_decimal(baseline.target_lesions) if target_ids else None
+    nadir = baseline_sum
+    results: list[TimePointResponse] = []
+    for a in followups:
+        non_target = a.non_target
+        if has_non_target and non_target == "NONE":
+            non_target = NE
+        by_id = {lesion.lesion_id: lesion for lesion in a.target_lesions}
+        lesions = tuple(
+            by_id.get(i, TargetLesion(i, None, baseline.target_lesions[k].nodal))
+            for k, i in enumerate(target_ids)
+        )
+        current_sum: Decimal | None = None
+        target: Response | None = None
+        if target_ids:
+            current_sum = _sum_decimal(lesions)
+            target = _target_response_decimal(lesions, baseline_sum, nadir)
+            overall = overall_response_with_target(target, non_target, a.new_lesions)
+        elif has_non_target:
+            overall = overall_response_non_target_only(non_target, a.new_lesions)
+        else:
+            # No disease at all at baseline: only a new lesion can change that.
+            overall = PD if a.new_lesions else NE
+        results.append(
+            TimePointResponse(
+                assessed_on=a.assessed_on,
+                response=overall,
+                target_response=target,
+                target_sum_mm=None if current_sum is None else float(current_sum),
+                nadir_sum_mm=None if nadir is None else float(nadir),
+                pct_change_from_baseline=_pct_change(current_sum, baseline_sum),
+                pct_change_from_nadir=_pct_change(current_sum, nadir),
+                investigator_response=a.investigator_response,
+            )
+        )
+        if current_sum is not None and (nadir is None or current_sum < nadir):
+            nadir = current_sum
+    return tuple(results)
+
+
+_SD_OR_BETTER: Final[frozenset[str]] = frozenset({CR, PR, SD, NON_CR_NON_PD})
+_RESPONDING: Final[frozenset[str]] = frozenset({CR, PR})
+
+
+def _first_confirmed(
+    points: Sequence[TimePointResponse],
+    responses: frozenset[str],
+    allowed_between: frozenset[str],
+    confirmation_days: int,
+) -> tuple[date, date] | None:
+    """Earliest (response date, confirmation date) pair, or ``None``.
+
+    A time point in ``responses`` is confirmed by a later one in ``responses`` at least
+    ``confirmation_days`` after it, with only ``allowed_between`` responses in between (any number
+    of NE visits is tolerated: a missed scan does not undo a response).
+    """
+    for i, first in enumerate(points):
+        if first.response not in responses:
+            continue
+        for later in points[i + 1 :]:
+            if later.response not in allowed_between:
+                break
+            gap = (later.assessed_on - first.assessed_on).days
+            if later.response in responses and gap >= confirmation_days:
+                return first.assessed_on, later.assessed_on
+    return None
+
+
+def best_overall_response(
+    time_points: Iterable[TimePointResponse], c1d1: date, rules: AssessmentRules
+) -> BestResponse:
+    """Unconfirmed and confirmed best overall response (RECIST 1.1 table 3), hierarchy CR > … > NE.
+
+    Only time points up to and including the first PD count. Confirmed BOR, in order:
+
+    1. CR if a CR is followed ≥ ``confirmation_days`` later by a CR, with only CR/NE between.
+    2. PR if a CR or PR is followed ≥ ``confirmation_days`` later by a CR or PR, with only CR/PR/NE
+       between. This covers "PR then CR → PR", "PR then PR → PR" and the row "CR then PR", for which
+       the table allows SD, PD or PR: we choose **PR**. The ledger's own PD rule already turns real
+       regrowth after a CR (≥ 5 mm above a nadir of 0) into PD, so a derived PR after a CR means a
+       small residual that makes the first "CR" really a PR, RECIST's second reading of that row.
+    3. SD (or NON_CR_NON_PD for non-target-only disease) if any SD-or-better time point falls on
+       or after study day ``min_sd_days``. Applied uniformly, also to "PR then SD", whose table cell
+       assumes the minimum duration met (RECIST 1.1 §4.4.1 requires it for any SD).
+    4. PD if a PD was documented, or if an unconfirmed CR was followed by SD/PR/non-CR/non-PD: had
+       the CR been real, that disease reappeared ("CR then SD → PD" when SD is too short).
+    5. NE otherwise ("NE then NE", "CR/PR then NE" with SD too short).
+
+    Unconfirmed BOR: CR if any CR, PR if any PR, else steps 3-5 without the CR rule of step 4.
+    """
+    ordered = sorted(time_points, key=lambda t: t.assessed_on)
+    points: list[TimePointResponse] = []
+    for tp in ordered:
+        points.append(tp)
+        if tp.response == PD:
+            break
+    responses = [tp.response for tp in points]
+    stable: Response = SD if any(tp.target_response is not None for tp in points) else NON_CR_NON_PD
+    sd_met = any(
+        tp.response in _SD_OR_BETTER and study_day(tp.assessed_on, c1d1) >= rules.min_sd_days
+        for tp in points
+    )
+    has_pd = PD in responses
+
+    unconfirmed: Response
+    if CR in responses:
+        unconfirmed = CR
+    elif PR in responses:
+        unconfirmed = PR
+    elif sd_met:
+        unconfirmed = stable
+    elif has_pd:
+        unconfirmed = PD
+    else:
+        unconfirmed = NE
+
+    days = rules.confirmation_days
+    cr_pair = _first_confirmed(points, frozenset({CR}), frozenset({CR, NE}), days)
+    response_pair = _first_confirmed(points, _RESPONDING, frozenset({CR, PR, NE}), days)
+    first_cr = responses.index(CR) if CR in responses else None
+    disease_after_cr = first_cr is not None and any(
+        r in (SD, PR, NON_CR_NON_PD) for r in responses[first_cr + 1 :]
+    )
+    confirmed: Response
+    if cr_pair is not None:
+        confirmed = CR
+    elif response_pair is not None:
+        confirmed = PR
+    elif sd_met:
+        confirmed = stable
+    elif has_pd or disease_after_cr:
+        confirmed = PD
+    else:
+        confirmed = NE
+
+    if confirmed in _RESPONDING and response_pair is not None:
+        return BestResponse(unconfirmed, confirmed, response_pair[0], response_pair[1])
+    return BestResponse(unconfirmed, confirmed)

@@ -1,0 +1,119 @@
+"""pytest plugin: real Apache Kafka brokers for ``@pytest.mark.kafka`` tests.
+
+Enable with ``pytest_plugins = ["tests.kafka_fixtures"]`` in ``tests/conftest.py`` (or
+``-p tests.kafka_fixtures``).
+
+* ``kafka_broker`` (session): a 1-node KRaft broker started by ``deploy.broker`` in a temporary
+  directory and stopped at the end of the session. With ``LEDGER_TEST_BOOTSTRAP=host:port`` set,
+  that external broker is used instead (an ``ExternalBroker`` with only ``.bootstrap``).
+* ``kafka_cluster3`` (function, backed by one module-scoped 3-node cluster): replication factor 3
+  and min ISR 2 by default; every test gets all three nodes running, so a test may kill nodes
+  (``kill_node``) without restoring them. Skipped when ``LEDGER_TEST_BOOTSTRAP`` is set.
+
+When a test using either fixture fails, its report gets a section with the broker log paths and
+their last lines.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy import broker
+
+# kafka-python 3.0.x calls importlib.resources.read_text() (-> open_text()) on import, deprecated on
+# Python 3.11/3.12, which pyproject's filterwarnings=error would turn into a collection error in
+# every module importing kafka. Import it once here, before any test module, with just that
+# warning silenced.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message=r"(read|open)_text is deprecated", category=DeprecationWarning
+    )
+    import kafka  # noqa: F401
+
+BOOTSTRAP_ENV = "LEDGER_TEST_BOOTSTRAP"
+
+
+@dataclass(frozen=True)
+class ExternalBroker:
+    """A broker not managed by the tests (``LEDGER_TEST_BOOTSTRAP``)."""
+
+    bootstrap: str
+
+
+def _start_or_fail(data_dir: Path, nodes: int) -> broker.BrokerCluster:
+    try:
+        return broker.start(data_dir, nodes=nodes)
+    except broker.BrokerError as exc:
+        logs = ", ".join(str(p) for p in sorted(data_dir.glob("node-*.log")))
+        pytest.fail(f"could not start a {nodes}-node Kafka broker (logs: {logs}):\n{exc}")
+
+
+def _stop(cluster: broker.BrokerCluster) -> None:
+    try:
+        cluster.stop()
+    except broker.BrokerError as exc:  # pragma: no cover - teardown must not mask results
+        warnings.warn(f"stopping Kafka in {cluster.data_dir}: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[broker.BrokerCluster | ExternalBroker]:
+    """A running single-node Kafka broker for the whole session (or ``LEDGER_TEST_BOOTSTRAP``)."""
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if external:
+        yield ExternalBroker(external)
+        return
+    cluster = _start_or_fail(tmp_path_factory.mktemp("kafka1"), 1)
+    try:
+        yield cluster
+    finally:
+        _stop(cluster)
+
+
+@pytest.fixture(scope="module")
+def _kafka_cluster3_module(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[broker.BrokerCluster]:
+    """One 3-node cluster per test module."""
+    if os.environ.get(BOOTSTRAP_ENV):
+        pytest.skip(f"{BOOTSTRAP_ENV} is set: no local 3-node cluster to kill nodes of")
+    cluster = _start_or_fail(tmp_path_factory.mktemp("kafka3"), 3)
+    try:
+        yield cluster
+    finally:
+        _stop(cluster)
+
+
+@pytest.fixture
+def kafka_cluster3(_kafka_cluster3_module: broker.BrokerCluster) -> broker.BrokerCluster:
+    """The module's 3-node cluster with every node running (nodes killed earlier restarted)."""
+    return _start_or_fail(_kafka_cluster3_module.data_dir, 3)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the broker log paths and tails to the report of a failed Kafka test."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name in ("kafka_broker", "kafka_cluster3", "_kafka_cluster3_module"):
+            cluster = funcargs.get(name)
+            if isinstance(cluster, broker.BrokerCluster):
+                for node in cluster.nodes:
+                    report.sections.append(
+                        (
+                            f"Kafka node {node.node_id} log {node.log_path}",
+                            broker.log_tail(node.log_path, 30),
+                        )
+                    )
+                break
+    return report
