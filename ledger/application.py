@@ -353,9 +353,10 @@ class LedgerService:
 
     def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
-        for event in self._app.events.get(rejection_log_id(), gt=after or None):
+        # Version 1 is the log's creation, so rejection n is version n + 1.
+        for event in self._app.events.get(rejection_log_id(), gt=after + 1):
             if isinstance(event, RejectionLog.Rejected):
-                yield event.to_message(event.originator_version)
+                yield event.to_message(event.originator_version - 1)
 
     def trial_at(self, trial_id: str, as_of: datetime | None) -> Trial:
         """The aggregate as it stood at `as_of` (transaction time)."""

@@ -91,7 +91,7 @@ class Expand:
 
 @dataclass(frozen=True, slots=True)
 class DeEscalate:
-    """Reopen ``to_level`` (it had 0/3) for 3 more, slots → 6: the level above was too toxic."""
+    """Reopen ``to_level`` (0/3 when left) for 3 more, slots → 6: the level above was too toxic."""
 
     to_level: int
 

@@ -531,8 +531,7 @@ class Trial(Aggregate):
             raise SubmissionRejectedError(
                 ReasonCode.COHORT_NOT_OPEN, f"cohort {cohort} is not open; {self._open_hint()}"
             )
-        occupied = sum(1 for s in level.subjects if not self._subjects[s].replaced)
-        if occupied >= level.slots:
+        if self._occupied(level) >= level.slots:
             raise SubmissionRejectedError(
                 ReasonCode.COHORT_FULL,
                 f"cohort {cohort} has all {level.slots} places taken; more open only after "
@@ -564,6 +563,21 @@ class Trial(Aggregate):
                 f"event {target} belongs to subject {fact.subject_id}, "
                 f"not {submission.subject_id}",
             )
+
+    def _occupied(self, level: _Level) -> int:
+        return sum(1 for s in level.subjects if not self._subjects[s].replaced)
+
+    def open_cohort(self) -> str | None:
+        """The cohort a new subject could enter right now, or None while enrollment waits."""
+        if len(self._subjects) >= self.protocol.max_subjects:
+            return None
+        if self.stage is Stage.EXPANSION:
+            return EXPANSION
+        if self.stage is Stage.ESCALATION:
+            level = self._levels[self.current_level]
+            if level.state is CohortState.OPEN and self._occupied(level) < level.slots:
+                return level.name
+        return None
 
     def _open_hint(self) -> str:
         if self.stage is Stage.EXPANSION:

@@ -93,21 +93,29 @@ class AssessmentRules:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, object]) -> AssessmentRules:
-        """Build the rules from a protocol definition's assessment section.
+        """Build the rules from the protocol definition's ``assessments`` section.
 
+        The section is accepted as ``ledger/protocols/*.json`` spells it: ``interval_days`` and
+        ``window_days`` name the visit schedule, and ``baseline_window_days`` (baseline eligibility,
+        not a response rule) is accepted and ignored; the field names themselves are accepted too.
         Unknown keys are refused because a misspelt key would otherwise fall back to the default
         silently. Missing keys take the protocol default, except ``missed_visits_days``, which when
         absent is derived as ``2 × visit_interval_days + visit_window_days`` so that an amendment to
         the schedule cannot leave a stale missed-visit threshold behind.
         """
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - known)
+        unknown = sorted(set(mapping) - known - set(_PROTOCOL_ALIASES) - _PROTOCOL_IGNORED)
         if unknown:
             raise ValueError(f"unknown assessment rule(s): {', '.join(unknown)}")
         values: dict[str, int] = {}
-        for name, value in mapping.items():
+        for key, value in mapping.items():
+            if key in _PROTOCOL_IGNORED:
+                continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer number of days, got {value!r}")
+                raise TypeError(f"{key} must be an integer number of days, got {value!r}")
+            name = _PROTOCOL_ALIASES.get(key, key)
+            if values.get(name, value) != value:
+                raise ValueError(f"{name} given twice with different values")
             values[name] = value
         if "missed_visits_days" not in values:
             defaults = cls()
@@ -115,6 +123,14 @@ class AssessmentRules:
             window = values.get("visit_window_days", defaults.visit_window_days)
             values["missed_visits_days"] = 2 * interval + window
         return cls(**values)
+
+
+_PROTOCOL_ALIASES: Final[Mapping[str, str]] = {
+    "interval_days": "visit_interval_days",
+    "window_days": "visit_window_days",
+}
+"""Protocol-file key → ``AssessmentRules`` field, where the two spell it differently."""
+_PROTOCOL_IGNORED: Final[frozenset[str]] = frozenset({"baseline_window_days"})
 
 
 def study_day(on: date, c1d1: date) -> int:

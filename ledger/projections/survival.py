@@ -13,7 +13,9 @@ Conventions, each deliberate:
   they agree with R's ``conf.type = "log-log"``.
 * The median is the first time S(t) ≤ 0.5, ``math.inf`` when never reached ("NR"). R takes the
   midpoint when S(t) sits exactly at 0.5 over an interval; lifelines (and this module) does not.
-  Its interval is ``lifelines.utils.median_survival_times`` applied to the log-log band.
+  The comparison allows 1e-9 for rounding: lifelines' own ``median_survival_time_`` misses a
+  curve that is exactly 0.5 but computed as 0.5000000000000001 (e.g. 6 subjects, 3 events).
+  The median's interval is ``lifelines.utils.median_survival_times`` applied to the log-log band.
 * One month is 30.4375 days (365.25 / 12), the usual ADaM/SAP convention; landmark survival at
   6 and 12 months is read at 182.625 and 365.25 days.
 * Landmarks beyond the last follow-up are not estimable and come back as NaN ("NE"), as R's
@@ -227,7 +229,7 @@ def fit_kaplan_meier(
         label=label,
         n=len(durations),
         events=int(observed.sum()),
-        median_days=float(kmf.median_survival_time_),
+        median_days=_median(timeline, survival),
         median_ci=(float(median_ci.iloc[0, 0]), float(median_ci.iloc[0, 1])),
         survival_at={
             m: _read_step(timeline, survival, ci_lower, ci_upper, m * DAYS_PER_MONTH)
@@ -240,6 +242,22 @@ def fit_kaplan_meier(
         at_risk=at_risk,
         censored_days=censored_days,
     )
+
+
+_HALF_TOLERANCE: Final = 1e-9
+
+
+def _median(timeline: Sequence[float], survival: Sequence[float]) -> float:
+    """First time S(t) ≤ 0.5, allowing for rounding in lifelines' product; inf if never.
+
+    lifelines multiplies the factors as ``exp(Σ log(1 − d/n))``, so a curve that is exactly 0.5
+    can come out as 0.5000000000000001 and ``median_survival_time_`` then jumps to the next
+    event time. Comparing with a tolerance gives the value the rule defines.
+    """
+    for time, value in zip(timeline, survival, strict=True):
+        if value <= 0.5 + _HALF_TOLERANCE:
+            return time
+    return math.inf
 
 
 def _read_step(

@@ -1,0 +1,305 @@
+"""A seeded synthetic NCT05406206: sites submitting day by day, the ledger deciding as it goes.
+
+Subjects arrive on a calendar; each is enrolled only when the ledger says a cohort has a place, so
+escalation, expansion and replacement all happen through the aggregates. Every submission is also
+written to a `.jsonl` file, so `ledger submit` of that file replays the same history.
+
+The demo's ledger runs on a simulated clock (recorded in the evening of each calendar day) so its
+history spreads over the trial's calendar and `--as-of` questions have interesting answers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from ledger.aggregates.trial import EXPANSION
+from ledger.application import BatchReport, LedgerService
+from ledger.schemas.submissions import SCHEMA_VERSION
+
+# True DLT probabilities the simulation draws from: C is too toxic, so the MTD lands below it.
+TRUE_DLT = {"A": 0.05, "B": 0.15, "C": 0.55, EXPANSION: 0.15}
+DEMO_START = date(2024, 1, 8)
+DEMO_END = date(2026, 6, 30)
+SITES = ("edc-site-01", "edc-site-02", "edc-site-03")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRun:
+    trial_id: str
+    submissions_file: Path
+    store: str
+    submitted: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    last_day: date
+
+
+@dataclass(order=True)
+class _Pending:
+    submit_on: date
+    sequence: int
+    envelope: dict[str, Any] = field(compare=False)
+
+
+class _Calendar:
+    """A simulated wall clock: the ledger records each day's submissions that evening."""
+
+    def __init__(self, start: date) -> None:
+        self.today = start
+        self._tick = itertools.count()
+
+    def now(self) -> datetime:
+        return datetime.combine(self.today, time(18, 0), tzinfo=UTC) + timedelta(
+            microseconds=next(self._tick)
+        )
+
+
+class _SiteData:
+    """Generates one subject's clinical course as submissions queued on the calendar."""
+
+    def __init__(self, rng: random.Random, trial_id: str, queue: list[_Pending]) -> None:
+        self._rng = rng
+        self._trial_id = trial_id
+        self._queue = queue
+        self._sequence = itertools.count()
+
+    def envelope(
+        self, kind: str, subject_id: str, on: date, data: dict[str, Any], *,
+        submit_on: date | None = None, reason: str | None = None, site: str = SITES[0],
+    ) -> dict[str, Any]:
+        envelope = {
+            "event_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+            "type": kind,
+            "schema_version": SCHEMA_VERSION,
+            "trial_id": self._trial_id,
+            "subject_id": subject_id,
+            "occurred_on": on.isoformat(),
+            "source": site,
+            "entered_by": f"crc.{site[-2:]}",
+            "reason": reason,
+            "data": data,
+        }
+        heapq.heappush(self._queue, _Pending(submit_on or on, next(self._sequence), envelope))
+        return envelope
+
+    def subject_course(
+        self, subject_id: str, cohort: str, dose_mg: float, enrolled_on: date, end: date
+    ) -> None:
+        rng = self._rng
+        site = SITES[int(subject_id[:2]) % len(SITES)]
+        put = self._put(subject_id, site, end)
+        c1d1 = enrolled_on + timedelta(days=rng.randint(2, 5))
+        lesions = {f"T{i}": float(rng.randint(15, 55)) for i in range(1, rng.randint(2, 4) + 1)}
+        nodal = {"T1": False, "T2": rng.random() < 0.3, "T3": False}
+        put("tumor.assessed", c1d1 - timedelta(days=rng.randint(3, 20)),
+            self._assessment(lesions, nodal, "NON_CR_NON_PD", baseline=True), submit_on=enrolled_on)
+        withdraws_early = rng.random() < 0.06
+        has_dlt = not withdraws_early and rng.random() < TRUE_DLT[cohort]
+        course = rng.choices(("responder", "stable", "progressor"), weights=(3, 4, 3))[0]
+        progression_visit = {"responder": rng.randint(3, 7), "stable": rng.randint(2, 5),
+                             "progressor": rng.randint(1, 2)}[course]
+        stop_treatment: date | None = None
+        if withdraws_early:
+            put("subject.withdrawn", c1d1 + timedelta(days=rng.randint(5, 15)),
+                {"reason": "consent_withdrawn"})
+            stop_treatment = c1d1 + timedelta(days=4)
+        if has_dlt:
+            onset = c1d1 + timedelta(days=rng.randint(6, 24))
+            put("adverse_event.reported", onset, {"ae_id": "AE-01", "term": rng.choice(
+                ("hypertension", "palmar-plantar erythrodysesthesia", "proteinuria", "ALT increased")),
+                "grade": 3, "serious": rng.random() < 0.4, "related": True})
+            put("dlt.adjudicated", onset + timedelta(days=3), {"ae_id": "AE-01", "dlt": True})
+            put("treatment.discontinued", onset + timedelta(days=2), {"reason": "toxicity"})
+            stop_treatment = onset + timedelta(days=1)
+        elif rng.random() < 0.6:
+            onset = c1d1 + timedelta(days=rng.randint(3, 40))
+            grade = rng.choice((1, 2, 2, 3))
+            put("adverse_event.reported", onset, {"ae_id": "AE-01", "term": "fatigue", "grade": grade,
+                "serious": False, "related": True}, submit_on=onset + timedelta(days=rng.randint(0, 9)))
+            if grade >= 3:
+                put("dlt.adjudicated", onset + timedelta(days=10), {"ae_id": "AE-01", "dlt": False})
+            put("adverse_event.updated", onset + timedelta(days=14), {"ae_id": "AE-01", "resolved": True})
+
+        # Tumor assessments every 56 days until progression.
+        progressed_on: date | None = None
+        size = dict(lesions)
+        for visit in itertools.count(1):
+            assessed_on = c1d1 + timedelta(days=56 * visit + rng.randint(-5, 5))
+            if assessed_on > end or (withdraws_early and visit >= 1):
+                break
+            factor = {"responder": 0.55, "stable": 0.95, "progressor": 1.0}[course]
+            progressing = visit >= progression_visit
+            for key in size:
+                size[key] = round(size[key] * (1.35 if progressing else factor), 1)
+            new_lesions = progressing and rng.random() < 0.5
+            envelope = put("tumor.assessed", assessed_on,
+                           self._assessment(size, nodal, "NON_CR_NON_PD", new_lesions=new_lesions,
+                                            baseline_sum=sum(lesions.values())))
+            if visit == 1 and rng.random() < 0.15:
+                # A transcription error caught at monitoring, corrected with a reason.
+                wrong = dict(envelope["data"])
+                envelope["data"] = {**wrong, "target_lesions": [
+                    {**lesion, "diameter_mm": lesion["diameter_mm"] * 10}
+                    for lesion in wrong["target_lesions"]]}
+                put("record.corrected", assessed_on,
+                    {"target_event_id": envelope["event_id"], "data": wrong},
+                    submit_on=assessed_on + timedelta(days=12),
+                    reason="source data verification: diameters entered in mm×10")
+            if progressing:
+                progressed_on = assessed_on
+                break
+
+        treatment_end = min(d for d in (stop_treatment, progressed_on, end,
+                                        c1d1 + timedelta(days=28 * 12)) if d is not None)
+        if progressed_on is not None and stop_treatment is None:
+            put("treatment.discontinued", progressed_on + timedelta(days=1), {"reason": "progression"})
+        self._treat(put, c1d1, treatment_end, dose_mg)
+
+        # Survival follow-up.
+        last = treatment_end
+        dies_on: date | None = None
+        if progressed_on is not None:
+            if rng.random() < 0.6:
+                put("anticancer_therapy.started", progressed_on + timedelta(days=rng.randint(10, 30)),
+                    {"therapy": rng.choice(("regorafenib", "TAS-102", "TAS-102 + bevacizumab"))})
+            dies_on = progressed_on + timedelta(days=int(rng.expovariate(1 / 200)) + 20)
+        elif rng.random() < 0.15:
+            dies_on = c1d1 + timedelta(days=rng.randint(60, 600))
+        if withdraws_early:
+            return
+        while True:
+            last += timedelta(days=rng.randint(75, 100))
+            if dies_on is not None and last >= dies_on:
+                put("subject.died", dies_on, {"cause": "disease progression"},
+                    submit_on=dies_on + timedelta(days=rng.randint(1, 20)))
+                return
+            if last > end or last > c1d1 + timedelta(days=730):
+                return
+            put("subject.alive", last, {})
+
+    def _treat(self, put: Any, c1d1: date, until: date, dose_mg: float) -> None:
+        rng = self._rng
+        for cycle in itertools.count(1):
+            day1 = c1d1 + timedelta(days=28 * (cycle - 1) + (rng.randint(0, 3) if cycle > 1 else 0))
+            if day1 > until:
+                return
+            put("haic.administered", day1, {"cycle": cycle, "oxaliplatin_mg_m2": 85,
+                                            "fluorouracil_mg_m2": 2000})
+            for offset in range(21):
+                taken_on = day1 + timedelta(days=offset)
+                if taken_on > until:
+                    return
+                if rng.random() < 0.03:
+                    continue  # a missed capsule: nothing to report
+                put("fruquintinib.dosed", taken_on, {"dose_mg": dose_mg})
+            if rng.random() < 0.04:
+                # A dose taken in the off week: it happened, so it is recorded and flagged.
+                put("fruquintinib.dosed", day1 + timedelta(days=23), {"dose_mg": dose_mg})
+
+    def _put(self, subject_id: str, site: str, end: date) -> Any:
+        def put(kind: str, on: date, data: dict[str, Any], *, submit_on: date | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+            when = max(submit_on or on, on)
+            if when > end:
+                return {"event_id": None, "data": data}
+            return self.envelope(kind, subject_id, on, data, submit_on=when, reason=reason,
+                                 site=site)
+        return put
+
+    def _assessment(
+        self, lesions: dict[str, float], nodal: dict[str, bool], non_target: str, *,
+        baseline: bool = False, new_lesions: bool = False, baseline_sum: float | None = None,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "baseline": baseline,
+            "target_lesions": [
+                {"lesion_id": key, "diameter_mm": value, "nodal": nodal.get(key, False)}
+                for key, value in lesions.items()
+            ],
+            "non_target": "PD" if new_lesions and self._rng.random() < 0.3 else non_target,
+            "new_lesions": new_lesions,
+        }
+        if not baseline and baseline_sum:
+            change = sum(lesions.values()) / baseline_sum - 1
+            call = "PD" if new_lesions or change >= 0.2 else "PR" if change <= -0.3 else "SD"
+            if self._rng.random() < 0.05:
+                call = {"PD": "SD", "PR": "SD", "SD": "PR"}[call]  # the investigator disagrees
+            data["investigator_response"] = call
+        return data
+
+
+def run_demo(out: Path, seed: int) -> DemoRun:
+    """Run the whole synthetic trial into `out/ledger.db` and `out/submissions.jsonl`."""
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "ledger.db"
+    for stale in (store, out / "submissions.jsonl"):
+        stale.unlink(missing_ok=True)
+    rng = random.Random(seed)
+    calendar = _Calendar(DEMO_START)
+    queue: list[_Pending] = []
+    totals = BatchReport()
+    submitted = 0
+    with LedgerService(str(store), clock=calendar.now) as ledger, (
+        out / "submissions.jsonl"
+    ).open("w") as jsonl:
+        trial_id = ledger.ensure_trial()
+        sites = _SiteData(rng, trial_id, queue)
+        subject_numbers = itertools.count(1)
+        next_arrival = DEMO_START
+        for today in _days(DEMO_START, DEMO_END):
+            calendar.today = today
+            trial = ledger.find_trial(trial_id)
+            assert trial is not None
+            cohort = trial.open_cohort()
+            if cohort is not None and today >= next_arrival:
+                number = next(subject_numbers)
+                subject_id = f"{(number % 3) + 1:02d}-{number:03d}"
+                dose = trial.protocol.dose_levels[
+                    trial.mtd_level if cohort == EXPANSION else trial.protocol.level_index(cohort) or 0
+                ].dose_mg
+                sites.envelope("subject.enrolled", subject_id, today, {"cohort": cohort},
+                               site=SITES[(number % 3)])
+                sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
+                next_arrival = today + timedelta(days=rng.randint(3, 12))
+            todays = list(_due(queue, today))
+            if not todays:
+                continue
+            if rng.random() < 0.02:
+                todays.append(todays[0])  # an EDC retry: the ledger records it once
+            lines = [json.dumps(envelope, sort_keys=True) for envelope in todays]
+            jsonl.write("".join(line + "\n" for line in lines))
+            submitted += len(lines)
+            report = ledger.submit_many(lines)
+            totals.results.extend(report.results)
+        return DemoRun(
+            trial_id=trial_id,
+            submissions_file=out / "submissions.jsonl",
+            store=str(store),
+            submitted=submitted,
+            accepted=totals.accepted,
+            duplicates=totals.duplicates,
+            rejected=len(totals.rejected),
+            last_day=DEMO_END,
+        )
+
+
+def _days(start: date, end: date) -> Iterator[date]:
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+def _due(queue: list[_Pending], today: date) -> Iterator[dict[str, Any]]:
+    while queue and queue[0].submit_on <= today:
+        yield heapq.heappop(queue).envelope
