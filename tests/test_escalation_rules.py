@@ -397,3 +397,38 @@ def test_reachable_histories_never_break_the_rules(
     for level, count in enumerate(counts):
         if count.dlts >= 2:
             assert level >= current  # the process never sits above a level shown too toxic
+
+
+@st.composite
+def _any_counts(draw: st.DrawFn) -> tuple[LevelCount, ...]:
+    """Arbitrary counts of 0..6 subjects per level, reachable or not (late corrections)."""
+    levels = draw(st.integers(min_value=1, max_value=5))
+    counts = []
+    for _ in range(levels):
+        evaluable = draw(st.integers(min_value=0, max_value=6))
+        counts.append(LevelCount(evaluable, draw(st.integers(min_value=0, max_value=evaluable))))
+    return tuple(counts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(variant=st.sampled_from(ALL), counts=_any_counts(), data=st.data())
+def test_any_history_is_decided_safely_or_refused(
+    variant: Variant, counts: tuple[LevelCount, ...], data: st.DataObject
+) -> None:
+    """On any counts, decide refuses with ValueError or targets a level in range not shown toxic."""
+    current = data.draw(st.integers(min_value=0, max_value=len(counts) - 1))
+    try:
+        decision = decide(variant, counts, current)
+    except ValueError:
+        return
+    match decision:
+        case Escalate(to_level=level):
+            assert level == current + 1
+            assert counts[level] == NONE
+        case Expand(level=level):
+            assert level == current
+        case DeEscalate(to_level=level) | DeclareMtd(level=level):
+            assert 0 <= level < len(counts)
+            assert counts[level].dlts < 2
+        case StopForToxicity():
+            assert all(count.dlts >= 2 for count in counts[: current + 1])

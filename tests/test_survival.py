@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
+from lifelines import KaplanMeierFitter
 
 from ledger.projections.survival import (
     DAYS_PER_MONTH,
@@ -116,6 +117,17 @@ def test_hand_built_median_with_censoring() -> None:
 def test_median_where_curve_sits_exactly_at_half() -> None:
     """Events at 1, 2, 3, 4: S(2) = 0.5 exactly, so the median is 2 (R would report 2.5)."""
     assert fit_kaplan_meier([1, 2, 3, 4], [True] * 4, "exact").median_days == 2.0
+
+
+def test_median_survives_rounding_of_an_exact_half() -> None:
+    """Days 2, 15, 90, 153, 211+, 318: S(90) = 5/6·4/5·3/4 = 1/2 exactly, so the median is 90."""
+    durations, events = [2, 15, 90, 153, 211, 318], [1, 1, 1, 1, 0, 1]
+    result = fit_kaplan_meier(durations, events, "half")
+    assert result.median_days == 90.0
+    # lifelines' own median reads 0.5000000000000001 as above one half and moves on to day 153.
+    kmf = KaplanMeierFitter().fit(durations, events)
+    assert kmf.survival_function_.loc[90.0].iloc[0] > 0.5
+    assert kmf.median_survival_time_ == 153.0
 
 
 def test_median_not_reached_without_events() -> None:

@@ -652,7 +652,10 @@ class Trial(Aggregate):
         recorded = subject.window
         if not window.is_closed and (recorded is None or not recorded.is_closed):
             return
-        if recorded is not None and recorded.is_closed and _same_window(recorded, window):
+        if recorded is not None and recorded.is_closed and (
+            _same_window(recorded, window) or (window.pending and not window.is_closed)
+        ):
+            # A closed window stays as decided until a late candidate is adjudicated.
             return
         first_close = recorded is None or not recorded.is_closed
         self._decide(

@@ -141,9 +141,10 @@ def _draw(
         2, 1, sharex=True, height_ratios=(5.0, 0.55 + 0.32 * len(groups))
     )
 
+    names = [_display_name(g, summary.group_col) for g in groups]
     for index, result in enumerate(groups):
         colour = _COLOURS[index % len(_COLOURS)]
-        _draw_curve(curves, result, colour, confidence_bands)
+        _draw_curve(curves, result, names[index], colour, confidence_bands)
 
     curves.set_xlim(0, x_max)
     curves.set_xticks(ticks)
@@ -157,16 +158,16 @@ def _draw(
     curves.tick_params(axis="x", labelbottom=True)
     # Above the plotting area, so that it can never hide a curve.
     curves.legend(
-        title=summary.group_col,
+        title=None if all(n.startswith(summary.group_col) for n in names) else summary.group_col,
         loc="lower left",
         bbox_to_anchor=(0.0, 1.02),
-        ncols=1 if max(len(g.label) for g in groups) > _LONG_LABEL else min(2, len(groups)),
+        ncols=1 if max(len(n) for n in names) > _LONG_LABEL else min(2, len(groups)),
         frameon=False,
         alignment="left",
         borderaxespad=0.0,
     )
 
-    _draw_risk_table(table, groups, ticks)
+    _draw_risk_table(table, groups, names, ticks)
     for line, text in enumerate(notes):
         figure.text(
             0.01, note_height - 0.03 * (line + 1), text, fontsize=7.5, color="#555555", va="bottom"
@@ -174,11 +175,18 @@ def _draw(
     return figure
 
 
-def _draw_curve(axes: Axes, result: KaplanMeierResult, colour: str, bands: bool) -> None:
+def _display_name(result: KaplanMeierResult, group_col: str) -> str:
+    """The group label, prefixed with the column name when it is a bare number ("DOSELVL 2")."""
+    if any(ch.isalpha() for ch in result.label):
+        return result.label
+    return f"{group_col} {result.label}"
+
+
+def _draw_curve(axes: Axes, result: KaplanMeierResult, name: str, colour: str, bands: bool) -> None:
     months = [t / DAYS_PER_MONTH for t in result.timeline_days]
     median = format_months(result.median_days)
     unit = "" if median in ("NR", "NE") else " mo"
-    label = f"{result.label}: {result.events}/{result.n} events, median {median}{unit}"
+    label = f"{name}: {result.events}/{result.n} events, median {median}{unit}"
     if bands:
         axes.fill_between(
             months,
@@ -202,9 +210,11 @@ def _draw_curve(axes: Axes, result: KaplanMeierResult, colour: str, bands: bool)
     )
 
 
-def _draw_risk_table(axes: Axes, groups: tuple[KaplanMeierResult, ...], ticks: list[int]) -> None:
+def _draw_risk_table(
+    axes: Axes, groups: tuple[KaplanMeierResult, ...], names: list[str], ticks: list[int]
+) -> None:
     axes.set_ylim(len(groups) - 0.5, -0.5)
-    axes.set_yticks(range(len(groups)), [g.label for g in groups])
+    axes.set_yticks(range(len(groups)), names)
     for index, (result, tick_label) in enumerate(zip(groups, axes.get_yticklabels(), strict=True)):
         colour = _COLOURS[index % len(_COLOURS)]
         tick_label.set_color(colour)

@@ -21,7 +21,10 @@ Column types, following ADaM conventions:
   day in any other column is refused rather than silently cut to its date
 * booleans and anything else are refused: ADaM flags are character ``"Y"``/blank.
 
-pandas reads an IBM zero as 5.397605e-79 (pandas-dev/pandas#50670): the file holds a true zero.
+Two pandas reader quirks, not file defects (``pyreadstat.read_xport`` reads both correctly):
+pandas reads an IBM zero as 5.397605e-79 (pandas-dev/pandas#50670) where the file holds a true
+zero; and with records shorter than 80 bytes it counts every 8-byte run of blanks in the last
+80-byte card as padding, so a blank character value there can make it drop the last row.
 """
 
 from __future__ import annotations

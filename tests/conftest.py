@@ -1,0 +1,3 @@
+"""Shared fixtures; the Kafka broker fixtures live in tests/kafka_fixtures.py."""
+
+pytest_plugins = ["tests.kafka_fixtures"]
