@@ -68,6 +68,8 @@ DEFAULT_HEAP = "192m"
 DEFAULT_TIMEOUT = 90.0
 #: Seconds ``stop`` waits for a controlled shutdown before SIGKILL.
 STOP_TIMEOUT = 30.0
+#: Seconds a node that has lost its controller quorum gets before SIGKILL (see ``_terminate``).
+QUORUM_LOST_GRACE = 5.0
 
 _JVM_FLAGS = (
     "-XX:+UseSerialGC",  # small heaps, 2 cores, up to 3 JVMs: no concurrent GC threads needed
@@ -232,7 +234,7 @@ class BrokerCluster:
 
     def stop_node(self, node_id: int, timeout: float = STOP_TIMEOUT) -> None:
         """Controlled shutdown of one node (SIGTERM, SIGKILL after ``timeout``)."""
-        _terminate([self.node(node_id)], timeout)
+        _terminate([self.node(node_id)], timeout, self.nodes)
 
     def restart_node(self, node_id: int, timeout: float = DEFAULT_TIMEOUT) -> BrokerNode:
         """Start a stopped/killed node again (same id, ports, storage); wait until it serves."""
@@ -347,17 +349,35 @@ def _wait_gone(node: BrokerNode, timeout: float) -> bool:
     return not node.is_alive()
 
 
-def _terminate(nodes: Sequence[BrokerNode], timeout: float) -> None:
-    """SIGTERM all (controlled shutdown, in parallel), wait ``timeout``, SIGKILL stragglers."""
-    alive = [n for n in nodes if n.pid is not None and n.is_alive()]
+def _terminate(
+    targets: Sequence[BrokerNode], timeout: float, cluster: Sequence[BrokerNode] = ()
+) -> None:
+    """SIGTERM ``targets`` (controlled shutdown, in parallel); SIGKILL what is left after
+    ``timeout``, or ``QUORUM_LOST_GRACE`` seconds after fewer than a majority of the ``cluster``
+    nodes still run: a KRaft node whose quorum is gone cannot finish its controlled shutdown
+    (measured: the last node of a 3-node cluster hung until the SIGKILL).
+    """
+    alive = [n for n in targets if n.pid is not None and n.is_alive()]
     for n in alive:
         assert n.pid is not None
         _signal(n.pid, signal.SIGTERM)
+    others = [n for n in cluster if n not in targets]
+    majority = len(cluster) // 2 + 1
     deadline = time.monotonic() + timeout
-    for n in alive:
-        if not _wait_gone(n, max(0.0, deadline - time.monotonic())) and n.pid is not None:
-            _signal(n.pid, signal.SIGKILL)
-            _wait_gone(n, 10.0)
+    while alive:
+        alive = [n for n in alive if n.is_alive()]
+        now = time.monotonic()
+        running = len(alive) + sum(1 for n in others if n.is_alive())
+        if alive and len(cluster) > 1 and running < majority:
+            deadline = min(deadline, now + QUORUM_LOST_GRACE)
+        if alive and now >= deadline:
+            for n in alive:
+                assert n.pid is not None
+                _signal(n.pid, signal.SIGKILL)
+            for n in alive:
+                _wait_gone(n, 10.0)
+            return
+        time.sleep(0.05)
 
 
 def _java() -> str:
@@ -742,7 +762,7 @@ def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
     if cluster is None:
         raise BrokerError(f"no Kafka broker was started in {data_dir} (no {STATE_FILE})")
     with _flock(data_dir / LOCK_FILE):
-        _terminate(cluster.nodes, timeout)
+        _terminate(cluster.nodes, timeout, cluster.nodes)
         for n in cluster.nodes:
             n.pid = None
         _write_state(cluster)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
 
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import RECORD_CORRECTED, Submission
@@ -59,7 +59,7 @@ class _LedgerStore(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
 
-    def register_transcodings(self, transcoder: Transcoder) -> None:
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
 
@@ -166,13 +166,20 @@ class LedgerService:
     # --- opening ------------------------------------------------------------------------------
 
     def open_trial(
-        self, protocol: ProtocolDefinition, *, opened_by: str = "ledger-cli", reason: str | None = None
+        self,
+        protocol: ProtocolDefinition,
+        *,
+        opened_by: str = "ledger-cli",
+        reason: str | None = None,
     ) -> LedgerEntry:
         """Record `trial.opened` with the protocol in force; refuses a second opening."""
         if self.find_trial(protocol.trial_id) is not None:
             raise ValueError(f"trial {protocol.trial_id} is already open in this store")
         trial = Trial.open(
-            protocol, source=LEDGER_SOURCE, entered_by=opened_by, recorded_at=self._clock(),
+            protocol,
+            source=LEDGER_SOURCE,
+            entered_by=opened_by,
+            recorded_at=self._clock(),
             reason=reason,
         )
         self._app.save(trial)
@@ -180,7 +187,7 @@ class LedgerService:
         return next(self.entries(protocol.trial_id))
 
     def ensure_trial(self, variant: Variant | None = None) -> str:
-        """Open the bundled protocol on an empty store (what `submit` and `ingest` do implicitly)."""
+        """Open the bundled protocol on an empty store (as `submit` and `ingest` do)."""
         protocol = bundled_protocol()
         if variant is not None:
             protocol = protocol.with_variant(variant)
@@ -256,7 +263,7 @@ class LedgerService:
                 tracking=Tracking(_upstream_name(deliveries[0]), last)
             )
             processing.collect_events(*touched.values(), log)
-            self._app._record(processing)  # noqa: SLF001 - the library's documented process path
+            self._app._record(processing)
         except BaseException:
             self._forget(touched)
             self._rejection_log = None
@@ -269,7 +276,9 @@ class LedgerService:
         assert isinstance(recorder, ProcessRecorder)
         return recorder.max_tracking_id(f"{topic}:{partition}")
 
-    def _record_one(self, item: bytes | str | SubmissionMessage, touched: dict[str, Trial]) -> SubmissionResult:
+    def _record_one(
+        self, item: bytes | str | SubmissionMessage, touched: dict[str, Trial]
+    ) -> SubmissionResult:
         event_id: str | None = None
         try:
             message = item if isinstance(item, SubmissionMessage) else parse_submission(item)
@@ -284,12 +293,17 @@ class LedgerService:
             outcome = trial.record(submission, self._recorded_at(trial.modified_on))
         except InvalidSubmissionError as error:
             return SubmissionResult(
-                event_id=error.event_id or event_id, outcome=None,
-                reason_code=error.reason_code, message=error.message,
+                event_id=error.event_id or event_id,
+                outcome=None,
+                reason_code=error.reason_code,
+                message=error.message,
             )
         except SubmissionRejectedError as error:
             return SubmissionResult(
-                event_id=event_id, outcome=None, reason_code=error.reason_code, message=error.message
+                event_id=event_id,
+                outcome=None,
+                reason_code=error.reason_code,
+                message=error.message,
             )
         if outcome is Outcome.RECORDED:
             touched[trial.trial_id] = trial
@@ -330,9 +344,7 @@ class LedgerService:
     # --- reading ------------------------------------------------------------------------------
 
     def trial_ids(self) -> list[str]:
-        return sorted(
-            entry.trial_id for entry in self._opened_entries()
-        )
+        return sorted(entry.trial_id for entry in self._opened_entries())
 
     def _opened_entries(self) -> Iterator[LedgerEntry]:
         for notification in self._app.recorder.select_notifications(
@@ -349,7 +361,9 @@ class LedgerService:
         if self.find_trial(trial_id) is None:
             raise LookupError(f"no trial {trial_id} in this ledger")
         events = self._app.events.get(trial_aggregate_id(trial_id), gt=after or None)
-        yield from known_as_of((_entry(event, trial_id) for event in events), as_of)
+        yield from known_as_of(
+            (_entry(cast(Trial.Event, event), trial_id) for event in events), as_of
+        )
 
     def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""

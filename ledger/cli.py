@@ -1,4 +1,7 @@
-"""The `ledger` command (contract §5). Every command exits non-zero with a one-line reason on bad input."""
+"""The `ledger` command (contract §5).
+
+Every command exits non-zero with a one-line reason on bad input.
+"""
 
 from __future__ import annotations
 
@@ -53,10 +56,18 @@ def _init(args: argparse.Namespace) -> int:
         protocol = protocol.with_variant(Variant(args.variant))
     with _service(args) as ledger:
         entry = ledger.open_trial(protocol, opened_by=args.entered_by, reason=args.reason)
-    document = {"trial_id": protocol.trial_id, "protocol_version": protocol.protocol_version,
-                "variant": protocol.escalation.variant.value, "position": entry.position}
-    _emit(args, document, f"opened {protocol.trial_id} (protocol {protocol.protocol_version}, "
-                          f"{protocol.escalation.variant.value}) in {args.store}")
+    document = {
+        "trial_id": protocol.trial_id,
+        "protocol_version": protocol.protocol_version,
+        "variant": protocol.escalation.variant.value,
+        "position": entry.position,
+    }
+    _emit(
+        args,
+        document,
+        f"opened {protocol.trial_id} (protocol {protocol.protocol_version}, "
+        f"{protocol.escalation.variant.value}) in {args.store}",
+    )
     return 0
 
 
@@ -68,20 +79,27 @@ def _submit(args: argparse.Namespace) -> int:
     with _service(args) as ledger:
         ledger.ensure_trial()
         for start in range(0, len(lines), SUBMIT_BATCH):
-            batch = lines[start:start + SUBMIT_BATCH]
+            batch = lines[start : start + SUBMIT_BATCH]
             report = ledger.submit_many([raw for _, raw in batch])
             accepted += report.accepted
             duplicates += report.duplicates
             for (line_number, _), result in zip(batch, report.results, strict=True):
                 if result.rejected:
                     assert result.reason_code is not None
-                    rejected.append({"line": line_number, "event_id": result.event_id,
-                                     "reason_code": result.reason_code.value,
-                                     "message": result.message})
+                    rejected.append(
+                        {
+                            "line": line_number,
+                            "event_id": result.event_id,
+                            "reason_code": result.reason_code.value,
+                            "message": result.message,
+                        }
+                    )
     document = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
     text = [f"{path}: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected"]
-    text += [f"  line {r['line']}: {r['reason_code']}: {r['message']} (event {r['event_id']})"
-             for r in rejected]
+    text += [
+        f"  line {r['line']}: {r['reason_code']}: {r['message']} (event {r['event_id']})"
+        for r in rejected
+    ]
     _emit(args, document, "\n".join(text))
     return 1 if rejected else 0
 
@@ -104,8 +122,11 @@ def _history(args: argparse.Namespace) -> int:
         entries = [e for e in ledger.entries(trial_id, as_of=as_of) if e.subject_id == args.subject]
     if not entries:
         raise UsageError(f"no recorded events for subject {args.subject} in {trial_id}")
-    document = {"trial_id": trial_id, "subject_id": args.subject,
-                "entries": [entry.to_json_dict() for entry in entries]}
+    document = {
+        "trial_id": trial_id,
+        "subject_id": args.subject,
+        "entries": [entry.to_json_dict() for entry in entries],
+    }
     rows = [
         f"{e.position:>6}  {e.recorded_at.strftime('%Y-%m-%d %H:%M:%SZ')}  "
         f"{e.occurred_on or '':<10}  {e.type:<24} by {e.entered_by} via {e.source}"
@@ -113,8 +134,10 @@ def _history(args: argparse.Namespace) -> int:
         + f"\n        {json.dumps(dict(e.data), sort_keys=True)}"
         for e in entries
     ]
-    header = (f"audit trail of {trial_id}-{args.subject}: position, recorded (UTC), "
-              "occurred, what, who, why")
+    header = (
+        f"audit trail of {trial_id}-{args.subject}: position, recorded (UTC), "
+        "occurred, what, who, why"
+    )
     _emit(args, document, "\n".join([header, *rows]))
     return 0
 
@@ -125,13 +148,16 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         rates = [float(part) for part in args.true_dlt.split(",")]
     except ValueError:
-        raise UsageError(f"--true-dlt {args.true_dlt!r}: expected numbers like 0.1,0.25,0.4") from None
+        raise UsageError(
+            f"--true-dlt {args.true_dlt!r}: expected numbers like 0.1,0.25,0.4"
+        ) from None
     levels = [level.name for level in bundled_protocol().dose_levels]
     if len(rates) != len(levels):
         raise UsageError(f"--true-dlt needs {len(levels)} rates, one per level {','.join(levels)}")
-    result = simulate(Variant(args.variant), rates, runs=args.runs, seed=args.seed,
-                      level_names=levels)
-    document = result.to_json_dict()
+    result = simulate(
+        Variant(args.variant), rates, runs=args.runs, seed=args.seed, level_names=levels
+    )
+    document: dict[str, Any] = result.to_json_dict()
     text = [f"{args.variant}: {args.runs} simulated trials, seed {args.seed}, true DLT {rates}"]
     text += [f"  P(MTD = {name:<4}) = {p:.4f}" for name, p in document["p_mtd"].items()]
     text.append(f"  expected subjects in escalation = {document['expected_n']:.2f}")
@@ -155,8 +181,10 @@ def _demo(args: argparse.Namespace) -> int:
     run = run_demo(args.out, args.seed)
     with LedgerService(run.store) as ledger:
         table = cohort_table(ledger.entries(run.trial_id))
-    print(f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
-          f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)")
+    print(
+        f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
+        f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
+    )
     print(table.render())
     print(f"MTD: {table.mtd or 'none'}")
     print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
@@ -178,8 +206,11 @@ def _read_lines(path: Path) -> list[tuple[int, bytes]]:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     with path.open("rb") as handle:
-        return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)
-                if line.strip()]
+        return [
+            (number, line.rstrip(b"\r\n"))
+            for number, line in enumerate(handle, start=1)
+            if line.strip()
+        ]
 
 
 def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
@@ -203,27 +234,40 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--store", default=os.environ.get("LEDGER_STORE", DEFAULT_STORE),
-                       help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)")
+    store.add_argument(
+        "--store",
+        default=os.environ.get("LEDGER_STORE", DEFAULT_STORE),
+        help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)",
+    )
     store.add_argument("--trial", help="trial id, when the store holds several")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document")
     as_of = argparse.ArgumentParser(add_help=False)
-    as_of.add_argument("--as-of", metavar="T", help="ISO-8601 UTC instant: what the ledger knew then")
+    as_of.add_argument(
+        "--as-of", metavar="T", help="ISO-8601 UTC instant: what the ledger knew then"
+    )
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
-            parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help_text: str,
+        parents: list[argparse.ArgumentParser],
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
         sub.set_defaults(handler=handler)
         return sub
 
     init = add("init", _init, "open the trial with a protocol definition", [store, as_json])
     init.add_argument("--protocol", type=Path, help="protocol JSON (default: bundled NCT05406206)")
-    init.add_argument("--variant", choices=[v.value for v in Variant], help="override the 3+3 variant")
+    init.add_argument(
+        "--variant", choices=[v.value for v in Variant], help="override the 3+3 variant"
+    )
     init.add_argument("--entered-by", default=os.environ.get("USER", "ledger-cli"))
     init.add_argument("--reason", help="why the trial is opened (recorded)")
 
-    submit = add("submit", _submit, "record submissions from a .jsonl file (no Kafka)", [store, as_json])
+    submit = add(
+        "submit", _submit, "record submissions from a .jsonl file (no Kafka)", [store, as_json]
+    )
     submit.add_argument("file", type=Path, metavar="FILE.jsonl")
 
     add("cohorts", _cohorts, "the cohort table", [store, as_json, as_of])
@@ -235,8 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--true-dlt", required=True, metavar="P1,P2,P3")
     simulate.add_argument("--runs", type=int, default=10_000)
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--variant", choices=[v.value for v in Variant],
-                          default=Variant.STRICT_SIX.value)
+    simulate.add_argument(
+        "--variant", choices=[v.value for v in Variant], default=Variant.STRICT_SIX.value
+    )
 
     schema = add("schema", _schema, "JSON Schemas of the submission envelope and event data", [])
     schema.add_argument("--type", help="only this event type's data schema")

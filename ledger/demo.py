@@ -74,8 +74,15 @@ class _SiteData:
         self._sequence = itertools.count()
 
     def envelope(
-        self, kind: str, subject_id: str, on: date, data: dict[str, Any], *,
-        submit_on: date | None = None, reason: str | None = None, site: str = SITES[0],
+        self,
+        kind: str,
+        subject_id: str,
+        on: date,
+        data: dict[str, Any],
+        *,
+        submit_on: date | None = None,
+        reason: str | None = None,
+        site: str = SITES[0],
     ) -> dict[str, Any]:
         envelope = {
             "event_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
@@ -101,34 +108,73 @@ class _SiteData:
         c1d1 = enrolled_on + timedelta(days=rng.randint(2, 5))
         lesions = {f"T{i}": float(rng.randint(15, 55)) for i in range(1, rng.randint(2, 4) + 1)}
         nodal = {"T1": False, "T2": rng.random() < 0.3, "T3": False}
-        put("tumor.assessed", c1d1 - timedelta(days=rng.randint(3, 20)),
-            self._assessment(lesions, nodal, "NON_CR_NON_PD", baseline=True), submit_on=enrolled_on)
+        put(
+            "tumor.assessed",
+            c1d1 - timedelta(days=rng.randint(3, 20)),
+            self._assessment(lesions, nodal, "NON_CR_NON_PD", baseline=True),
+            submit_on=enrolled_on,
+        )
         withdraws_early = rng.random() < 0.06
         has_dlt = not withdraws_early and rng.random() < TRUE_DLT[cohort]
         course = rng.choices(("responder", "stable", "progressor"), weights=(3, 4, 3))[0]
-        progression_visit = {"responder": rng.randint(3, 7), "stable": rng.randint(2, 5),
-                             "progressor": rng.randint(1, 2)}[course]
+        progression_visit = {
+            "responder": rng.randint(3, 7),
+            "stable": rng.randint(2, 5),
+            "progressor": rng.randint(1, 2),
+        }[course]
         stop_treatment: date | None = None
         if withdraws_early:
-            put("subject.withdrawn", c1d1 + timedelta(days=rng.randint(5, 15)),
-                {"reason": "consent_withdrawn"})
+            put(
+                "subject.withdrawn",
+                c1d1 + timedelta(days=rng.randint(5, 15)),
+                {"reason": "consent_withdrawn"},
+            )
             stop_treatment = c1d1 + timedelta(days=4)
         if has_dlt:
             onset = c1d1 + timedelta(days=rng.randint(6, 24))
-            put("adverse_event.reported", onset, {"ae_id": "AE-01", "term": rng.choice(
-                ("hypertension", "palmar-plantar erythrodysesthesia", "proteinuria", "ALT increased")),
-                "grade": 3, "serious": rng.random() < 0.4, "related": True})
+            put(
+                "adverse_event.reported",
+                onset,
+                {
+                    "ae_id": "AE-01",
+                    "term": rng.choice(
+                        (
+                            "hypertension",
+                            "palmar-plantar erythrodysesthesia",
+                            "proteinuria",
+                            "ALT increased",
+                        )
+                    ),
+                    "grade": 3,
+                    "serious": rng.random() < 0.4,
+                    "related": True,
+                },
+            )
             put("dlt.adjudicated", onset + timedelta(days=3), {"ae_id": "AE-01", "dlt": True})
             put("treatment.discontinued", onset + timedelta(days=2), {"reason": "toxicity"})
             stop_treatment = onset + timedelta(days=1)
         elif rng.random() < 0.6:
             onset = c1d1 + timedelta(days=rng.randint(3, 40))
             grade = rng.choice((1, 2, 2, 3))
-            put("adverse_event.reported", onset, {"ae_id": "AE-01", "term": "fatigue", "grade": grade,
-                "serious": False, "related": True}, submit_on=onset + timedelta(days=rng.randint(0, 9)))
+            put(
+                "adverse_event.reported",
+                onset,
+                {
+                    "ae_id": "AE-01",
+                    "term": "fatigue",
+                    "grade": grade,
+                    "serious": False,
+                    "related": True,
+                },
+                submit_on=onset + timedelta(days=rng.randint(0, 9)),
+            )
             if grade >= 3:
                 put("dlt.adjudicated", onset + timedelta(days=10), {"ae_id": "AE-01", "dlt": False})
-            put("adverse_event.updated", onset + timedelta(days=14), {"ae_id": "AE-01", "resolved": True})
+            put(
+                "adverse_event.updated",
+                onset + timedelta(days=14),
+                {"ae_id": "AE-01", "resolved": True},
+            )
 
         # Tumor assessments every 56 days until progression.
         progressed_on: date | None = None
@@ -139,30 +185,52 @@ class _SiteData:
                 break
             factor = {"responder": 0.55, "stable": 0.95, "progressor": 1.0}[course]
             progressing = visit >= progression_visit
-            for key in size:
-                size[key] = round(size[key] * (1.35 if progressing else factor), 1)
+            for key, diameter in size.items():
+                size[key] = round(diameter * (1.35 if progressing else factor), 1)
             new_lesions = progressing and rng.random() < 0.5
-            envelope = put("tumor.assessed", assessed_on,
-                           self._assessment(size, nodal, "NON_CR_NON_PD", new_lesions=new_lesions,
-                                            baseline_sum=sum(lesions.values())))
+            envelope = put(
+                "tumor.assessed",
+                assessed_on,
+                self._assessment(
+                    size,
+                    nodal,
+                    "NON_CR_NON_PD",
+                    new_lesions=new_lesions,
+                    baseline_sum=sum(lesions.values()),
+                ),
+            )
             if visit == 1 and rng.random() < 0.15:
                 # A transcription error caught at monitoring, corrected with a reason.
                 wrong = dict(envelope["data"])
-                envelope["data"] = {**wrong, "target_lesions": [
-                    {**lesion, "diameter_mm": lesion["diameter_mm"] * 10}
-                    for lesion in wrong["target_lesions"]]}
-                put("record.corrected", assessed_on,
+                envelope["data"] = {
+                    **wrong,
+                    "target_lesions": [
+                        {**lesion, "diameter_mm": lesion["diameter_mm"] * 10}
+                        for lesion in wrong["target_lesions"]
+                    ],
+                }
+                put(
+                    "record.corrected",
+                    assessed_on,
                     {"target_event_id": envelope["event_id"], "data": wrong},
                     submit_on=assessed_on + timedelta(days=12),
-                    reason="source data verification: diameters entered in mm×10")
+                    reason="source data verification: diameters entered in mm×10",
+                )
             if progressing:
                 progressed_on = assessed_on
                 break
 
-        treatment_end = min(d for d in (stop_treatment, progressed_on, end,
-                                        c1d1 + timedelta(days=28 * 12)) if d is not None)
+        treatment_end = min(
+            d
+            for d in (stop_treatment, progressed_on, end, c1d1 + timedelta(days=28 * 12))
+            if d is not None
+        )
         if progressed_on is not None and stop_treatment is None:
-            put("treatment.discontinued", progressed_on + timedelta(days=1), {"reason": "progression"})
+            put(
+                "treatment.discontinued",
+                progressed_on + timedelta(days=1),
+                {"reason": "progression"},
+            )
         self._treat(put, c1d1, treatment_end, dose_mg)
 
         # Survival follow-up.
@@ -170,8 +238,11 @@ class _SiteData:
         dies_on: date | None = None
         if progressed_on is not None:
             if rng.random() < 0.6:
-                put("anticancer_therapy.started", progressed_on + timedelta(days=rng.randint(10, 30)),
-                    {"therapy": rng.choice(("regorafenib", "TAS-102", "TAS-102 + bevacizumab"))})
+                put(
+                    "anticancer_therapy.started",
+                    progressed_on + timedelta(days=rng.randint(10, 30)),
+                    {"therapy": rng.choice(("regorafenib", "TAS-102", "TAS-102 + bevacizumab"))},
+                )
             dies_on = progressed_on + timedelta(days=int(rng.expovariate(1 / 200)) + 20)
         elif rng.random() < 0.15:
             dies_on = c1d1 + timedelta(days=rng.randint(60, 600))
@@ -180,8 +251,12 @@ class _SiteData:
         while True:
             last += timedelta(days=rng.randint(75, 100))
             if dies_on is not None and last >= dies_on:
-                put("subject.died", dies_on, {"cause": "disease progression"},
-                    submit_on=dies_on + timedelta(days=rng.randint(1, 20)))
+                put(
+                    "subject.died",
+                    dies_on,
+                    {"cause": "disease progression"},
+                    submit_on=dies_on + timedelta(days=rng.randint(1, 20)),
+                )
                 return
             if last > end or last > c1d1 + timedelta(days=730):
                 return
@@ -193,8 +268,11 @@ class _SiteData:
             day1 = c1d1 + timedelta(days=28 * (cycle - 1) + (rng.randint(0, 3) if cycle > 1 else 0))
             if day1 > until:
                 return
-            put("haic.administered", day1, {"cycle": cycle, "oxaliplatin_mg_m2": 85,
-                                            "fluorouracil_mg_m2": 2000})
+            put(
+                "haic.administered",
+                day1,
+                {"cycle": cycle, "oxaliplatin_mg_m2": 85, "fluorouracil_mg_m2": 2000},
+            )
             for offset in range(21):
                 taken_on = day1 + timedelta(days=offset)
                 if taken_on > until:
@@ -207,18 +285,32 @@ class _SiteData:
                 put("fruquintinib.dosed", day1 + timedelta(days=23), {"dose_mg": dose_mg})
 
     def _put(self, subject_id: str, site: str, end: date) -> Any:
-        def put(kind: str, on: date, data: dict[str, Any], *, submit_on: date | None = None,
-                reason: str | None = None) -> dict[str, Any]:
+        def put(
+            kind: str,
+            on: date,
+            data: dict[str, Any],
+            *,
+            submit_on: date | None = None,
+            reason: str | None = None,
+        ) -> dict[str, Any]:
             when = max(submit_on or on, on)
             if when > end:
                 return {"event_id": None, "data": data}
-            return self.envelope(kind, subject_id, on, data, submit_on=when, reason=reason,
-                                 site=site)
+            return self.envelope(
+                kind, subject_id, on, data, submit_on=when, reason=reason, site=site
+            )
+
         return put
 
     def _assessment(
-        self, lesions: dict[str, float], nodal: dict[str, bool], non_target: str, *,
-        baseline: bool = False, new_lesions: bool = False, baseline_sum: float | None = None,
+        self,
+        lesions: dict[str, float],
+        nodal: dict[str, bool],
+        non_target: str,
+        *,
+        baseline: bool = False,
+        new_lesions: bool = False,
+        baseline_sum: float | None = None,
     ) -> dict[str, Any]:
         data: dict[str, Any] = {
             "baseline": baseline,
@@ -249,9 +341,10 @@ def run_demo(out: Path, seed: int) -> DemoRun:
     queue: list[_Pending] = []
     totals = BatchReport()
     submitted = 0
-    with LedgerService(str(store), clock=calendar.now) as ledger, (
-        out / "submissions.jsonl"
-    ).open("w") as jsonl:
+    with (
+        LedgerService(str(store), clock=calendar.now) as ledger,
+        (out / "submissions.jsonl").open("w") as jsonl,
+    ):
         trial_id = ledger.ensure_trial()
         sites = _SiteData(rng, trial_id, queue)
         subject_numbers = itertools.count(1)
@@ -264,11 +357,18 @@ def run_demo(out: Path, seed: int) -> DemoRun:
             if cohort is not None and today >= next_arrival:
                 number = next(subject_numbers)
                 subject_id = f"{(number % 3) + 1:02d}-{number:03d}"
-                dose = trial.protocol.dose_levels[
-                    trial.mtd_level if cohort == EXPANSION else trial.protocol.level_index(cohort) or 0
-                ].dose_mg
-                sites.envelope("subject.enrolled", subject_id, today, {"cohort": cohort},
-                               site=SITES[(number % 3)])
+                level = (
+                    trial.mtd_level if cohort == EXPANSION else trial.protocol.level_index(cohort)
+                )
+                assert level is not None
+                dose = trial.protocol.dose_levels[level].dose_mg
+                sites.envelope(
+                    "subject.enrolled",
+                    subject_id,
+                    today,
+                    {"cohort": cohort},
+                    site=SITES[(number % 3)],
+                )
                 sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
                 next_arrival = today + timedelta(days=rng.randint(3, 12))
             todays = list(_due(queue, today))

@@ -81,7 +81,9 @@ def parse_timestamp(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO-8601 timestamp (e.g. 2025-06-30T12:00:00Z)") from None
+        raise ValueError(
+            f"{text!r} is not an ISO-8601 timestamp (e.g. 2025-06-30T12:00:00Z)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

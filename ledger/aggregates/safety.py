@@ -71,7 +71,7 @@ def adverse_events(facts: Sequence[Fact]) -> dict[str, AdverseEvent]:
     worst = {ae_id: int(f.data["grade"]) for ae_id, f in reports.items()}
     adjudications: dict[str, bool] = {}
     for fact in facts:
-        ae_id = fact.data.get("ae_id")
+        ae_id = str(fact.data.get("ae_id"))
         if ae_id not in reports:
             continue
         if fact.type == ADVERSE_EVENT_UPDATED and fact.data.get("grade") is not None:
@@ -142,9 +142,7 @@ def assess_dlt_window(facts: Sequence[Fact], protocol: ProtocolDefinition) -> Dl
         return window if pending else _closed(window, ended_early_on, evaluable=False)
     if followed_past_window is None or pending:
         return window
-    return _closed(
-        window, followed_past_window, evaluable=doses >= rules.evaluable_min_doses
-    )
+    return _closed(window, followed_past_window, evaluable=doses >= rules.evaluable_min_doses)
 
 
 def _closed(window: DltWindow, on: date, *, evaluable: bool) -> DltWindow:
@@ -165,7 +163,11 @@ def _cycle_one_dose_days(facts: Sequence[Fact], c1d1: date, protocol: ProtocolDe
     first = c1d1 + timedelta(days=protocol.fruquintinib.first_day - 1)
     last = c1d1 + timedelta(days=protocol.fruquintinib.last_day - 1)
     return len(
-        {f.occurred_on for f in facts if f.type == FRUQUINTINIB_DOSED and first <= f.occurred_on <= last}
+        {
+            f.occurred_on
+            for f in facts
+            if f.type == FRUQUINTINIB_DOSED and first <= f.occurred_on <= last
+        }
     )
 
 
@@ -225,9 +227,7 @@ def _fruquintinib_deviations(
 
 def current_dose_mg(subject_facts: Sequence[Fact], on: date, assigned_dose_mg: float) -> float:
     """The assigned dose, as changed by the latest recorded modification on or before `on`."""
-    modifications = [
-        f for f in subject_facts if f.type == DOSE_MODIFIED and f.occurred_on <= on
-    ]
+    modifications = [f for f in subject_facts if f.type == DOSE_MODIFIED and f.occurred_on <= on]
     if not modifications:
         return assigned_dose_mg
     latest = max(modifications, key=lambda f: (f.occurred_on, f.position))

@@ -20,8 +20,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger.aggregates.escalation import (
-    DeclareMtd,
     Decision,
+    DeclareMtd,
     DeEscalate,
     Escalate,
     Expand,
@@ -125,30 +125,6 @@ class Trial(Aggregate):
         def apply_to(self, trial: Trial) -> None:
             """Decisions whose effect is only to be on the record assign nothing."""
 
-    class Opened(Event, Aggregate.Created):
-        TOPIC = "trial-ledger:Trial.Opened"
-        ledger_type = "trial.opened"
-
-    # --- submissions (contract §2) -----------------------------------------------------------
-
-    class FactRecorded(Event):
-        TOPIC = "trial-ledger:Trial.FactRecorded"
-
-        def apply_to(self, trial: Trial) -> None:
-            assert self.event_id is not None and self.occurred_on is not None
-            trial._fingerprints[self.event_id] = self.submission(trial.trial_id).fingerprint
-            trial._event_types[self.event_id] = self.ledger_type
-            trial._facts.add(
-                Fact(
-                    event_id=self.event_id,
-                    type=self.ledger_type,
-                    subject_id=self.subject_id,
-                    occurred_on=self.occurred_on,
-                    data=self.data,
-                    position=self.originator_version,
-                )
-            )
-
         def submission(self, trial_id: str) -> Submission:
             assert self.event_id is not None and self.occurred_on is not None
             return Submission(
@@ -161,6 +137,35 @@ class Trial(Aggregate):
                 entered_by=self.entered_by or "",
                 reason=self.reason,
                 data=self.data,
+            )
+
+        def remember(self, trial: Trial) -> None:
+            """Keep the submission's identity for idempotency and for validating amendments."""
+            assert self.event_id is not None
+            trial._fingerprints[self.event_id] = self.submission(trial.trial_id).fingerprint
+            trial._event_types[self.event_id] = self.ledger_type
+
+    class Opened(Event, Aggregate.Created):
+        TOPIC = "trial-ledger:Trial.Opened"
+        ledger_type = "trial.opened"
+
+    # --- submissions (contract §2) -----------------------------------------------------------
+
+    class FactRecorded(Event):
+        TOPIC = "trial-ledger:Trial.FactRecorded"
+
+        def apply_to(self, trial: Trial) -> None:
+            assert self.event_id is not None and self.occurred_on is not None
+            self.remember(trial)
+            trial._facts.add(
+                Fact(
+                    event_id=self.event_id,
+                    type=self.ledger_type,
+                    subject_id=self.subject_id,
+                    occurred_on=self.occurred_on,
+                    data=self.data,
+                    position=self.originator_version,
+                )
             )
 
     class SubjectEnrolled(FactRecorded):
@@ -229,11 +234,7 @@ class Trial(Aggregate):
         ledger_type = "record.corrected"
 
         def apply_to(self, trial: Trial) -> None:
-            assert self.event_id is not None
-            trial._fingerprints[self.event_id] = Trial.FactRecorded.submission(
-                self, trial.trial_id  # type: ignore[arg-type]
-            ).fingerprint
-            trial._event_types[self.event_id] = self.ledger_type
+            self.remember(trial)
             occurred_on = self.data.get("occurred_on")
             trial._facts.correct(
                 str(self.data["target_event_id"]),
@@ -246,11 +247,7 @@ class Trial(Aggregate):
         ledger_type = "record.voided"
 
         def apply_to(self, trial: Trial) -> None:
-            assert self.event_id is not None
-            trial._fingerprints[self.event_id] = Trial.FactRecorded.submission(
-                self, trial.trial_id  # type: ignore[arg-type]
-            ).fingerprint
-            trial._event_types[self.event_id] = self.ledger_type
+            self.remember(trial)
             trial._facts.void(str(self.data["target_event_id"]))
 
     # --- the ledger's own decisions (contract §3) ----------------------------------------------
@@ -378,7 +375,9 @@ class Trial(Aggregate):
         self.stage = Stage.ESCALATION
         self.current_level = 0
         self.mtd_level: int | None = None
-        self._levels = [_Level(name=lv.name, dose_mg=lv.dose_mg) for lv in self.protocol.dose_levels]
+        self._levels = [
+            _Level(name=lv.name, dose_mg=lv.dose_mg) for lv in self.protocol.dose_levels
+        ]
         self._expansion_subjects: list[str] = []
         self._subjects: dict[str, _Subject] = {}
         self._facts = FactBook()
@@ -412,8 +411,12 @@ class Trial(Aggregate):
             cls.CohortOpened,
             recorded_at,
             None,
-            {"cohort": protocol.dose_levels[0].name, "level": 0,
-             "dose_mg": protocol.dose_levels[0].dose_mg, "slots": protocol.escalation.cohort_size},
+            {
+                "cohort": protocol.dose_levels[0].name,
+                "level": 0,
+                "dose_mg": protocol.dose_levels[0].dose_mg,
+                "slots": protocol.escalation.cohort_size,
+            },
             reason="first dose level opens with the trial",
         )
         return trial
@@ -488,12 +491,14 @@ class Trial(Aggregate):
                     f"adverse event {ae_id} of subject {subject_id} was already reported; "
                     "send adverse_event.updated instead",
                 )
-        elif submission.type in (ADVERSE_EVENT_UPDATED, DLT_ADJUDICATED):
-            if ae_id not in self._reported_ae_ids(subject_id):
-                raise SubmissionRejectedError(
-                    ReasonCode.ADVERSE_EVENT_UNKNOWN,
-                    f"subject {subject_id} has no adverse event {ae_id}",
-                )
+        elif submission.type in (
+            ADVERSE_EVENT_UPDATED,
+            DLT_ADJUDICATED,
+        ) and ae_id not in self._reported_ae_ids(subject_id):
+            raise SubmissionRejectedError(
+                ReasonCode.ADVERSE_EVENT_UNKNOWN,
+                f"subject {subject_id} has no adverse event {ae_id}",
+            )
 
     def _check_enrollment(self, submission: Submission) -> None:
         subject_id = submission.subject_id
@@ -560,8 +565,7 @@ class Trial(Aggregate):
         if submission.subject_id is not None and submission.subject_id != fact.subject_id:
             raise SubmissionRejectedError(
                 ReasonCode.TARGET_NOT_FOUND,
-                f"event {target} belongs to subject {fact.subject_id}, "
-                f"not {submission.subject_id}",
+                f"event {target} belongs to subject {fact.subject_id}, not {submission.subject_id}",
             )
 
     def _occupied(self, level: _Level) -> int:
@@ -616,8 +620,11 @@ class Trial(Aggregate):
                     Trial.ProtocolDeviationFlagged,
                     recorded_at,
                     on,
-                    {"code": deviation.code, "message": deviation.message,
-                     "target_event_id": fact.event_id},
+                    {
+                        "code": deviation.code,
+                        "message": deviation.message,
+                        "target_event_id": fact.event_id,
+                    },
                     subject_id=subject_id,
                     reason=deviation.message,
                 )
@@ -644,16 +651,22 @@ class Trial(Aggregate):
                 Trial.DltCandidateFlagged,
                 recorded_at,
                 on,
-                {"ae_id": ae_id, "term": ae.term, "grade": ae.worst_grade,
-                 "onset": ae.onset.isoformat()},
+                {
+                    "ae_id": ae_id,
+                    "term": ae.term,
+                    "grade": ae.worst_grade,
+                    "onset": ae.onset.isoformat(),
+                },
                 subject_id=subject_id,
                 reason=f"grade {ae.worst_grade} related adverse event in the DLT window",
             )
         recorded = subject.window
         if not window.is_closed and (recorded is None or not recorded.is_closed):
             return
-        if recorded is not None and recorded.is_closed and (
-            _same_window(recorded, window) or (window.pending and not window.is_closed)
+        if (
+            recorded is not None
+            and recorded.is_closed
+            and (_same_window(recorded, window) or (window.pending and not window.is_closed))
         ):
             # A closed window stays as decided until a late candidate is adjudicated.
             return
@@ -693,8 +706,13 @@ class Trial(Aggregate):
             if not cohort_is_decidable(count, level.slots):
                 return
             counts = [self._level_count(lv) for lv in self._levels]
-            self._apply_decision(decide(self.protocol.escalation.variant, counts, self.current_level),
-                                 level, count, recorded_at, on)
+            self._apply_decision(
+                decide(self.protocol.escalation.variant, counts, self.current_level),
+                level,
+                count,
+                recorded_at,
+                on,
+            )
 
     def _apply_decision(
         self, decision: Decision, level: _Level, count: LevelCount, recorded_at: datetime, on: date
@@ -702,55 +720,122 @@ class Trial(Aggregate):
         index = self.current_level
         seen = f"{count.dlts}/{count.evaluable} DLTs at {level.name}"
         variant = self.protocol.escalation.variant.value
-        counts_data = {"cohort": level.name, "level": index, "enrolled": len(level.subjects),
-                       "evaluable": count.evaluable, "dlts": count.dlts}
+        counts_data = {
+            "cohort": level.name,
+            "level": index,
+            "enrolled": len(level.subjects),
+            "evaluable": count.evaluable,
+            "dlts": count.dlts,
+        }
         if isinstance(decision, Expand):
             slots = 2 * self.protocol.escalation.cohort_size
-            self._decide(Trial.CohortExpanded, recorded_at, on,
-                         {**counts_data, "slots": slots, "decision": "expand"},
-                         reason=f"{seen}: treat 3 more at {level.name} ({variant})")
+            self._decide(
+                Trial.CohortExpanded,
+                recorded_at,
+                on,
+                {**counts_data, "slots": slots, "decision": "expand"},
+                reason=f"{seen}: treat 3 more at {level.name} ({variant})",
+            )
             return
         label = _decision_label(decision, self.protocol)
-        self._decide(Trial.CohortClosed, recorded_at, on, {**counts_data, "decision": label},
-                     reason=f"{seen}: {label} ({variant})")
+        self._decide(
+            Trial.CohortClosed,
+            recorded_at,
+            on,
+            {**counts_data, "decision": label},
+            reason=f"{seen}: {label} ({variant})",
+        )
         if isinstance(decision, Escalate):
             target = self._levels[decision.to_level]
-            self._decide(Trial.DoseEscalated, recorded_at, on,
-                         {"from_cohort": level.name, "from_level": index,
-                          "to_cohort": target.name, "to_level": decision.to_level,
-                          "dose_mg": target.dose_mg}, reason=seen)
-            self._decide(Trial.CohortOpened, recorded_at, on,
-                         {"cohort": target.name, "level": decision.to_level,
-                          "dose_mg": target.dose_mg, "slots": self.protocol.escalation.cohort_size},
-                         reason=f"escalated from {level.name}")
+            self._decide(
+                Trial.DoseEscalated,
+                recorded_at,
+                on,
+                {
+                    "from_cohort": level.name,
+                    "from_level": index,
+                    "to_cohort": target.name,
+                    "to_level": decision.to_level,
+                    "dose_mg": target.dose_mg,
+                },
+                reason=seen,
+            )
+            self._decide(
+                Trial.CohortOpened,
+                recorded_at,
+                on,
+                {
+                    "cohort": target.name,
+                    "level": decision.to_level,
+                    "dose_mg": target.dose_mg,
+                    "slots": self.protocol.escalation.cohort_size,
+                },
+                reason=f"escalated from {level.name}",
+            )
         elif isinstance(decision, DeEscalate):
             target = self._levels[decision.to_level]
-            self._decide(Trial.DoseDeescalated, recorded_at, on,
-                         {"from_cohort": level.name, "from_level": index,
-                          "to_cohort": target.name, "to_level": decision.to_level,
-                          "dose_mg": target.dose_mg}, reason=seen)
-            self._decide(Trial.CohortExpanded, recorded_at, on,
-                         {"cohort": target.name, "level": decision.to_level,
-                          "enrolled": len(target.subjects),
-                          **_count_data(self._level_count(target)),
-                          "slots": 2 * self.protocol.escalation.cohort_size,
-                          "decision": "expand"},
-                         reason=f"{level.name} too toxic; treat 3 more at {target.name}")
+            self._decide(
+                Trial.DoseDeescalated,
+                recorded_at,
+                on,
+                {
+                    "from_cohort": level.name,
+                    "from_level": index,
+                    "to_cohort": target.name,
+                    "to_level": decision.to_level,
+                    "dose_mg": target.dose_mg,
+                },
+                reason=seen,
+            )
+            self._decide(
+                Trial.CohortExpanded,
+                recorded_at,
+                on,
+                {
+                    "cohort": target.name,
+                    "level": decision.to_level,
+                    "enrolled": len(target.subjects),
+                    **_count_data(self._level_count(target)),
+                    "slots": 2 * self.protocol.escalation.cohort_size,
+                    "decision": "expand",
+                },
+                reason=f"{level.name} too toxic; treat 3 more at {target.name}",
+            )
         elif isinstance(decision, DeclareMtd):
             mtd = self._levels[decision.level]
-            self._decide(Trial.MtdDeclared, recorded_at, on,
-                         {"cohort": mtd.name, "level": decision.level, "dose_mg": mtd.dose_mg,
-                          **_count_data(self._level_count(mtd))},
-                         reason=f"{seen} ({variant})")
+            self._decide(
+                Trial.MtdDeclared,
+                recorded_at,
+                on,
+                {
+                    "cohort": mtd.name,
+                    "level": decision.level,
+                    "dose_mg": mtd.dose_mg,
+                    **_count_data(self._level_count(mtd)),
+                },
+                reason=f"{seen} ({variant})",
+            )
             if len(self._subjects) < self.protocol.max_subjects:
-                self._decide(Trial.ExpansionOpened, recorded_at, on,
-                             {"cohort": EXPANSION, "at_cohort": mtd.name, "dose_mg": mtd.dose_mg,
-                              "places": self.protocol.max_subjects - len(self._subjects)},
-                             reason=f"stage 2 expands at the MTD ({mtd.name})")
+                self._decide(
+                    Trial.ExpansionOpened,
+                    recorded_at,
+                    on,
+                    {
+                        "cohort": EXPANSION,
+                        "at_cohort": mtd.name,
+                        "dose_mg": mtd.dose_mg,
+                        "places": self.protocol.max_subjects - len(self._subjects),
+                    },
+                    reason=f"stage 2 expands at the MTD ({mtd.name})",
+                )
         elif isinstance(decision, StopForToxicity):
-            self._decide(Trial.TrialStopped, recorded_at, on,
-                         {"cohort": level.name, "level": index, "reason": "no tolerable dose"},
-                         reason=f"{seen} at the lowest dose level")
+            self._decide(
+                Trial.TrialStopped,
+                recorded_at,
+                on,
+                {"cohort": level.name, "level": index, "reason": "no tolerable dose"},
+                reason=f"{seen} at the lowest dose level",
+            )
 
     def _reevaluate_closed_cohorts(self, recorded_at: datetime, on: date) -> None:
         for index, level in enumerate(self._levels):
@@ -759,19 +844,33 @@ class Trial(Aggregate):
             now = self._level_count(level)
             if now == level.counts_at_decision:
                 continue
-            self._decide(Trial.CohortReevaluated, recorded_at, on,
-                         {"cohort": level.name, "level": index,
-                          "before": _count_data(level.counts_at_decision),
-                          "after": _count_data(now)},
-                         reason="late or corrected data changed a closed cohort's count; "
-                                "earlier decisions stand and are flagged for review")
+            self._decide(
+                Trial.CohortReevaluated,
+                recorded_at,
+                on,
+                {
+                    "cohort": level.name,
+                    "level": index,
+                    "before": _count_data(level.counts_at_decision),
+                    "after": _count_data(now),
+                },
+                reason="late or corrected data changed a closed cohort's count; "
+                "earlier decisions stand and are flagged for review",
+            )
 
     def _close_expansion_when_full(self, recorded_at: datetime, on: date) -> None:
         if self.stage is Stage.EXPANSION and len(self._subjects) >= self.protocol.max_subjects:
-            self._decide(Trial.CohortClosed, recorded_at, on,
-                         {"cohort": EXPANSION, "enrolled": len(self._expansion_subjects),
-                          "decision": "enrollment complete"},
-                         reason=f"{self.protocol.max_subjects} subjects enrolled")
+            self._decide(
+                Trial.CohortClosed,
+                recorded_at,
+                on,
+                {
+                    "cohort": EXPANSION,
+                    "enrolled": len(self._expansion_subjects),
+                    "decision": "enrollment complete",
+                },
+                reason=f"{self.protocol.max_subjects} subjects enrolled",
+            )
 
     def _decide(
         self,
@@ -831,11 +930,21 @@ class Trial(Aggregate):
 _EVENT_CLASSES: dict[str, type[Trial.Event]] = {
     cls.ledger_type: cls
     for cls in (
-        Trial.SubjectEnrolled, Trial.HaicAdministered, Trial.FruquintinibDosed, Trial.DoseModified,
-        Trial.AdverseEventReported, Trial.AdverseEventUpdated, Trial.DltAdjudicated,
-        Trial.TumorAssessed, Trial.AnticancerTherapyStarted, Trial.TreatmentDiscontinued,
-        Trial.SubjectKnownAlive, Trial.SubjectDied, Trial.SubjectWithdrawn,
-        Trial.RecordCorrected, Trial.RecordVoided,
+        Trial.SubjectEnrolled,
+        Trial.HaicAdministered,
+        Trial.FruquintinibDosed,
+        Trial.DoseModified,
+        Trial.AdverseEventReported,
+        Trial.AdverseEventUpdated,
+        Trial.DltAdjudicated,
+        Trial.TumorAssessed,
+        Trial.AnticancerTherapyStarted,
+        Trial.TreatmentDiscontinued,
+        Trial.SubjectKnownAlive,
+        Trial.SubjectDied,
+        Trial.SubjectWithdrawn,
+        Trial.RecordCorrected,
+        Trial.RecordVoided,
     )
 }
 
@@ -865,14 +974,15 @@ def _window_may_change(subject: _Subject, submission: Submission) -> bool:
     window = subject.window
     if window is None or not window.is_closed or window.window_end is None:
         return True
-    return (
-        submission.type in _WINDOW_SENSITIVE_TYPES or submission.occurred_on <= window.window_end
-    )
+    return submission.type in _WINDOW_SENSITIVE_TYPES or submission.occurred_on <= window.window_end
 
 
 def _same_window(a: DltWindow, b: DltWindow) -> bool:
     return (a.is_closed, a.evaluable, a.has_dlt, a.doses_in_window) == (
-        b.is_closed, b.evaluable, b.has_dlt, b.doses_in_window
+        b.is_closed,
+        b.evaluable,
+        b.has_dlt,
+        b.doses_in_window,
     )
 
 

@@ -1,7 +1,7 @@
 """The cohort table, folded from the ledger's own recorded decisions.
 
-It reads what the ledger recorded (enrollments, DLT windows, cohort decisions) rather than re-running
-the rules, so the table as of T shows exactly what the ledger had decided by T.
+It reads what the ledger recorded (enrollments, DLT windows, cohort decisions) rather than
+re-running the rules, so the table as of T shows exactly what the ledger had decided by T.
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ class CohortTable:
             for row in self.cohorts
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                 for r in rows]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
         summary = (
             f"trial {self.trial_id} ({self.variant}) — stage: {self.stage}; "
             f"MTD: {self.mtd or 'not declared'}; ledger position {self.position}"
@@ -155,6 +157,10 @@ def cohort_table(entries: Iterable[LedgerEntry]) -> CohortTable:
             )
         )
     return CohortTable(
-        trial_id=trial_id, stage=stage, mtd=mtd, variant=variant, position=position,
+        trial_id=trial_id,
+        stage=stage,
+        mtd=mtd,
+        variant=variant,
+        position=position,
         cohorts=tuple(rows),
     )

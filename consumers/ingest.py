@@ -1,0 +1,231 @@
+"""Exactly-once ingest: `trial.submissions` → the store → `trial.ledger` / `trial.rejections`.
+
+The store's tracking records are the source of truth for consumer positions: on every assignment
+each partition is sought to the offset after the last one whose effects are in the store, and each
+polled batch is recorded together with its offset in one transaction (`submit_tracked`). Kafka
+offset commits are made too, but only as a convenience for monitoring tools. After each batch the
+new records and rejections are published by the transactional `LedgerOutbox`.
+
+Run standalone (what `ledger ingest` does, and what the crash tests kill)::
+
+    python -m consumers.ingest --store ledger.db --bootstrap HOST:PORT [--until-idle]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any
+
+from consumers._kafka import kafka, kafka_errors
+from consumers.outbox import LedgerOutbox
+from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC, ensure_topics
+from ledger.application import Delivery, LedgerService, environment_store
+
+DEFAULT_GROUP = "trial-ledger"
+POLL_TIMEOUT_MS = 200
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """Counts of one run: what was consumed and decided, and what was published."""
+
+    consumed: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    published_events: int = 0
+    published_rejections: int = 0
+    store_events: int = 0
+    store_rejections: int = 0
+
+    @property
+    def published(self) -> int:
+        return self.published_events + self.published_rejections
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "published": self.published}
+
+
+class _SeekToStore:
+    """Rebalance listener: every assigned partition resumes right after the store's offset."""
+
+    def __init__(self, consumer: Any, service: LedgerService, positions: dict[Any, int]) -> None:
+        self._consumer = consumer
+        self._service = service
+        self._positions = positions  # the store's last offset per partition, cached
+
+    def on_partitions_revoked(self, revoked: Sequence[Any]) -> None:
+        for tp in revoked:
+            self._positions.pop(tp, None)
+
+    def on_partitions_assigned(self, assigned: Sequence[Any]) -> None:
+        for tp in assigned:
+            last = self._service.upstream_position(tp.topic, tp.partition)
+            if last is None:
+                self._positions[tp] = -1
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._positions[tp] = last
+                self._consumer.seek(tp, last + 1)
+
+    def on_partitions_lost(self, lost: Sequence[Any]) -> None:
+        self.on_partitions_revoked(lost)
+
+
+def run_ingest(
+    service: LedgerService,
+    bootstrap: str,
+    *,
+    until_idle: bool,
+    submissions_topic: str = SUBMISSIONS_TOPIC,
+    ledger_topic: str = LEDGER_TOPIC,
+    rejections_topic: str = REJECTIONS_TOPIC,
+    group_id: str = DEFAULT_GROUP,
+    max_batch: int = 500,
+    group_instance_id: str | None = None,
+    transactional_id: str | None = None,
+    stop: threading.Event | None = None,
+) -> IngestReport:
+    """Consume, record and republish until caught up (`until_idle`) or until `stop` is set."""
+    if max_batch < 1:
+        raise ValueError("max_batch must be at least 1")
+    service.ensure_trial()
+    ensure_topics(bootstrap, [submissions_topic, ledger_topic, rejections_topic])
+    report = IngestReport()
+    k = kafka()
+    outbox = LedgerOutbox(
+        service, bootstrap, ledger_topic=ledger_topic, rejections_topic=rejections_topic,
+        transactional_id=transactional_id,
+    )
+    with closing(outbox):
+        outbox.start()
+        outbox.publish_pending()
+        consumer = k.KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="trial-ledger-ingest",
+            group_id=group_id,
+            group_instance_id=group_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=max_batch,
+        )
+        with closing(consumer):
+            positions: dict[Any, int] = {}
+            consumer.subscribe(
+                [submissions_topic], listener=_SeekToStore(consumer, service, positions)
+            )
+            while not (stop is not None and stop.is_set()):
+                polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+                for tp, records in polled.items():
+                    _record(service, consumer, tp, records, positions, max_batch, report)
+                if polled:
+                    outbox.publish_pending()
+                elif until_idle and _caught_up(consumer, positions):
+                    outbox.publish_pending()
+                    break
+    report.published_events = outbox.published_events
+    report.published_rejections = outbox.published_rejections
+    report.store_events = sum(
+        sum(1 for _ in service.entries(trial_id)) for trial_id in service.trial_ids()
+    )
+    report.store_rejections = sum(1 for _ in service.rejections())
+    return report
+
+
+def _record(
+    service: LedgerService, consumer: Any, tp: Any, records: Sequence[Any],
+    positions: dict[Any, int], max_batch: int, report: IngestReport,
+) -> None:
+    last = positions.get(tp)
+    if last is None:  # revoked while this poll's records were in flight
+        return
+    fresh = [r for r in records if r.offset > last]
+    for start in range(0, len(fresh), max_batch):
+        chunk = fresh[start:start + max_batch]
+        batch = service.submit_tracked(
+            [Delivery(r.value if r.value is not None else b"", r.topic, r.partition, r.offset)
+             for r in chunk]
+        )
+        positions[tp] = chunk[-1].offset
+        report.consumed += len(chunk)
+        report.accepted += batch.accepted
+        report.duplicates += batch.duplicates
+        report.rejected += len(batch.rejected)
+    if fresh:
+        _commit_quietly(consumer, tp, positions[tp] + 1)
+
+
+def _commit_quietly(consumer: Any, tp: Any, offset: int) -> None:
+    """Tell Kafka too (for lag monitoring); the store's offset is what resuming relies on."""
+    k = kafka()
+    try:
+        consumer.commit({tp: k.OffsetAndMetadata(offset, "", -1)})
+    except kafka_errors().KafkaError:
+        return
+
+
+def _caught_up(consumer: Any, positions: dict[Any, int]) -> bool:
+    assigned = consumer.assignment()
+    if not assigned or not assigned <= positions.keys():
+        return False
+    ends = consumer.end_offsets(list(assigned))
+    return all(positions[tp] + 1 >= ends[tp] for tp in assigned)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m consumers.ingest`: one ingest process; prints its report as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m consumers.ingest", description=__doc__)
+    add_ingest_arguments(parser)
+    parser.add_argument("--store", default=environment_store())
+    args = parser.parse_args(argv)
+    if not args.bootstrap:
+        print("error: --bootstrap (or LEDGER_BOOTSTRAP) is required", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    started = time.monotonic()
+    with LedgerService(args.store) as service:
+        report = run_ingest(
+            service, args.bootstrap, until_idle=args.until_idle,
+            submissions_topic=args.submissions_topic, ledger_topic=args.ledger_topic,
+            rejections_topic=args.rejections_topic, group_id=args.group_id,
+            group_instance_id=args.group_instance_id, max_batch=args.max_batch, stop=stop,
+        )
+    document = {**report.to_json_dict(), "seconds": round(time.monotonic() - started, 3)}
+    print(json.dumps(document, sort_keys=True))
+    return 0
+
+
+def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Kafka options of `ledger ingest` (and of this module's own command line)."""
+    parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_BOOTSTRAP"),
+                        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)")
+    parser.add_argument("--until-idle", action="store_true",
+                        help="stop once every assigned partition is consumed and published")
+    parser.add_argument("--submissions-topic", default=SUBMISSIONS_TOPIC)
+    parser.add_argument("--ledger-topic", default=LEDGER_TOPIC)
+    parser.add_argument("--rejections-topic", default=REJECTIONS_TOPIC)
+    parser.add_argument("--group-id", default=DEFAULT_GROUP)
+    parser.add_argument("--group-instance-id", default=None,
+                        help="static group membership: a restarted process takes over at once")
+    parser.add_argument("--max-batch", type=int, default=500)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What integrators run: validate submissions at the edge, then publish them to `trial.submissions`.
+
+Each line is checked against the wire schema (contract §1–2) before anything is sent; a bad line is
+reported with its number and reason and never reaches the topic. Good lines are sent unchanged
+(the original bytes), keyed by `trial_id` so one trial's submissions stay in order on one partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consumers._kafka import kafka
+from consumers.topics import SUBMISSIONS_TOPIC
+from ledger.schemas.submissions import InvalidSubmissionError, parse_submission
+
+SEND_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    """A line refused before publishing, with what an integrator needs to fix it."""
+
+    line: int
+    event_id: str | None
+    reason_code: str
+    message: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "event_id": self.event_id, "reason_code": self.reason_code,
+                "message": self.message}
+
+
+@dataclass(slots=True)
+class PublishReport:
+    """How many submissions reached the topic and which lines were refused."""
+
+    topic: str
+    published: int = 0
+    invalid: list[InvalidLine] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "published": self.published,
+                "invalid": [line.to_json_dict() for line in self.invalid]}
+
+
+class SubmissionPublisher:
+    """An idempotent, acks=all producer that only ever sends schema-valid envelopes."""
+
+    def __init__(self, bootstrap: str, topic: str = SUBMISSIONS_TOPIC, **producer_config: Any) -> None:
+        self.topic = topic
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": "trial-ledger-publisher",
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+        }
+        config.update(producer_config)
+        self._producer = kafka().KafkaProducer(**config)
+
+    def publish(self, lines: Iterable[tuple[int, bytes]]) -> PublishReport:
+        """Validate and send numbered lines; returns once every sent one is acknowledged."""
+        report = PublishReport(self.topic)
+        futures = []
+        for number, raw in lines:
+            try:
+                message = parse_submission(raw)
+            except InvalidSubmissionError as error:
+                report.invalid.append(
+                    InvalidLine(number, error.event_id, error.reason_code.value, error.message)
+                )
+                continue
+            futures.append(
+                self._producer.send(self.topic, key=message.trial_id.encode(), value=raw)
+            )
+        self._producer.flush(timeout=SEND_TIMEOUT_S)
+        for future in futures:
+            future.get(timeout=SEND_TIMEOUT_S)  # raises if the broker did not take it
+        report.published = len(futures)
+        return report
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> SubmissionPublisher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """Non-blank lines of a .jsonl file with their 1-based numbers, line endings removed."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)
+                if line.strip()]
+
+
+def publish_file(path: Path, bootstrap: str, topic: str = SUBMISSIONS_TOPIC) -> PublishReport:
+    """Validate every line of a .jsonl file and publish the valid ones to `topic`."""
+    lines = read_lines(Path(path))
+    with SubmissionPublisher(bootstrap, topic) as publisher:
+        return publisher.publish(lines)

@@ -1,0 +1,39 @@
+"""Topic names (contract §4) and idempotent topic creation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+
+from consumers._kafka import kafka, kafka_errors
+
+SUBMISSIONS_TOPIC = "trial.submissions"
+LEDGER_TOPIC = "trial.ledger"
+REJECTIONS_TOPIC = "trial.rejections"
+DEFAULT_TOPICS = (SUBMISSIONS_TOPIC, LEDGER_TOPIC, REJECTIONS_TOPIC)
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str] = DEFAULT_TOPICS,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    configs: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created (existing ones are kept)."""
+    wanted = list(dict.fromkeys(names))
+    errors = kafka_errors()
+    admin = kafka().KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trial-ledger-admin")
+    with closing(admin):
+        missing = [name for name in wanted if name not in set(admin.list_topics())]
+        created: list[str] = []
+        for name in missing:
+            spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+            if configs:
+                spec["configs"] = dict(configs)
+            try:
+                admin.create_topics({name: spec}, wait_for_metadata=True)
+            except errors.TopicAlreadyExistsError:
+                continue  # created concurrently by someone else: fine
+            created.append(name)
+        return created
