@@ -7,10 +7,10 @@ warning is silenced here (and only here) so warnings-as-errors test runs can imp
 from __future__ import annotations
 
 import warnings
-from types import ModuleType
+from typing import Any
 
 
-def kafka() -> ModuleType:
+def kafka() -> Any:
     """The `kafka` package, imported on first use."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -20,9 +20,9 @@ def kafka() -> ModuleType:
     return module
 
 
-def kafka_errors() -> ModuleType:
+def kafka_errors() -> Any:
     """`kafka.errors` (exception classes), imported on first use."""
     kafka()
-    import kafka.errors as errors
+    from kafka import errors
 
     return errors

@@ -122,8 +122,10 @@ def run_ingest(
         )
         with closing(consumer):
             positions: dict[Any, int] = {}
+            # kafka-python insists on its own base class; the behaviour is all in _SeekToStore.
+            listener = type("SeekToStore", (_SeekToStore, k.ConsumerRebalanceListener), {})
             consumer.subscribe(
-                [submissions_topic], listener=_SeekToStore(consumer, service, positions)
+                [submissions_topic], listener=listener(consumer, service, positions)
             )
             while not (stop is not None and stop.is_set()):
                 polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)

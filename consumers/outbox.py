@@ -92,8 +92,8 @@ class LedgerOutbox:
             for entry in self._service.entries(trial_id, after=self._positions[trial_id]):
                 yield trial_id, self.ledger_topic, trial_id.encode(), entry.to_json().encode()
         for message in self._service.rejections(after=self._sequence):
-            trial_id = _trial_of(message["submission"])
-            key = trial_id.encode() if trial_id else None
+            owner = _trial_of(message["submission"])
+            key = owner.encode() if owner else None
             value = json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
             yield None, self.rejections_topic, key, value
 
@@ -142,7 +142,7 @@ class LedgerOutbox:
 def _abort_quietly(producer: Any) -> None:
     try:
         producer.abort_transaction()
-    except Exception:  # noqa: BLE001 - fenced or broken: the next start aborts it anyway
+    except Exception:  # fenced or broken: the next start aborts it anyway
         return
 
 

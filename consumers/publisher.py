@@ -53,7 +53,9 @@ class PublishReport:
 class SubmissionPublisher:
     """An idempotent, acks=all producer that only ever sends schema-valid envelopes."""
 
-    def __init__(self, bootstrap: str, topic: str = SUBMISSIONS_TOPIC, **producer_config: Any) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str = SUBMISSIONS_TOPIC, **producer_config: Any
+    ) -> None:
         self.topic = topic
         config: dict[str, Any] = {
             "bootstrap_servers": bootstrap,

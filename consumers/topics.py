@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import closing
+from typing import Any
 
 from consumers._kafka import kafka, kafka_errors
 
@@ -20,7 +21,7 @@ def ensure_topics(
     replication_factor: int = 1,
     configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created (existing ones are kept)."""
+    """Create the topics that do not exist yet; return the names created (others are kept)."""
     wanted = list(dict.fromkeys(names))
     errors = kafka_errors()
     admin = kafka().KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trial-ledger-admin")
@@ -28,7 +29,9 @@ def ensure_topics(
         missing = [name for name in wanted if name not in set(admin.list_topics())]
         created: list[str] = []
         for name in missing:
-            spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+            spec: dict[str, Any] = {
+                "num_partitions": partitions, "replication_factor": replication_factor
+            }
             if configs:
                 spec["configs"] = dict(configs)
             try:

@@ -69,7 +69,7 @@ DEFAULT_TIMEOUT = 90.0
 #: Seconds ``stop`` waits for a controlled shutdown before SIGKILL.
 STOP_TIMEOUT = 30.0
 #: Seconds a node that has lost its controller quorum gets before SIGKILL (see ``_terminate``).
-QUORUM_LOST_GRACE = 5.0
+QUORUM_LOST_GRACE = 8.0
 
 _JVM_FLAGS = (
     "-XX:+UseSerialGC",  # small heaps, 2 cores, up to 3 JVMs: no concurrent GC threads needed

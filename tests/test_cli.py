@@ -1,0 +1,167 @@
+"""The `ledger` command as users run it: outputs, JSON shapes, exit codes, demo replay."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from ledger.cli import main
+from tests.builders import Script, lines
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_submit_json_reports_accepted_duplicates_and_rejections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`submit --json` gives the contract's keys, with each rejection's reason, and exits 1."""
+    script = Script()
+    enroll = script.enroll("01-001", "A", date(2025, 1, 6))
+    file = tmp_path / "in.jsonl"
+    file.write_text("\n".join([*lines([enroll, enroll]), "not json"]) + "\n")
+    code, out, _ = run(capsys, "submit", str(file), "--store", str(tmp_path / "l.db"), "--json")
+    document = json.loads(out)
+    assert code == 1
+    assert (document["accepted"], document["duplicates"]) == (1, 1)
+    assert [(r["line"], r["reason_code"]) for r in document["rejected"]] == [(3, "INVALID_JSON")]
+
+
+def test_init_then_cohorts_json_has_the_contract_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`init --variant korn` then `cohorts --json`: trial, stage, mtd and one row per cohort."""
+    store = str(tmp_path / "l.db")
+    assert run(capsys, "init", "--store", store, "--variant", "korn")[0] == 0
+    code, out, _ = run(capsys, "cohorts", "--store", store, "--json")
+    document = json.loads(out)
+    assert code == 0
+    assert (document["trial_id"], document["stage"], document["mtd"], document["variant"]) == (
+        "NCT05406206",
+        "escalation",
+        None,
+        "korn",
+    )
+    assert [(c["cohort"], c["dose_mg"], c["state"]) for c in document["cohorts"]] == [
+        ("A", 3.0, "open"),
+        ("B", 4.0, "not_open"),
+        ("C", 5.0, "not_open"),
+    ]
+    assert set(document["cohorts"][0]) >= {
+        "cohort",
+        "dose_mg",
+        "enrolled",
+        "evaluable",
+        "dlts",
+        "state",
+        "decision",
+    }
+
+
+def test_simulate_json_has_the_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """`simulate --json` reports variant, runs, seed, p_mtd over none/A/B/C and expected_n."""
+    code, out, _ = run(
+        capsys,
+        "simulate",
+        "--true-dlt",
+        "0.05,0.1,0.6",
+        "--runs",
+        "500",
+        "--seed",
+        "3",
+        "--variant",
+        "storer",
+        "--json",
+    )
+    document = json.loads(out)
+    assert code == 0
+    assert (document["variant"], document["runs"], document["seed"]) == ("storer", 500, 3)
+    assert set(document["p_mtd"]) == {"none", "A", "B", "C"}
+    assert sum(document["p_mtd"].values()) == pytest.approx(1.0)
+    assert document["expected_n"] >= 3
+
+
+BAD_INPUT = [
+    pytest.param(
+        ("cohorts", "--as-of", "yesterday"),
+        "not an ISO-8601 timestamp",
+        id="as-of that is not a timestamp",
+    ),
+    pytest.param(("submit", "missing.jsonl"), "no such file", id="missing file"),
+    pytest.param(
+        ("simulate", "--true-dlt", "0.1,x,0.3"), "expected numbers", id="rates that are not numbers"
+    ),
+    pytest.param(("simulate", "--true-dlt", "0.1,0.3"), "needs 3 rates", id="too few rates"),
+    pytest.param(("history", "01-001"), "no trial", id="history on an empty store"),
+    pytest.param(
+        ("init", "--protocol", "nope.json"), "cannot read protocol", id="protocol file missing"
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT)
+def test_bad_input_exits_non_zero_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    """Bad input: exit 2 and exactly one line on standard error naming the problem."""
+    code, _, err = run(
+        capsys, *argv, *(["--store", str(tmp_path / "l.db")] if argv[0] != "simulate" else [])
+    )
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_invalid_protocol_is_refused_with_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A protocol whose doses do not rise is refused, naming the field."""
+    protocol = json.loads(Path("ledger/protocols/NCT05406206.json").read_text())
+    protocol["dose_levels"][2]["dose_mg"] = 2
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(protocol))
+    code, _, err = run(capsys, "init", "--protocol", str(path), "--store", str(tmp_path / "l.db"))
+    assert code == 2
+    assert "dose_levels" in err
+
+
+def test_schema_prints_every_event_type(capsys: pytest.CaptureFixture[str]) -> None:
+    """`schema` prints the envelope and each type's data schema, unknown fields forbidden."""
+    code, out, _ = run(capsys, "schema")
+    document = json.loads(out)
+    assert code == 0
+    assert "subject.enrolled" in document["data"]
+    assert document["data"]["fruquintinib.dosed"]["additionalProperties"] is False
+
+
+def test_demo_replays_to_the_same_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ledger submit` of the demo's submissions rebuilds the same cohort table and events."""
+    code, out, _ = run(capsys, "demo", "--out", str(tmp_path / "demo"), "--seed", "12")
+    assert code == 0
+    assert re.search(r"MTD: [ABC]", out)
+    demo_store = str(tmp_path / "demo" / "ledger.db")
+    replay_store = str(tmp_path / "replay.db")
+    code, out, _ = run(
+        capsys, "submit", str(tmp_path / "demo" / "submissions.jsonl"), "--store", replay_store
+    )
+    assert code == 0
+    original = json.loads(run(capsys, "cohorts", "--store", demo_store, "--json")[1])
+    replayed = json.loads(run(capsys, "cohorts", "--store", replay_store, "--json")[1])
+    assert replayed == original
+    subject = next(
+        json.loads(line)["subject_id"]
+        for line in (tmp_path / "demo" / "submissions.jsonl").read_text().splitlines()
+    )
+    first = json.loads(run(capsys, "history", subject, "--store", demo_store, "--json")[1])
+    second = json.loads(run(capsys, "history", subject, "--store", replay_store, "--json")[1])
+    strip = [{k: v for k, v in e.items() if k != "recorded_at"} for e in first["entries"]]
+    assert strip == [{k: v for k, v in e.items() if k != "recorded_at"} for e in second["entries"]]
