@@ -116,7 +116,9 @@ def _kafka_failures(command: str) -> Iterator[None]:
     try:
         yield
     except kafka_errors().KafkaError as error:
-        reason = f"{type(error).__name__}: {_one_line(error)}"
+        reason = _one_line(error)
+        if not reason.startswith(type(error).__name__):
+            reason = f"{type(error).__name__}: {reason}"
         raise KafkaCommandError(f"{command}: Kafka: {reason}") from None
 
 

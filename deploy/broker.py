@@ -393,7 +393,6 @@ def _java() -> str:
 def _java_cmd(libs: Path, heap: str, main: str, *args: str) -> list[str]:
     return [
         _java(),
-        "-Xms64m",
         f"-Xmx{heap}",
         *_JVM_FLAGS,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",

@@ -175,23 +175,58 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ledger.projections.export import export_datasets
+
+    as_of = _as_of(args)
+    with _service(args) as ledger:
+        trial_id = args.trial or ledger.default_trial_id()
+        manifest = export_datasets(
+            ledger.entries(trial_id, as_of=as_of),
+            as_of=as_of,
+            cutoff=args.cutoff,
+            fmt=args.format,
+            out=args.out,
+            software_version=_software_version(),
+        )
+    document = manifest.to_json_dict()
+    _emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ledger.demo import run_demo
+    from ledger.projections.export import export_report
 
     run = run_demo(args.out, args.seed)
     with LedgerService(run.store) as ledger:
         table = cohort_table(ledger.entries(run.trial_id))
+        report = export_report(
+            ledger.entries(run.trial_id),
+            as_of=None,
+            cutoff=run.last_day,
+            out=args.out,
+            software_version=_software_version(),
+        )
     print(
         f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
         f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
     )
     print(table.render())
     print(f"MTD: {table.mtd or 'none'}")
+    print(report.headline)
+    print(f"datasets, Kaplan–Meier plots and summary.txt in {args.out} (cutoff {run.last_day})")
     print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
     return 0
 
 
 # --- plumbing ---------------------------------------------------------------------------------
+
+
+def _software_version() -> str:
+    from importlib.metadata import version
+
+    return version("trial-ledger")
 
 
 def _service(args: argparse.Namespace) -> LedgerService:
@@ -285,6 +320,21 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = add("schema", _schema, "JSON Schemas of the submission envelope and event data", [])
     schema.add_argument("--type", help="only this event type's data schema")
+
+    export = add(
+        "export",
+        _export,
+        "write ADSL, ADTTE, ADRS, ADAE and manifest.json",
+        [store, as_json, as_of],
+    )
+    export.add_argument(
+        "--cutoff",
+        type=_iso_date,
+        metavar="D",
+        help="ISO date: clinical facts up to this day; follow-up censored there",
+    )
+    export.add_argument("--format", choices=["csv", "xpt"], default="csv")
+    export.add_argument("--out", type=Path, required=True)
 
     demo = add("demo", _demo, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument("--out", type=Path, default=Path("demo-out"))

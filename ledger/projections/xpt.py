@@ -90,7 +90,7 @@ _RECORD_PREFIXES: Final = (
 )
 
 
-def write_xpt(  # noqa: PLR0917 - positional order is the agreed API
+def write_xpt(
     frame: pd.DataFrame,
     path: str | Path,
     dataset_name: str,

@@ -1,0 +1,316 @@
+"""Writing the analysis datasets: CSV or SAS v5 transport files, a manifest, KM plots, a headline.
+
+The same entries, ``as_of`` and ``cutoff`` always give byte-identical files, whatever the wall
+clock says: CSV with fixed float formatting and ``\\n`` line ends, transport files stamped with the
+``recorded_at`` of the last ledger entry read (not the time of writing), JSON with sorted keys.
+The manifest ties the files to the ledger: each file's SHA-256, the position and recorded time of
+the last event included, the as-of and cutoff asked for, the protocol, and the software version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+from uuid import uuid4
+
+import pandas as pd
+
+from ledger.entries import LedgerEntry, format_timestamp
+from ledger.projections.datasets import (
+    ADAE_COLUMNS,
+    ADRS_COLUMNS,
+    ADSL_COLUMNS,
+    ADTTE_COLUMNS,
+    DATASET_LABELS,
+    AnalysisDatasets,
+    Column,
+    build_datasets,
+)
+from ledger.projections.km_plot import plot_kaplan_meier
+from ledger.projections.survival import format_median
+from ledger.projections.xpt import write_xpt
+
+__all__ = [
+    "CSV_FLOAT_FORMAT",
+    "MANIFEST_NAME",
+    "ExportFormat",
+    "Manifest",
+    "ManifestFile",
+    "ReportFiles",
+    "export_datasets",
+    "export_report",
+    "headline",
+    "write_datasets",
+    "write_km_plots",
+]
+
+ExportFormat = Literal["csv", "xpt"]
+
+MANIFEST_NAME: Final = "manifest.json"
+CSV_FLOAT_FORMAT: Final = "%.10g"
+"""Ten significant digits: exact for diameters and day counts, stable across platforms."""
+
+_SCHEMAS: Final[dict[str, tuple[Column, ...]]] = {
+    "adsl": ADSL_COLUMNS,
+    "adtte": ADTTE_COLUMNS,
+    "adrs": ADRS_COLUMNS,
+    "adae": ADAE_COLUMNS,
+}
+_FORMATS: Final = ("csv", "xpt")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    name: str
+    sha256: str
+    size: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What was exported, from which ledger state, by which software (``manifest.json``)."""
+
+    trial_id: str
+    protocol_id: str
+    protocol_version: str
+    ledger_position: int
+    last_recorded_at: datetime
+    as_of: datetime | None
+    cutoff: date | None
+    format: str
+    software_version: str
+    files: tuple[ManifestFile, ...]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "protocol_id": self.protocol_id,
+            "protocol_version": self.protocol_version,
+            "ledger_position": self.ledger_position,
+            "last_recorded_at": format_timestamp(self.last_recorded_at),
+            "as_of": None if self.as_of is None else format_timestamp(self.as_of),
+            "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
+            "format": self.format,
+            "software_version": self.software_version,
+            "files": [
+                {"name": f.name, "sha256": f.sha256, "bytes": f.size, "rows": f.rows}
+                for f in self.files
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def export_datasets(
+    entries: Iterable[LedgerEntry],
+    *,
+    as_of: datetime | None,
+    cutoff: date | None,
+    fmt: ExportFormat,
+    out: Path,
+    software_version: str,
+) -> Manifest:
+    """Build the datasets from ``entries`` and write adsl, adtte, adrs, adae and manifest.json."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
+    datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
+    return write_datasets(datasets, fmt=fmt, out=out, software_version=software_version)
+
+
+def write_datasets(
+    datasets: AnalysisDatasets, *, fmt: ExportFormat, out: Path, software_version: str
+) -> Manifest:
+    """Write already-built datasets and their manifest into ``out`` (created if missing)."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = datasets.provenance
+    files = []
+    for stem, frame in datasets.frames().items():
+        path = out / f"{stem}.{fmt}"
+        if fmt == "csv":
+            _write_bytes(path, _csv_bytes(frame))
+        else:
+            _write_xpt(frame, path, stem, _SCHEMAS[stem], provenance.last_recorded_at)
+        data = path.read_bytes()
+        files.append(
+            ManifestFile(
+                name=path.name,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                rows=len(frame),
+            )
+        )
+    manifest = Manifest(
+        trial_id=provenance.trial_id,
+        protocol_id=provenance.protocol_id,
+        protocol_version=provenance.protocol_version,
+        ledger_position=provenance.last_position,
+        last_recorded_at=provenance.last_recorded_at,
+        as_of=provenance.as_of,
+        cutoff=provenance.cutoff,
+        format=fmt,
+        software_version=software_version,
+        files=tuple(files),
+    )
+    _write_bytes(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    return manifest
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    text = frame.to_csv(index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
+    return text.encode("utf-8")
+
+
+def _write_xpt(
+    frame: pd.DataFrame, path: Path, stem: str, schema: tuple[Column, ...], created: datetime
+) -> None:
+    # Date columns go out as datetime64 so that an all-missing date column is still numeric
+    # (a SAS date), and a column keeps its SAS type whatever the data happen to hold.
+    converted = frame.copy()
+    for column in schema:
+        if column.kind == "date":
+            converted[column.name] = pd.to_datetime(
+                pd.Series(list(frame[column.name]), dtype=object)
+            ).astype("datetime64[ns]")
+        elif column.kind == "text":
+            converted[column.name] = frame[column.name].astype(object)
+    write_xpt(
+        converted,
+        path,
+        stem.upper(),
+        DATASET_LABELS[stem],
+        {c.name: c.label for c in schema},
+        created,
+    )
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.{uuid4().hex}.partial")
+    try:
+        with open(partial, "xb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+# --- plots and headline -----------------------------------------------------------------------
+
+_PLOTTED: Final = ("PFS", "OS")
+_OVERALL_COLUMN: Final = "Population"
+_DOSE_COLUMN: Final = "Dose level"
+
+
+def write_km_plots(datasets: AnalysisDatasets, out: Path) -> list[Path]:
+    """Kaplan–Meier PNGs of PFS and OS, overall and by dose level; endpoints without rows skipped.
+
+    Files: ``km_pfs_overall.png``, ``km_pfs_by_dose.png``, ``km_os_overall.png``,
+    ``km_os_by_dose.png``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    adtte = datasets.adtte
+    doses = datasets.dose_levels
+    frame = adtte.assign(
+        **{
+            _OVERALL_COLUMN: "Full analysis set",
+            _DOSE_COLUMN: [
+                f"{level} ({doses[level]:g} mg)" if level in doses else "unassigned"
+                for level in adtte["DOSELVL"]
+            ],
+        }
+    )
+    footnote = _footnote(datasets)
+    written = []
+    for paramcd in _PLOTTED:
+        if not (frame["PARAMCD"] == paramcd).any():
+            continue
+        for suffix, column in (("overall", _OVERALL_COLUMN), ("by_dose", _DOSE_COLUMN)):
+            path = out / f"km_{paramcd.lower()}_{suffix}.png"
+            written.append(plot_kaplan_meier(frame, paramcd, column, path, footnote=footnote))
+    return written
+
+
+def _footnote(datasets: AnalysisDatasets) -> str:
+    p = datasets.provenance
+    as_of = "latest" if p.as_of is None else format_timestamp(p.as_of)
+    cutoff = "none" if p.cutoff is None else p.cutoff.isoformat()
+    return (
+        f"{p.trial_id}, protocol {p.protocol_version}. Ledger position {p.last_position} "
+        f"(as of {as_of}); data cutoff {cutoff}."
+    )
+
+
+def headline(datasets: AnalysisDatasets) -> str:
+    """A few lines for the terminal: populations, median PFS and OS with CI, ORR with CI."""
+    p = datasets.provenance
+    adsl = datasets.adsl
+    fas = int((adsl["FASFL"] == "Y").sum())
+    lines = [
+        f"{p.trial_id} (protocol {p.protocol_id} v{p.protocol_version}): ledger position "
+        f"{p.last_position}, last recorded {format_timestamp(p.last_recorded_at)}; "
+        f"as of {'latest' if p.as_of is None else format_timestamp(p.as_of)}; "
+        f"cutoff {'none' if p.cutoff is None else p.cutoff.isoformat()}",
+        f"enrolled {len(adsl)}, full analysis set {fas}",
+    ]
+    for paramcd in _PLOTTED:
+        summary = datasets.kaplan_meier(paramcd)
+        if summary is None:
+            lines.append(f"median {paramcd}: no subjects")
+            continue
+        result = summary.overall
+        lines.append(
+            f"{format_median(result, paramcd)}; {result.events} events / {result.n} subjects"
+        )
+    overall, *by_level = datasets.orr
+    lines.append(overall.describe())
+    lines.extend(f"  {rate.describe()}" for rate in by_level if rate.n)
+    if len(datasets.discrepancies):
+        lines.append(
+            f"{len(datasets.discrepancies)} response(s) where the investigator's call differs "
+            "from RECIST 1.1 as derived (see ADRS DISCRFL)"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFiles:
+    """What :func:`export_report` wrote."""
+
+    manifests: tuple[Manifest, ...]
+    plots: tuple[Path, ...]
+    summary: Path
+    headline: str
+
+
+def export_report(
+    entries: Iterable[LedgerEntry],
+    *,
+    as_of: datetime | None,
+    cutoff: date | None,
+    out: Path,
+    software_version: str,
+) -> ReportFiles:
+    """Datasets as CSV (``out/``) and transport files (``out/xpt/``), KM plots, ``summary.txt``.
+
+    What ``ledger demo`` writes into its output folder; the entries are read once.
+    """
+    datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
+    manifests = (
+        write_datasets(datasets, fmt="csv", out=out, software_version=software_version),
+        write_datasets(datasets, fmt="xpt", out=out / "xpt", software_version=software_version),
+    )
+    plots = write_km_plots(datasets, out)
+    text = headline(datasets)
+    summary = out / "summary.txt"
+    _write_bytes(summary, (text + "\n").encode("utf-8"))
+    return ReportFiles(manifests=manifests, plots=tuple(plots), summary=summary, headline=text)

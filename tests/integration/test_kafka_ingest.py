@@ -1,0 +1,227 @@
+"""Publish → ingest → republish on a real broker: the Kafka path records what `submit` does."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers._kafka import kafka
+from consumers.ingest import run_ingest
+from consumers.outbox import default_transactional_id
+from consumers.publisher import SubmissionPublisher, publish_file, read_lines
+from consumers.topics import ensure_topics
+from ledger.application import Delivery, LedgerService
+from ledger.demo import run_demo
+from ledger.entries import LedgerEntry
+from ledger.projections.cohorts import cohort_table
+
+pytest_plugins = ["tests.kafka_fixtures"]
+pytestmark = pytest.mark.kafka
+
+COMPARED = ("position", "type", "subject_id", "occurred_on", "data", "event_id", "source",
+            "entered_by", "reason")
+
+
+@dataclass(frozen=True)
+class Topics:
+    submissions: str
+    ledger: str
+    rejections: str
+    group: str
+
+    def kwargs(self) -> dict[str, str]:
+        return {"submissions_topic": self.submissions, "ledger_topic": self.ledger,
+                "rejections_topic": self.rejections, "group_id": self.group}
+
+
+def _topics(partitions: int = 1) -> Topics:
+    tag = uuid.uuid4().hex[:8]
+    return Topics(f"sub-{tag}", f"led-{tag}", f"rej-{tag}", f"grp-{tag}")
+
+
+def _create(bootstrap: str, topics: Topics, partitions: int = 1, rf: int = 1,
+            configs: dict[str, str] | None = None) -> None:
+    ensure_topics(bootstrap, [topics.submissions], partitions=partitions, replication_factor=rf,
+                  configs=configs)
+    ensure_topics(bootstrap, [topics.ledger, topics.rejections], replication_factor=rf,
+                  configs=configs)
+
+
+def fixed_clock() -> Callable[[], datetime]:
+    """A clock far after the demo's dates, advancing a microsecond per reading."""
+    counter = itertools.count()
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    return lambda: start + timedelta(microseconds=next(counter))
+
+
+def direct_store(path: Path, lines: Iterable[bytes]) -> LedgerService:
+    """The same submissions recorded with `submit_many` (no Kafka), as `ledger submit` does."""
+    service = LedgerService(str(path), clock=fixed_clock())
+    service.ensure_trial()
+    batch = list(lines)
+    for start in range(0, len(batch), 1000):
+        service.submit_many(batch[start:start + 1000])
+    return service
+
+
+def compared(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        raw = entry.to_json_dict()
+        rows.append({name: raw[name] for name in COMPARED})
+    return rows
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every committed record of `topic` (all partitions), in offset order per partition."""
+    k = kafka()
+    consumer = k.KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                               enable_auto_commit=False, isolation_level="read_committed")
+    with closing(consumer):
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [k.TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"timed out reading {topic}"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(
+                    r for r in batch if r.offset < ends[k.TopicPartition(r.topic, r.partition)]
+                )
+    records.sort(key=lambda r: (r.partition, r.offset))
+    return records
+
+
+def send_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
+    """Publish raw messages (even invalid ones) as an integrator's faulty system might."""
+    producer = kafka().KafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                     enable_idempotence=True, linger_ms=5)
+    with closing(producer):
+        futures = [producer.send(topic, key=key, value=value) for key, value in items]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)
+
+
+def ledger_values(bootstrap: str, topic: str) -> list[str]:
+    return [r.value.decode() for r in read_topic(bootstrap, topic)]
+
+
+def demo_lines(tmp_path: Path) -> list[bytes]:
+    run = run_demo(tmp_path / "demo", seed=12)
+    return [raw for _, raw in read_lines(run.submissions_file)]
+
+
+def test_kafka_ingest_records_what_submit_records(kafka_broker: Any, tmp_path: Path) -> None:
+    """The demo published and ingested equals `submit_many` of the same file, event by event."""
+    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    _create(bootstrap, topics, partitions=3)
+    run = run_demo(tmp_path / "demo", seed=12)
+    published = publish_file(run.submissions_file, bootstrap, topics.submissions)
+    assert published.ok
+    assert published.published == run.submitted
+
+    with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
+        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        via_kafka = list(service.entries("NCT05406206"))
+    lines = [raw for _, raw in read_lines(run.submissions_file)]
+    with direct_store(tmp_path / "direct.db", lines) as direct:
+        expected = list(direct.entries("NCT05406206"))
+
+    assert report.consumed == run.submitted
+    assert (report.accepted, report.duplicates, report.rejected) == (
+        run.accepted, run.duplicates, run.rejected)
+    assert compared(via_kafka) == compared(expected)
+    assert cohort_table(via_kafka) == cohort_table(expected)
+    assert report.published == report.published_events + report.published_rejections
+    assert report.published_events == len(via_kafka) == report.store_events
+
+
+def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_path: Path) -> None:
+    """Non-JSON, invalid, unknown-trial and conflicting messages are exactly the rejections."""
+    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    _create(bootstrap, topics, partitions=2)
+    good = demo_lines(tmp_path)[:200]
+    first = json.loads(good[0])
+    key = b"NCT05406206"
+    schema_invalid = {**json.loads(good[5]), "event_id": str(uuid.uuid4()), "data": {"bad": 1}}
+    unknown_trial = {**first, "event_id": str(uuid.uuid4()), "trial_id": "NCT00000000"}
+    conflict = {**json.loads(good[3]), "source": "edc-site-99"}
+    bad: list[tuple[bytes | None, bytes]] = [
+        (None, b"not json {"),
+        (key, json.dumps(schema_invalid).encode()),
+        (b"NCT00000000", json.dumps(unknown_trial).encode()),
+        (key, json.dumps(conflict).encode()),
+        (None, b"\xff\xfe binary"),
+    ]
+    stream: list[tuple[bytes | None, bytes]] = [(key, raw) for raw in good[:100]]
+    stream += [*bad[:3], (key, good[10])]  # an exact duplicate: not a rejection
+    stream += [(key, raw) for raw in good[100:]] + bad[3:]
+    send_raw(bootstrap, topics.submissions, stream)
+
+    with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
+        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        store_events = list(service.entries("NCT05406206"))
+        store_rejections = list(service.rejections())
+
+    rejected = [json.loads(r.value) for r in read_topic(bootstrap, topics.rejections)]
+    assert sorted(m["sequence"] for m in rejected) == list(range(1, len(bad) + 1))
+    assert sorted(m["reason_code"] for m in rejected) == sorted(
+        ["INVALID_JSON", "SCHEMA_INVALID", "UNKNOWN_TRIAL", "EVENT_ID_CONFLICT", "INVALID_JSON"])
+    assert {m["event_id"] for m in rejected} >= {schema_invalid["event_id"],
+                                                 unknown_trial["event_id"], conflict["event_id"]}
+    contract = {"event_id", "reason_code", "message", "submission", "topic", "partition",
+                "offset", "rejected_at"}
+    assert all(contract <= m.keys() and m["topic"] == topics.submissions for m in rejected)
+    assert sorted(rejected, key=lambda m: m["sequence"]) == store_rejections
+    assert report.rejected == len(bad)
+    assert report.duplicates == 1 + sum(1 for i, raw in enumerate(good) if raw in good[:i])
+    assert report.published == len(store_events) + len(store_rejections)
+    assert len(ledger_values(bootstrap, topics.ledger)) == len(store_events)
+
+
+def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) -> None:
+    """`trial.ledger` holds the store's records once each, in position order, across restarts."""
+    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    _create(bootstrap, topics)
+    lines = demo_lines(tmp_path)
+    store = str(tmp_path / "kafka.db")
+    with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
+        publisher.publish(enumerate(lines[:400], start=1))
+    with LedgerService(store) as service:
+        run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        # The store runs ahead of the topic, as after a crash between recording and publishing.
+        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
+                                enumerate(lines[400:500])])
+    # A zombie publisher with the same transactional id left a transaction open.
+    zombie = kafka().KafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=default_transactional_id(topics.ledger, topics.rejections))
+    with closing(zombie):
+        zombie.init_transactions()
+        zombie.begin_transaction()
+        zombie.send(topics.ledger, key=b"NCT05406206", value=b'{"position": 99999}').get(30)
+        zombie.flush()
+        with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
+            publisher.publish(enumerate(lines[500:], start=501))
+        with LedgerService(store) as service:
+            run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+            run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+            expected = [entry.to_json() for entry in service.entries("NCT05406206")]
+
+    assert ledger_values(bootstrap, topics.ledger) == expected
+    positions = [json.loads(v)["position"] for v in expected]
+    assert positions == list(range(1, len(positions) + 1))
