@@ -220,6 +220,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from consumers.cli import cmd_publish
+
+    code, text, document = cmd_publish(args.file, args.bootstrap, args.submissions_topic)
+    _emit(args, document, text)
+    return code
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from consumers.cli import cmd_ingest
+
+    code, text, document = cmd_ingest(
+        args.store,
+        args.bootstrap,
+        args.until_idle,
+        submissions_topic=args.submissions_topic,
+        ledger_topic=args.ledger_topic,
+        rejections_topic=args.rejections_topic,
+        group_id=args.group_id,
+        group_instance_id=args.group_instance_id,
+        max_batch=args.max_batch,
+    )
+    _emit(args, document, text)
+    return code
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from consumers.cli import cmd_broker_start, cmd_broker_stop
+
+    if args.action == "start":
+        code, text, document = cmd_broker_start(args.data, args.nodes)
+    else:
+        code, text, document = cmd_broker_stop(args.data)
+    _emit(args, document, text)
+    return code
+
+
 # --- plumbing ---------------------------------------------------------------------------------
 
 
@@ -335,6 +372,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--format", choices=["csv", "xpt"], default="csv")
     export.add_argument("--out", type=Path, required=True)
+
+    kafka = argparse.ArgumentParser(add_help=False)
+    kafka.add_argument(
+        "--bootstrap",
+        default=os.environ.get("LEDGER_BOOTSTRAP"),
+        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)",
+    )
+    kafka.add_argument("--submissions-topic", default="trial.submissions")
+
+    publish = add(
+        "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]
+    )
+    publish.add_argument("file", type=Path, metavar="FILE.jsonl")
+
+    ingest = add(
+        "ingest",
+        _ingest,
+        "consume submissions, record, republish the ledger",
+        [store, kafka, as_json],
+    )
+    ingest.add_argument(
+        "--until-idle", action="store_true", help="stop once caught up and everything is published"
+    )
+    ingest.add_argument("--ledger-topic", default="trial.ledger")
+    ingest.add_argument("--rejections-topic", default="trial.rejections")
+    ingest.add_argument("--group-id", default="trial-ledger")
+    ingest.add_argument("--group-instance-id", default=None)
+    ingest.add_argument("--max-batch", type=int, default=500)
+
+    broker = add("broker", _broker, "a local Apache Kafka for development and tests", [as_json])
+    broker.add_argument("action", choices=["start", "stop"])
+    broker.add_argument("--data", type=Path, help="broker data directory")
+    broker.add_argument("--nodes", type=int, choices=[1, 3], default=1)
 
     demo = add("demo", _demo, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
