@@ -122,6 +122,9 @@ def run_ingest(
         )
         with closing(consumer):
             positions: dict[Any, int] = {}
+            # Know the topic's partitions before joining: a group leader that joins without them
+            # assigns nothing, and a static member taking over would keep that empty assignment.
+            _wait_for_partitions(consumer, submissions_topic)
             # kafka-python insists on its own base class; the behaviour is all in _SeekToStore.
             listener = type("SeekToStore", (_SeekToStore, k.ConsumerRebalanceListener), {})
             consumer.subscribe(
@@ -175,6 +178,14 @@ def _commit_quietly(consumer: Any, tp: Any, offset: int) -> None:
         consumer.commit({tp: k.OffsetAndMetadata(offset, "", -1)})
     except kafka_errors().KafkaError:
         return
+
+
+def _wait_for_partitions(consumer: Any, topic: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no metadata for topic {topic}")
+        time.sleep(0.1)
 
 
 def _caught_up(consumer: Any, positions: dict[Any, int]) -> bool:

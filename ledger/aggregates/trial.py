@@ -747,19 +747,7 @@ class Trial(Aggregate):
         )
         if isinstance(decision, Escalate):
             target = self._levels[decision.to_level]
-            self._decide(
-                Trial.DoseEscalated,
-                recorded_at,
-                on,
-                {
-                    "from_cohort": level.name,
-                    "from_level": index,
-                    "to_cohort": target.name,
-                    "to_level": decision.to_level,
-                    "dose_mg": target.dose_mg,
-                },
-                reason=seen,
-            )
+            self._move_dose(Trial.DoseEscalated, index, decision.to_level, recorded_at, on, seen)
             self._decide(
                 Trial.CohortOpened,
                 recorded_at,
@@ -774,19 +762,7 @@ class Trial(Aggregate):
             )
         elif isinstance(decision, DeEscalate):
             target = self._levels[decision.to_level]
-            self._decide(
-                Trial.DoseDeescalated,
-                recorded_at,
-                on,
-                {
-                    "from_cohort": level.name,
-                    "from_level": index,
-                    "to_cohort": target.name,
-                    "to_level": decision.to_level,
-                    "dose_mg": target.dose_mg,
-                },
-                reason=seen,
-            )
+            self._move_dose(Trial.DoseDeescalated, index, decision.to_level, recorded_at, on, seen)
             self._decide(
                 Trial.CohortExpanded,
                 recorded_at,
@@ -836,6 +812,25 @@ class Trial(Aggregate):
                 {"cohort": level.name, "level": index, "reason": "no tolerable dose"},
                 reason=f"{seen} at the lowest dose level",
             )
+
+    def _move_dose(
+        self,
+        event_class: type[Trial.Event],
+        from_level: int,
+        to_level: int,
+        recorded_at: datetime,
+        on: date,
+        reason: str,
+    ) -> None:
+        origin, target = self._levels[from_level], self._levels[to_level]
+        data = {
+            "from_cohort": origin.name,
+            "from_level": from_level,
+            "to_cohort": target.name,
+            "to_level": to_level,
+            "dose_mg": target.dose_mg,
+        }
+        self._decide(event_class, recorded_at, on, data, reason=reason)
 
     def _reevaluate_closed_cohorts(self, recorded_at: datetime, on: date) -> None:
         for index, level in enumerate(self._levels):

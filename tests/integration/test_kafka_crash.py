@@ -83,7 +83,16 @@ def _check(bootstrap: str, topics: Topics, store: Path, tmp_path: Path, good: li
 
 def _finish(store: Path, bootstrap: str, topics: Topics, log: Path) -> None:
     final = _ingest_process(store, bootstrap, topics, log, until_idle=True)
-    assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
+    try:
+        assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        _kill(final)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
 
 
 def test_ingest_survives_repeated_sigkill(kafka_broker: Any, tmp_path: Path) -> None:
@@ -100,9 +109,11 @@ def test_ingest_survives_repeated_sigkill(kafka_broker: Any, tmp_path: Path) -> 
     try:
         while kills < 12:
             process = _ingest_process(store, bootstrap, topics, log)
-            time.sleep(rng.uniform(0.3, 3.5))
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
+            try:
+                time.sleep(rng.uniform(0.3, 3.5))
+            finally:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=30)
             kills += 1
     finally:
         stream.join(timeout=300)
@@ -129,7 +140,10 @@ def test_ingest_keeps_going_when_a_broker_dies(kafka_cluster3: Any, tmp_path: Pa
         assert process.poll() is None, "ingest died with the broker"
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        finally:
+            _kill(process)
     _finish(store, bootstrap, topics, log)
     _check(bootstrap, topics, store, tmp_path, good, bad)
     assert os.path.getsize(log) > 0

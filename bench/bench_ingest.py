@@ -1,0 +1,140 @@
+"""Ingest throughput: a bare kafka-python consumer vs. ingest end to end (record + publish).
+
+    python bench/bench_ingest.py [--count 20000] [--bootstrap HOST:PORT] [--max-batch 500]
+
+Publishes COUNT valid submissions (cohort A's 3 enrolments, then daily doses) to a fresh topic,
+then times (1) a plain consumer reading them all and (2) `run_ingest` until idle into a fresh
+SQLite store, and prints both rates and their ratio. Without --bootstrap it starts (and stops) its
+own broker with deploy.broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from consumers._kafka import kafka
+from consumers.ingest import run_ingest
+from consumers.publisher import SubmissionPublisher
+from consumers.topics import ensure_topics
+from ledger.application import LedgerService
+
+TRIAL = "NCT05406206"
+SUBJECTS = 27  # the bundled protocol's max_subjects
+
+
+def submissions(count: int) -> Iterator[bytes]:
+    """COUNT envelopes a trial could really receive: enrolments by cohort, then daily doses."""
+    plan = ["A"] * 3  # cohort B opens only once A's DLT window closes
+    start = date(2024, 1, 8)
+
+    def envelope(kind: str, subject: str, on: date, data: dict[str, object]) -> bytes:
+        return json.dumps({
+            "event_id": str(uuid.uuid4()), "type": kind, "schema_version": 1, "trial_id": TRIAL,
+            "subject_id": subject, "occurred_on": on.isoformat(), "source": "bench",
+            "entered_by": "bench", "reason": None, "data": data}).encode()
+
+    subjects = [f"01-{n:03d}" for n in range(1, SUBJECTS + 1)]
+    sent = 0
+    for n, subject in enumerate(subjects[: min(len(plan), count)]):
+        yield envelope("subject.enrolled", subject, start + timedelta(days=n), {"cohort": plan[n]})
+        sent += 1
+    enrolled = subjects[: min(len(plan), count)]
+    day = 0
+    while sent < count:
+        for subject in enrolled:
+            if sent == count:
+                break
+            yield envelope("fruquintinib.dosed", subject, start + timedelta(days=30 + day),
+                           {"dose_mg": 4.0})
+            sent += 1
+        day += 1
+
+
+def bare_read(bootstrap: str, topic: str, count: int) -> float:
+    """Seconds a plain consumer needs to read `count` messages from the beginning."""
+    consumer = kafka().KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+    with closing(consumer):
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen += len(records)
+        return time.perf_counter() - started
+
+
+def run(bootstrap: str, count: int, max_batch: int, work: Path) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    topics = {"submissions_topic": f"bench-sub-{tag}", "ledger_topic": f"bench-led-{tag}",
+              "rejections_topic": f"bench-rej-{tag}"}
+    ensure_topics(bootstrap, list(topics.values()))
+    lines = list(submissions(count))
+    started = time.perf_counter()
+    with SubmissionPublisher(bootstrap, topics["submissions_topic"]) as publisher:
+        report = publisher.publish(enumerate(lines, start=1))
+    publish_s = time.perf_counter() - started
+    assert report.ok and report.published == count, report.invalid[:3]
+
+    bare_s = bare_read(bootstrap, topics["submissions_topic"], count)
+    clock_start = datetime(2100, 1, 1, tzinfo=UTC)  # after every dose date
+    with LedgerService(str(work / f"bench-{tag}.db"), clock=lambda: clock_start) as service:
+        service.ensure_trial()
+        started = time.perf_counter()
+        ingest = run_ingest(
+            service, bootstrap, until_idle=True, group_id=f"bench-{tag}", max_batch=max_batch,
+            submissions_topic=topics["submissions_topic"], ledger_topic=topics["ledger_topic"],
+            rejections_topic=topics["rejections_topic"])
+        ingest_s = time.perf_counter() - started
+    assert ingest.consumed == count and ingest.rejected == 0, ingest
+    return {
+        "count": count,
+        "publish_per_s": count / publish_s,
+        "bare_consumer_per_s": count / bare_s,
+        "ingest_per_s": count / ingest_s,
+        "ingest_published": ingest.published,
+        "ratio_bare_over_ingest": (count / bare_s) / (count / ingest_s),
+        "bare_s": bare_s,
+        "ingest_s": ingest_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--max-batch", type=int, default=500)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        if args.bootstrap:
+            figures = run(args.bootstrap, args.count, args.max_batch, work)
+        else:
+            from deploy import broker
+
+            cluster = broker.start(work / "kafka", nodes=1)
+            try:
+                figures = run(cluster.bootstrap, args.count, args.max_batch, work)
+            finally:
+                cluster.stop()
+    print(f"submissions:            {figures['count']:>10.0f}")
+    print(f"publish (validated):    {figures['publish_per_s']:>10.0f} msg/s")
+    print(f"bare consumer read:     {figures['bare_consumer_per_s']:>10.0f} msg/s "
+          f"({figures['bare_s']:.2f} s)")
+    print(f"ingest end to end:      {figures['ingest_per_s']:>10.0f} msg/s "
+          f"({figures['ingest_s']:.2f} s; {figures['ingest_published']:.0f} published)")
+    print(f"bare / ingest:          {figures['ratio_bare_over_ingest']:>10.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
