@@ -27,7 +27,7 @@ from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
-from ledger.entries import LedgerEntry, known_as_of
+from ledger.entries import LedgerEntry, format_timestamp, known_as_of
 from ledger.schemas.submissions import (
     InvalidSubmissionError,
     SubmissionMessage,
@@ -370,7 +370,7 @@ class LedgerService:
         # Version 1 is the log's creation, so rejection n is version n + 1.
         for event in self._app.events.get(rejection_log_id(), gt=after + 1):
             if isinstance(event, RejectionLog.Rejected):
-                yield event.to_message(event.originator_version - 1)
+                yield _rejection_message(event, sequence=event.originator_version - 1)
 
     def trial_at(self, trial_id: str, as_of: datetime | None) -> Trial:
         """The aggregate as it stood at `as_of` (transaction time)."""
@@ -407,6 +407,21 @@ class LedgerService:
 
 def _upstream_name(delivery: Delivery) -> str:
     return f"{delivery.topic}:{delivery.partition}"
+
+
+def _rejection_message(event: RejectionLog.Rejected, *, sequence: int) -> dict[str, Any]:
+    """The `trial.rejections` message (contract §4), numbered for resumable publishing."""
+    return {
+        "sequence": sequence,
+        "event_id": event.event_id,
+        "reason_code": event.reason_code,
+        "message": event.message,
+        "submission": event.submission,
+        "topic": event.topic,
+        "partition": event.partition,
+        "offset": event.offset,
+        "rejected_at": format_timestamp(event.timestamp),
+    }
 
 
 def _entry(event: Trial.Event, trial_id: str) -> LedgerEntry:

@@ -12,14 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
 from ledger.application import (
-    DEFAULT_STORE,
     LedgerService,
     bundled_protocol,
+    environment_store,
     load_protocol,
 )
 from ledger.entries import parse_timestamp
@@ -308,7 +308,7 @@ def _parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument(
         "--store",
-        default=os.environ.get("LEDGER_STORE", DEFAULT_STORE),
+        default=environment_store(),
         help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)",
     )
     store.add_argument("--trial", help="trial id, when the store holds several")
@@ -386,20 +386,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("file", type=Path, metavar="FILE.jsonl")
 
+    from consumers.ingest import add_ingest_arguments
+
     ingest = add(
         "ingest",
         _ingest,
         "consume submissions, record, republish the ledger",
-        [store, kafka, as_json],
+        [store, as_json],
     )
-    ingest.add_argument(
-        "--until-idle", action="store_true", help="stop once caught up and everything is published"
-    )
-    ingest.add_argument("--ledger-topic", default="trial.ledger")
-    ingest.add_argument("--rejections-topic", default="trial.rejections")
-    ingest.add_argument("--group-id", default="trial-ledger")
-    ingest.add_argument("--group-instance-id", default=None)
-    ingest.add_argument("--max-batch", type=int, default=500)
+    add_ingest_arguments(ingest)
 
     broker = add("broker", _broker, "a local Apache Kafka for development and tests", [as_json])
     broker.add_argument("action", choices=["start", "stop"])
@@ -410,10 +405,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     demo.add_argument("--seed", type=int, default=12)
     return parser
-
-
-def _fail(message: str) -> NoReturn:
-    raise UsageError(message)
 
 
 if __name__ == "__main__":

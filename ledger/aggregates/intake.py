@@ -8,7 +8,6 @@ republish them to `trial.rejections` without loss or repetition after any crash.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -36,20 +35,6 @@ class RejectionLog(Aggregate):
         topic: str
         partition: int
         offset: int
-
-        def to_message(self, sequence: int) -> dict[str, Any]:
-            """The `trial.rejections` message (contract §4), numbered for resumable publishing."""
-            return {
-                "sequence": sequence,
-                "event_id": self.event_id,
-                "reason_code": self.reason_code,
-                "message": self.message,
-                "submission": self.submission,
-                "topic": self.topic,
-                "partition": self.partition,
-                "offset": self.offset,
-                "rejected_at": self.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            }
 
     @classmethod
     def start(cls) -> RejectionLog:
