@@ -2,6 +2,8 @@
 
 kafka-python 3.0.x calls the deprecated `importlib.resources.read_text` while importing; that
 warning is silenced here (and only here) so warnings-as-errors test runs can import it.
+
+Every client is built from `client_settings`, which carries the settings failover needs.
 """
 
 from __future__ import annotations
@@ -20,9 +22,40 @@ def kafka() -> Any:
     return module
 
 
+#: kafka-python 3.0.x does not refresh metadata when a partition leader's connection drops (the
+#: Java client does): a producer kept sending to a killed broker until the 5-minute metadata max age
+#: ran out, and a transaction waited on it. Refreshing every few seconds bounds that to seconds.
+METADATA_MAX_AGE_MS = 3000
+
+
+def client_settings(bootstrap: str, client_id: str) -> dict[str, Any]:
+    """The settings every producer, consumer and admin client of the ledger starts from."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "client_id": client_id,
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+    }
+
+
 def kafka_errors() -> Any:
     """`kafka.errors` (exception classes), imported on first use."""
     kafka()
     from kafka import errors
 
     return errors
+
+
+def commit_transaction(producer: Any, timeout_s: float) -> None:
+    """`producer.commit_transaction()`, bounded: KafkaTimeoutError after `timeout_s` seconds.
+
+    kafka-python 3.0.12 waits for the commit without a bound (the Java client bounds it by
+    max.block.ms), and when the transaction coordinator dies mid-commit its sender drops the
+    EndTxn request, so that wait never ends. This is the same call on the same internals, with a
+    bound. After a timeout the outcome is unknown: the next producer with the same transactional id
+    completes or aborts it, and the topic's tail says which.
+    """
+    manager = producer._transaction_manager
+    result = manager.begin_commit()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=int(timeout_s * 1000)):
+        raise kafka_errors().KafkaTimeoutError(f"commit not acknowledged within {timeout_s} s")

@@ -7,7 +7,12 @@ a one-line reason, which the `ledger` command reports with a non-zero exit statu
 
 from __future__ import annotations
 
+import argparse
+import faulthandler
+import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +57,7 @@ def cmd_ingest(
     """Consume, record and republish; SIGTERM or Ctrl-C stops cleanly after the current batch."""
     server = _required(bootstrap)
     stop = threading.Event()
-    with _stop_on_signals(stop), _kafka_failures("ingest"), LedgerService(store) as service:
+    with _as_a_service(stop), _kafka_failures("ingest"), LedgerService(store) as service:
         report = run_ingest(
             service, server, until_idle=until_idle, submissions_topic=submissions_topic,
             ledger_topic=ledger_topic, rejections_topic=rejections_topic, group_id=group_id,
@@ -123,17 +128,45 @@ def _kafka_failures(command: str) -> Iterator[None]:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _as_a_service(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM / Ctrl-C set `stop`; progress is logged to stderr; SIGUSR1 dumps every thread's
+    stack (`kill -USR1 PID` tells an operator where a stuck ingest waits)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def _set(_signum: int, _frame: object) -> None:
+    def _set(signum: int, _frame: object) -> None:
+        logging.getLogger("trial_ledger.ingest").info("signal %d: stopping after the batch", signum)
         stop.set()
 
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     previous = {sig: signal.signal(sig, _set) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        faulthandler.unregister(signal.SIGUSR1)
+
+
+def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_BOOTSTRAP"),
+                        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)")
+    parser.add_argument("--submissions-topic", default=SUBMISSIONS_TOPIC)
+
+
+def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ledger ingest` beyond the bootstrap and the store."""
+    parser.add_argument("--until-idle", action="store_true",
+                        help="stop once every assigned partition is consumed and published")
+    parser.add_argument("--ledger-topic", default=LEDGER_TOPIC)
+    parser.add_argument("--rejections-topic", default=REJECTIONS_TOPIC)
+    parser.add_argument("--group-id", default=DEFAULT_GROUP)
+    parser.add_argument("--group-instance-id", default=None,
+                        help="static group membership: a restarted process takes over at once")
+    parser.add_argument("--max-batch", type=int, default=500)

@@ -6,33 +6,29 @@ polled batch is recorded together with its offset in one transaction (`submit_tr
 offset commits are made too, but only as a convenience for monitoring tools. After each batch the
 new records and rejections are published by the transactional `LedgerOutbox`.
 
-Run standalone (what `ledger ingest` does, and what the crash tests kill)::
-
-    python -m consumers.ingest --store ledger.db --bootstrap HOST:PORT [--until-idle]
+`ledger ingest` (consumers/cli.py) runs it as a service: logs to stderr, stops cleanly on SIGTERM,
+dumps its threads' stacks on SIGUSR1.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import signal
-import sys
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
-from types import FrameType
 from typing import Any
 
-from consumers._kafka import kafka, kafka_errors
+from consumers._kafka import client_settings, kafka, kafka_errors
 from consumers.outbox import LedgerOutbox
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC, ensure_topics
-from ledger.application import Delivery, LedgerService, environment_store
+from ledger.application import Delivery, LedgerService
 
 DEFAULT_GROUP = "trial-ledger"
 POLL_TIMEOUT_MS = 200
+
+_log = logging.getLogger("trial_ledger.ingest")
 
 
 @dataclass(slots=True)
@@ -77,6 +73,7 @@ class _SeekToStore:
             else:
                 self._positions[tp] = last
                 self._consumer.seek(tp, last + 1)
+            _log.info("assigned %s:%d, resuming after offset %s", tp.topic, tp.partition, last)
 
     def on_partitions_lost(self, lost: Sequence[Any]) -> None:
         self.on_partitions_revoked(lost)
@@ -108,11 +105,12 @@ def run_ingest(
         transactional_id=transactional_id,
     )
     with closing(outbox):
-        outbox.start()
+        tail = outbox.start()
+        _log.info("published tail: positions %s, rejection sequence %d",
+                  tail.positions, tail.rejection_sequence)
         outbox.publish_pending()
         consumer = k.KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="trial-ledger-ingest",
+            **client_settings(bootstrap, "trial-ledger-ingest"),
             group_id=group_id,
             group_instance_id=group_instance_id,
             enable_auto_commit=False,
@@ -135,7 +133,10 @@ def run_ingest(
                 for tp, records in polled.items():
                     _record(service, consumer, tp, records, positions, max_batch, report)
                 if polled:
-                    outbox.publish_pending()
+                    published = outbox.publish_pending()
+                    _log.info("consumed %d, published %d (totals: %d consumed, %d published)",
+                              sum(len(r) for r in polled.values()), published,
+                              report.consumed, outbox.published)
                 elif until_idle and _caught_up(consumer, positions):
                     outbox.publish_pending()
                     break
@@ -172,10 +173,13 @@ def _record(
 
 
 def _commit_quietly(consumer: Any, tp: Any, offset: int) -> None:
-    """Tell Kafka too (for lag monitoring); the store's offset is what resuming relies on."""
+    """Tell Kafka too (for lag monitoring), without waiting: resuming relies on the store's offset.
+
+    A synchronous commit would wait for the group coordinator, which may be a broker that died.
+    """
     k = kafka()
     try:
-        consumer.commit({tp: k.OffsetAndMetadata(offset, "", -1)})
+        consumer.commit_async({tp: k.OffsetAndMetadata(offset, "", -1)})
     except kafka_errors().KafkaError:
         return
 
@@ -194,51 +198,3 @@ def _caught_up(consumer: Any, positions: dict[Any, int]) -> bool:
         return False
     ends = consumer.end_offsets(list(assigned))
     return all(positions[tp] + 1 >= ends[tp] for tp in assigned)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m consumers.ingest`: one ingest process; prints its report as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m consumers.ingest", description=__doc__)
-    add_ingest_arguments(parser)
-    parser.add_argument("--store", default=environment_store())
-    args = parser.parse_args(argv)
-    if not args.bootstrap:
-        print("error: --bootstrap (or LEDGER_BOOTSTRAP) is required", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    started = time.monotonic()
-    with LedgerService(args.store) as service:
-        report = run_ingest(
-            service, args.bootstrap, until_idle=args.until_idle,
-            submissions_topic=args.submissions_topic, ledger_topic=args.ledger_topic,
-            rejections_topic=args.rejections_topic, group_id=args.group_id,
-            group_instance_id=args.group_instance_id, max_batch=args.max_batch, stop=stop,
-        )
-    document = {**report.to_json_dict(), "seconds": round(time.monotonic() - started, 3)}
-    print(json.dumps(document, sort_keys=True))
-    return 0
-
-
-def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Kafka options of `ledger ingest` (and of this module's own command line)."""
-    parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_BOOTSTRAP"),
-                        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)")
-    parser.add_argument("--until-idle", action="store_true",
-                        help="stop once every assigned partition is consumed and published")
-    parser.add_argument("--submissions-topic", default=SUBMISSIONS_TOPIC)
-    parser.add_argument("--ledger-topic", default=LEDGER_TOPIC)
-    parser.add_argument("--rejections-topic", default=REJECTIONS_TOPIC)
-    parser.add_argument("--group-id", default=DEFAULT_GROUP)
-    parser.add_argument("--group-instance-id", default=None,
-                        help="static group membership: a restarted process takes over at once")
-    parser.add_argument("--max-batch", type=int, default=500)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

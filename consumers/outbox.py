@@ -6,18 +6,23 @@ The store is the source of truth; the topics are its copies. A transactional pro
 was already published — the highest `position` per trial and the highest rejection `sequence` — and
 publishing resumes right after it. Each round is one transaction, so a crash either publishes a
 whole round or none of it, and the next start neither repeats nor skips a record.
+
+The same restart is how a failed round is recovered while running (a broker died, a transaction
+timed out): the producer is dropped, a new one fences it and aborts its transaction, the tails are
+read again, and the round is retried from there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from consumers._kafka import kafka
+from consumers._kafka import client_settings, commit_transaction, kafka, kafka_errors
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC
 from ledger.application import LedgerService
 
@@ -26,6 +31,20 @@ TRANSACTION_SIZE = 5000
 #: Records read back from the end of each partition first; doubled while a trial is not found.
 TAIL_WINDOW = 64
 TAIL_TIMEOUT_S = 60.0
+#: Bounds on one round, so that a broker failover surfaces as an error to recover from, not a hang.
+#: kafka-python 3.0.12 drops an AddPartitionsToTxn request whose coordinator has just died (the
+#: sender's exception path neither retries nor re-queues it), so records then wait until their
+#: delivery timeout expires; a short one makes that a 15-second stall followed by a restart, which
+#: finds the new coordinator.
+PRODUCER_TIMEOUTS = {"request_timeout_ms": 10_000, "delivery_timeout_ms": 15_000,
+                     "max_block_ms": 30_000}
+FLUSH_TIMEOUT_S = 30.0
+COMMIT_TIMEOUT_S = 30.0
+#: Rounds tried (each with a fresh producer) before the error is raised to the caller.
+PUBLISH_ATTEMPTS = 6
+RETRY_PAUSE_S = 2.0
+
+_log = logging.getLogger("trial_ledger.outbox")
 
 
 def default_transactional_id(ledger_topic: str, rejections_topic: str) -> str:
@@ -58,25 +77,31 @@ class LedgerOutbox:
         self._bootstrap = bootstrap
         self.ledger_topic = ledger_topic
         self.rejections_topic = rejections_topic
-        config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "client_id": "trial-ledger-outbox",
+        self._config: dict[str, Any] = {
+            **client_settings(bootstrap, "trial-ledger-outbox"),
+            **PRODUCER_TIMEOUTS,
             "transactional_id": transactional_id
             or default_transactional_id(ledger_topic, rejections_topic),
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": 5,
+            **producer_config,
         }
-        config.update(producer_config)
-        self._producer = kafka().KafkaProducer(**config)
+        self._producer: Any = None
         self._trial_ids: list[str] = []
         self._positions: dict[str, int] = {}
         self._sequence = 0
         self.published_events = 0
         self.published_rejections = 0
 
+    @property
+    def published(self) -> int:
+        return self.published_events + self.published_rejections
+
     def start(self) -> PublishedTail:
         """Fence older publishers, then learn from the topics' tails where to resume."""
+        self._discard_producer()
+        self._producer = kafka().KafkaProducer(**self._config)
         self._producer.init_transactions()
         self._trial_ids = self._service.trial_ids()
         tail = read_published_tail(
@@ -98,28 +123,49 @@ class LedgerOutbox:
             yield None, self.rejections_topic, key, value
 
     def publish_pending(self) -> int:
-        """Publish what the store holds beyond the topics, in transactions; return the count."""
-        total = 0
+        """Publish what the store holds beyond the topics, in transactions; return the count.
+
+        A failed round is retried from a restart (see the module doc) up to PUBLISH_ATTEMPTS
+        times; the last error is raised. Nothing is published twice either way.
+        """
+        before = self.published
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                if self._producer is None:
+                    self.start()
+                self._publish_all()
+                break
+            except (kafka_errors().KafkaError, TimeoutError) as error:
+                self._discard_producer()
+                if attempt == PUBLISH_ATTEMPTS or _final(error):
+                    raise
+                _log.warning("publishing failed (%s: %s); restarting the producer, attempt %d/%d",
+                             type(error).__name__, error, attempt + 1, PUBLISH_ATTEMPTS)
+                time.sleep(RETRY_PAUSE_S)
+        return self.published - before
+
+    def _publish_all(self) -> None:
         batch: list[tuple[str | None, str, bytes | None, bytes]] = []
         for record in self.pending():
             batch.append(record)
             if len(batch) >= TRANSACTION_SIZE:
-                total += self._publish(batch)
+                self._publish(batch)
                 batch = []
         if batch:
-            total += self._publish(batch)
-        return total
+            self._publish(batch)
 
-    def _publish(self, batch: list[tuple[str | None, str, bytes | None, bytes]]) -> int:
+    def _publish(self, batch: list[tuple[str | None, str, bytes | None, bytes]]) -> None:
         producer = self._producer
         producer.begin_transaction()
-        try:
-            for _trial, topic, key, value in batch:
-                producer.send(topic, key=key, value=value)
-            producer.commit_transaction()
-        except BaseException:
-            _abort_quietly(producer)
-            raise
+        sent = [producer.send(topic, key=key, value=value) for _trial, topic, key, value in batch]
+        # A failure anywhere here leaves the open transaction to the next producer to abort.
+        producer.flush(timeout=FLUSH_TIMEOUT_S)
+        # A failed send carries the real cause (ProducerFencedError, say); commit_transaction
+        # would only report a generic "error state".
+        failure = next((future.exception for future in sent if future.failed()), None)
+        if failure is not None:
+            raise failure
+        commit_transaction(producer, COMMIT_TIMEOUT_S)
         for trial_id, _topic, _key, value in batch:
             if trial_id is None:
                 self._sequence += 1
@@ -127,10 +173,18 @@ class LedgerOutbox:
             else:
                 self._positions[trial_id] = int(json.loads(value)["position"])
                 self.published_events += 1
-        return len(batch)
+
+    def _discard_producer(self) -> None:
+        """Close the producer without waiting; its open transaction is aborted by the next one."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            with suppress(kafka_errors().KafkaError):  # close flushes, which times out at once
+                producer.close(timeout=0)
 
     def close(self) -> None:
-        self._producer.close()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            producer.close()
 
     def __enter__(self) -> LedgerOutbox:
         return self
@@ -139,11 +193,11 @@ class LedgerOutbox:
         self.close()
 
 
-def _abort_quietly(producer: Any) -> None:
-    try:
-        producer.abort_transaction()
-    except Exception:  # fenced or broken: the next start aborts it anyway
-        return
+def _final(error: BaseException) -> bool:
+    """Errors a restart must not retry: fenced means a newer publisher took over (retrying would
+    fence it in turn), and a refused authorization will be refused again."""
+    errors = kafka_errors()
+    return isinstance(error, errors.ProducerFencedError | errors.AuthorizationError)
 
 
 def _trial_of(submission: str) -> str | None:
@@ -167,9 +221,8 @@ def read_published_tail(
     positions: dict[str, int] = {}
     sequence = 0
     consumer = kafka().KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_settings(bootstrap, "trial-ledger-tail"),
         group_id=None,
-        client_id="trial-ledger-tail",
         enable_auto_commit=False,
         isolation_level="read_committed",
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers._kafka import kafka
+from consumers._kafka import client_settings, kafka
 from consumers.topics import SUBMISSIONS_TOPIC
 from ledger.schemas.submissions import InvalidSubmissionError, parse_submission
 
@@ -58,8 +58,7 @@ class SubmissionPublisher:
     ) -> None:
         self.topic = topic
         config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
-            "client_id": "trial-ledger-publisher",
+            **client_settings(bootstrap, "trial-ledger-publisher"),
             "acks": "all",
             "enable_idempotence": True,
             "linger_ms": 5,

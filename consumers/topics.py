@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import closing
 from typing import Any
 
-from consumers._kafka import kafka, kafka_errors
+from consumers._kafka import client_settings, kafka, kafka_errors
 
 SUBMISSIONS_TOPIC = "trial.submissions"
 LEDGER_TOPIC = "trial.ledger"
@@ -24,7 +24,7 @@ def ensure_topics(
     """Create the topics that do not exist yet; return the names created (others are kept)."""
     wanted = list(dict.fromkeys(names))
     errors = kafka_errors()
-    admin = kafka().KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trial-ledger-admin")
+    admin = kafka().KafkaAdminClient(**client_settings(bootstrap, "trial-ledger-admin"))
     with closing(admin):
         missing = [name for name in wanted if name not in set(admin.list_topics())]
         created: list[str] = []

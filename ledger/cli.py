@@ -373,26 +373,21 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "xpt"], default="csv")
     export.add_argument("--out", type=Path, required=True)
 
+    from consumers.cli import add_bootstrap_argument, add_ingest_arguments
+
     kafka = argparse.ArgumentParser(add_help=False)
-    kafka.add_argument(
-        "--bootstrap",
-        default=os.environ.get("LEDGER_BOOTSTRAP"),
-        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)",
-    )
-    kafka.add_argument("--submissions-topic", default="trial.submissions")
+    add_bootstrap_argument(kafka)
 
     publish = add(
         "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]
     )
     publish.add_argument("file", type=Path, metavar="FILE.jsonl")
 
-    from consumers.ingest import add_ingest_arguments
-
     ingest = add(
         "ingest",
         _ingest,
         "consume submissions, record, republish the ledger",
-        [store, as_json],
+        [store, kafka, as_json],
     )
     add_ingest_arguments(ingest)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from consumers._kafka import kafka
+from consumers._kafka import client_settings, kafka, kafka_errors
 from consumers.ingest import run_ingest
-from consumers.outbox import default_transactional_id
+from consumers.outbox import LedgerOutbox, default_transactional_id
 from consumers.publisher import SubmissionPublisher, publish_file, read_lines
 from consumers.topics import ensure_topics
 from ledger.application import Delivery, LedgerService
@@ -85,7 +85,7 @@ def compared(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
 def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
     """Every committed record of `topic` (all partitions), in offset order per partition."""
     k = kafka()
-    consumer = k.KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = k.KafkaConsumer(**client_settings(bootstrap, "test-reader"), group_id=None,
                                enable_auto_commit=False, isolation_level="read_committed")
     with closing(consumer):
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
@@ -107,7 +107,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
 
 def send_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
     """Publish raw messages (even invalid ones) as an integrator's faulty system might."""
-    producer = kafka().KafkaProducer(bootstrap_servers=bootstrap, acks="all",
+    producer = kafka().KafkaProducer(**client_settings(bootstrap, "test-raw-sender"), acks="all",
                                      enable_idempotence=True, linger_ms=5)
     with closing(producer):
         futures = [producer.send(topic, key=key, value=value) for key, value in items]
@@ -225,3 +225,30 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
     assert ledger_values(bootstrap, topics.ledger) == expected
     positions = [json.loads(v)["position"] for v in expected]
     assert positions == list(range(1, len(positions) + 1))
+
+
+def test_a_fenced_outbox_gives_way_to_the_newer_one(kafka_broker: Any, tmp_path: Path) -> None:
+    """Two publishers of one store: the older is fenced and stops; it never fences back."""
+    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    _create(bootstrap, topics)
+    lines = demo_lines(tmp_path)
+    with LedgerService(str(tmp_path / "fence.db")) as service:
+        service.ensure_trial()
+        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
+                                enumerate(lines[:50])])
+        older = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
+                             rejections_topic=topics.rejections)
+        newer = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
+                             rejections_topic=topics.rejections)
+        with closing(older), closing(newer):
+            older.start()
+            assert older.publish_pending() > 0
+            newer.start()
+            service.submit_tracked([Delivery(raw, "elsewhere", 0, 50 + n) for n, raw in
+                                    enumerate(lines[50:100])])
+            with pytest.raises(kafka_errors().ProducerFencedError):
+                older.publish_pending()
+            assert newer.publish_pending() > 0
+        expected = [entry.to_json() for entry in service.entries("NCT05406206")]
+
+    assert ledger_values(bootstrap, topics.ledger) == expected
