@@ -26,17 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from consumers._kafka import kafka
 from deploy import broker
 
-# kafka-python 3.0.x calls importlib.resources.read_text() (-> open_text()) on import, deprecated on
-# Python 3.11/3.12, which pyproject's filterwarnings=error would turn into a collection error in
-# every module importing kafka. Import it once here, before any test module, with just that
-# warning silenced.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message=r"(read|open)_text is deprecated", category=DeprecationWarning
-    )
-    import kafka  # noqa: F401
+# kafka-python's import-time DeprecationWarning would be an error under filterwarnings=error in
+# any test module importing kafka directly; import it first, the one way (consumers._kafka).
+kafka()
 
 
 class _RenderEagerly(logging.Filter):
