@@ -395,6 +395,26 @@ def test_discrepancy_flag() -> None:
     ]
 
 
+def test_discrepancy_flag_for_non_target_only_disease() -> None:
+    """The investigator's SD is the CRF's name for non-CR/non-PD; anything else still disagrees."""
+    base = assessment(day(-10), (), "NON_CR_NON_PD", baseline=True)
+    points = derive_time_points(
+        [
+            base,
+            assessment(day(57), (), "NON_CR_NON_PD", investigator="SD"),
+            assessment(day(113), (), "NON_CR_NON_PD", investigator="PR"),
+            assessment(day(169), (), "PD", investigator="SD"),
+            assessment(day(225), (), "CR", investigator="SD"),
+        ]
+    )
+    assert [(p.response, p.investigator_response, p.discrepant) for p in points] == [
+        ("NON_CR_NON_PD", "SD", False),
+        ("NON_CR_NON_PD", "PR", True),
+        ("PD", "SD", True),
+        ("CR", "SD", True),
+    ]
+
+
 def test_no_baseline_gives_ne_even_with_new_lesions() -> None:
     """Without a baseline nothing can be judged, not even a 'new' lesion."""
     points = derive_time_points([followup(day(57), 10.0, new=True), followup(day(113), 5.0)])

@@ -203,10 +203,17 @@ class TimePointResponse:
 
     def __post_init__(self) -> None:
         """Derive the discrepancy flag from the two responses it compares."""
-        discrepant = (
-            self.investigator_response is not None and self.investigator_response != self.response
-        )
-        object.__setattr__(self, "discrepant", discrepant)
+        object.__setattr__(self, "discrepant", not _same_call(self.investigator_response,
+                                                              self.response))
+
+
+def _same_call(investigator: str | None, derived: Response) -> bool:
+    """No investigator call disagrees with nothing; SD is how a CRF without a non-CR/non-PD box
+    records non-target-only disease that is neither CR nor PD (RECIST 1.1 §4.3.2 prefers the
+    latter name), so the two agree."""
+    if investigator is None or investigator == derived:
+        return True
+    return investigator == SD and derived == NON_CR_NON_PD
 
 
 @dataclass(frozen=True)
