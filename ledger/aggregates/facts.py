@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 # Submission types integrators publish (contract §2), plus this product's `dose.modified`.
@@ -99,13 +100,27 @@ class Fact:
 
 
 class FactBook:
-    """Current belief about every clinical fact; corrections replace, voids remove."""
+    """Current belief about every clinical fact; corrections replace, voids remove.
+
+    Each subject's facts are indexed by type and by clinical date, so the aggregate's per-submission
+    questions cost what the answer needs, not the length of the subject's whole history.
+    """
 
     def __init__(self) -> None:
         self._facts: dict[str, Fact] = {}
         self._voided: dict[str, Fact] = {}
         self._by_subject: dict[str, list[str]] = {}
         self._by_subject_type: dict[tuple[str, str], list[str]] = {}
+        # Per subject, (occurred_on, position, event_id) in ascending order.
+        self._timeline: dict[str, list[tuple[date, int, str]]] = {}
+
+    @classmethod
+    def of(cls, facts: Iterable[Fact]) -> FactBook:
+        """A book holding exactly `facts` (given in ledger order), e.g. those known by a cutoff."""
+        book = cls()
+        for fact in facts:
+            book.add(fact)
+        return book
 
     def add(self, fact: Fact) -> None:
         self._facts[fact.event_id] = fact
@@ -113,6 +128,7 @@ class FactBook:
             self._by_subject.setdefault(fact.subject_id, []).append(fact.event_id)
             key = (fact.subject_id, fact.type)
             self._by_subject_type.setdefault(key, []).append(fact.event_id)
+            insort(self._timeline.setdefault(fact.subject_id, []), _dated(fact))
 
     def correct(
         self, target_event_id: str, data: Mapping[str, Any], occurred_on: date | None
@@ -125,6 +141,10 @@ class FactBook:
             corrections=current.corrections + 1,
         )
         self._facts[target_event_id] = corrected
+        if current.subject_id is not None and corrected.occurred_on != current.occurred_on:
+            timeline = self._timeline[current.subject_id]
+            del timeline[bisect_left(timeline, _dated(current))]
+            insort(timeline, _dated(corrected))
         return corrected
 
     def void(self, target_event_id: str) -> Fact:
@@ -133,6 +153,8 @@ class FactBook:
         if fact.subject_id is not None:
             self._by_subject[fact.subject_id].remove(target_event_id)
             self._by_subject_type[(fact.subject_id, fact.type)].remove(target_event_id)
+            timeline = self._timeline[fact.subject_id]
+            del timeline[bisect_left(timeline, _dated(fact))]
         return fact
 
     def get(self, event_id: str) -> Fact | None:
@@ -156,8 +178,31 @@ class FactBook:
             )
         return [self._facts[event_id] for event_id in event_ids]
 
+    def of_subject_between(
+        self, subject_id: str, types: tuple[str, ...], first: date, last: date
+    ) -> list[Fact]:
+        """The subject's current facts of `types` dated `first` to `last`, in ledger order."""
+        timeline = self._timeline.get(subject_id, [])
+        start = bisect_left(timeline, (first,))
+        stop = bisect_left(timeline, (last + _ONE_DAY,))
+        facts = (self._facts[event_id] for _on, _position, event_id in timeline[start:stop])
+        return sorted((f for f in facts if f.type in types), key=lambda fact: fact.position)
+
+    def first_date_after(self, subject_id: str, day: date) -> date | None:
+        """The earliest clinical date of any current fact of the subject later than `day`."""
+        timeline = self._timeline.get(subject_id, [])
+        index = bisect_left(timeline, (day + _ONE_DAY,))
+        return timeline[index][0] if index < len(timeline) else None
+
     def subjects(self) -> list[str]:
         return list(self._by_subject)
 
     def __iter__(self) -> Iterator[Fact]:
         return iter(sorted(self._facts.values(), key=lambda fact: fact.position))
+
+
+_ONE_DAY = timedelta(days=1)
+
+
+def _dated(fact: Fact) -> tuple[date, int, str]:
+    return (fact.occurred_on, fact.position, fact.event_id)

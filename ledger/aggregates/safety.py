@@ -3,6 +3,10 @@
 The Trial aggregate calls these and records what they conclude as its own events
 (`dlt.candidate_flagged`, `dlt_window.closed`, `protocol.deviation`), so the conclusions are part of
 the audit trail and a replay never has to re-derive them.
+
+`assess_dlt_window` reads the subject's facts from a `FactBook` by type and by date, so its cost
+follows what the window rules look at, not how long the subject has been followed: the aggregate
+reassesses a window after most submissions.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from ledger.aggregates.facts import (
     SUBJECT_DIED,
     SUBJECT_WITHDRAWN,
     Fact,
+    FactBook,
 )
 from ledger.aggregates.protocol import ProtocolDefinition
+
+#: The fact types `adverse_events` reads; it ignores every other type.
+ADVERSE_EVENT_TYPES = (ADVERSE_EVENT_REPORTED, ADVERSE_EVENT_UPDATED, DLT_ADJUDICATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +100,14 @@ def adverse_events(facts: Sequence[Fact]) -> dict[str, AdverseEvent]:
     }
 
 
-def assess_dlt_window(facts: Sequence[Fact], protocol: ProtocolDefinition) -> DltWindow:
+def assess_dlt_window(
+    facts: FactBook, subject_id: str, protocol: ProtocolDefinition
+) -> DltWindow:
     """Apply the protocol's DLT window, candidate and evaluability rules to one subject."""
     rules = protocol.escalation
-    c1d1 = first_haic_date(facts)
+    c1d1 = first_haic_date(facts.of_subject(subject_id, (HAIC_ADMINISTERED,)))
     ended_early_on = min(
-        (f.occurred_on for f in facts if f.type in (SUBJECT_WITHDRAWN, SUBJECT_DIED)),
+        (f.occurred_on for f in facts.of_subject(subject_id, (SUBJECT_WITHDRAWN, SUBJECT_DIED))),
         default=None,
     )
     if c1d1 is None:
@@ -113,7 +123,8 @@ def assess_dlt_window(facts: Sequence[Fact], protocol: ProtocolDefinition) -> Dl
             evaluable=False if ended_early_on is not None else None,
         )
     window_end = c1d1 + timedelta(days=rules.dlt_window_days - 1)
-    in_window = [ae for ae in adverse_events(facts).values() if c1d1 <= ae.onset <= window_end]
+    reported = adverse_events(facts.of_subject(subject_id, ADVERSE_EVENT_TYPES))
+    in_window = [ae for ae in reported.values() if c1d1 <= ae.onset <= window_end]
     candidates = frozenset(
         ae.ae_id for ae in in_window if ae.worst_grade >= rules.dlt_min_grade and ae.related
     )
@@ -121,7 +132,7 @@ def assess_dlt_window(facts: Sequence[Fact], protocol: ProtocolDefinition) -> Dl
     pending = frozenset(
         ae.ae_id for ae in in_window if ae.ae_id in candidates and ae.adjudicated_dlt is None
     )
-    doses = _cycle_one_dose_days(facts, c1d1, protocol)
+    doses = _cycle_one_dose_days(facts, subject_id, c1d1, protocol)
     window = DltWindow(
         c1d1=c1d1,
         window_end=window_end,
@@ -135,9 +146,7 @@ def assess_dlt_window(facts: Sequence[Fact], protocol: ProtocolDefinition) -> Dl
     if dlts:
         onsets = [ae.onset for ae in in_window if ae.ae_id in dlts]
         return _closed(window, min(onsets), evaluable=True)
-    followed_past_window = min(
-        (f.occurred_on for f in facts if f.occurred_on > window_end), default=None
-    )
+    followed_past_window = facts.first_date_after(subject_id, window_end)
     if ended_early_on is not None and ended_early_on <= window_end:
         return window if pending else _closed(window, ended_early_on, evaluable=False)
     if followed_past_window is None or pending:
@@ -158,17 +167,14 @@ def _closed(window: DltWindow, on: date, *, evaluable: bool) -> DltWindow:
     )
 
 
-def _cycle_one_dose_days(facts: Sequence[Fact], c1d1: date, protocol: ProtocolDefinition) -> int:
+def _cycle_one_dose_days(
+    facts: FactBook, subject_id: str, c1d1: date, protocol: ProtocolDefinition
+) -> int:
     """Distinct planned cycle-1 dosing days on which fruquintinib was taken."""
     first = c1d1 + timedelta(days=protocol.fruquintinib.first_day - 1)
     last = c1d1 + timedelta(days=protocol.fruquintinib.last_day - 1)
-    return len(
-        {
-            f.occurred_on
-            for f in facts
-            if f.type == FRUQUINTINIB_DOSED and first <= f.occurred_on <= last
-        }
-    )
+    doses = facts.of_subject_between(subject_id, (FRUQUINTINIB_DOSED,), first, last)
+    return len({f.occurred_on for f in doses})
 
 
 @dataclass(frozen=True, slots=True)

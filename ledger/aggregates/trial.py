@@ -47,7 +47,14 @@ from ledger.aggregates.facts import (
 )
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.safety import DltWindow, adverse_events, assess_deviations, assess_dlt_window
+from ledger.aggregates.safety import (
+    ADVERSE_EVENT_TYPES,
+    AdverseEvent,
+    DltWindow,
+    adverse_events,
+    assess_deviations,
+    assess_dlt_window,
+)
 
 EXPANSION = "EXPANSION"
 
@@ -591,11 +598,13 @@ class Trial(Aggregate):
             return f"cohort {open_levels[0]} is open"
         return f"the trial is in stage {self.stage.value}"
 
+    def _adverse_events(self, subject_id: str) -> dict[str, AdverseEvent]:
+        return adverse_events(self._facts.of_subject(subject_id, ADVERSE_EVENT_TYPES))
+
     def _reported_ae_ids(self, subject_id: str) -> set[str]:
         return {
             str(f.data["ae_id"])
-            for f in self._facts.of_subject(subject_id)
-            if f.type == ADVERSE_EVENT_REPORTED
+            for f in self._facts.of_subject(subject_id, (ADVERSE_EVENT_REPORTED,))
         }
 
     # --- consequences -------------------------------------------------------------------------
@@ -629,7 +638,7 @@ class Trial(Aggregate):
                     reason=deviation.message,
                 )
         if _window_may_change(subject, submission):
-            self._reassess_window(subject_id, self._facts.of_subject(subject_id), recorded_at, on)
+            self._reassess_window(subject_id, recorded_at, on)
         self._decide_escalation(recorded_at, on)
         self._reevaluate_closed_cohorts(recorded_at, on)
         self._close_expansion_when_full(recorded_at, on)
@@ -640,13 +649,11 @@ class Trial(Aggregate):
             return self._facts.get(target) if submission.type == RECORD_CORRECTED else None
         return self._facts.get(submission.event_id)
 
-    def _reassess_window(
-        self, subject_id: str, subject_facts: list[Fact], recorded_at: datetime, on: date
-    ) -> None:
+    def _reassess_window(self, subject_id: str, recorded_at: datetime, on: date) -> None:
         subject = self._subjects[subject_id]
-        window = assess_dlt_window(subject_facts, self.protocol)
+        window = assess_dlt_window(self._facts, subject_id, self.protocol)
         for ae_id in sorted(window.candidates - subject.flagged):
-            ae = adverse_events(subject_facts)[ae_id]
+            ae = self._adverse_events(subject_id)[ae_id]
             self._decide(
                 Trial.DltCandidateFlagged,
                 recorded_at,
@@ -692,7 +699,7 @@ class Trial(Aggregate):
                 continue
             if not subject.flagged:
                 continue
-            aes = adverse_events(self._facts.of_subject(subject_id))
+            aes = self._adverse_events(subject_id)
             if any(aes[ae].adjudicated_dlt is None for ae in subject.flagged if ae in aes):
                 return True
         return False

@@ -472,7 +472,7 @@ def _subject(
     death_on = _first(facts, SUBJECT_DIED)
     withdrawn = _first_fact(facts, SUBJECT_WITHDRAWN)
     discontinued = _first_fact(facts, TREATMENT_DISCONTINUED)
-    window = assess_dlt_window(facts, protocol)
+    window = assess_dlt_window(FactBook.of(facts), subject_id, protocol)
     alive_dates = [f.occurred_on for f in facts if f.type not in _NOT_ALIVE_EVIDENCE]
 
     # Responses: RECIST on the assessments known by the cutoff.
