@@ -2,8 +2,8 @@
 
     python bench/bench_ingest.py [--count 20000] [--bootstrap HOST:PORT] [--max-batch 500]
 
-Publishes COUNT valid submissions (cohort A's 3 enrolments, then daily doses) to a fresh topic,
-then times (1) a plain consumer reading them all and (2) `run_ingest` until idle into a fresh
+Publishes COUNT valid submissions (cohort A's 3 subjects on the protocol's schedule) to a fresh
+topic, then times (1) a plain consumer reading them all and (2) `run_ingest` until idle into a fresh
 SQLite store, and prints both rates and their ratio. Without --bootstrap it starts (and stops) its
 own broker with deploy.broker.
 """
@@ -28,12 +28,12 @@ from consumers.topics import ensure_topics
 from ledger.application import LedgerService
 
 TRIAL = "NCT05406206"
-SUBJECTS = 27  # the bundled protocol's max_subjects
 
 
 def submissions(count: int) -> Iterator[bytes]:
-    """COUNT envelopes a trial could really receive: enrolments by cohort, then daily doses."""
-    plan = ["A"] * 3  # cohort B opens only once A's DLT window closes
+    """COUNT envelopes as a site would send them, with no protocol deviation: cohort A's three
+    subjects (cohort B opens only when their DLT windows close) on the protocol's schedule — HAIC
+    on day 1 of every 28-day cycle, fruquintinib 3 mg on days 1-21 — subject after subject."""
     start = date(2024, 1, 8)
 
     def envelope(kind: str, subject: str, on: date, data: dict[str, object]) -> bytes:
@@ -42,21 +42,20 @@ def submissions(count: int) -> Iterator[bytes]:
             "subject_id": subject, "occurred_on": on.isoformat(), "source": "bench",
             "entered_by": "bench", "reason": None, "data": data}).encode()
 
-    subjects = [f"01-{n:03d}" for n in range(1, SUBJECTS + 1)]
-    sent = 0
-    for n, subject in enumerate(subjects[: min(len(plan), count)]):
-        yield envelope("subject.enrolled", subject, start + timedelta(days=n), {"cohort": plan[n]})
-        sent += 1
-    enrolled = subjects[: min(len(plan), count)]
-    day = 0
-    while sent < count:
-        for subject in enrolled:
-            if sent == count:
-                break
-            yield envelope("fruquintinib.dosed", subject, start + timedelta(days=30 + day),
-                           {"dose_mg": 4.0})
-            sent += 1
-        day += 1
+    subjects = [f"01-{n:03d}" for n in range(1, 4)]
+    stream: list[bytes] = [
+        envelope("subject.enrolled", subject, start, {"cohort": "A"}) for subject in subjects
+    ]
+    cycle = 1
+    while len(stream) < count:
+        for subject in subjects:
+            c1 = start + timedelta(days=7 + 28 * (cycle - 1))
+            stream.append(envelope("haic.administered", subject, c1, {
+                "cycle": cycle, "oxaliplatin_mg_m2": 85, "fluorouracil_mg_m2": 2000}))
+            stream += [envelope("fruquintinib.dosed", subject, c1 + timedelta(days=d),
+                                {"dose_mg": 3.0}) for d in range(21)]
+        cycle += 1
+    yield from stream[:count]
 
 
 def bare_read(bootstrap: str, topic: str, count: int) -> float:
