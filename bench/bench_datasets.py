@@ -32,7 +32,7 @@ from typing import Any
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.trial import EXPANSION
 from ledger.application import LedgerService, bundled_protocol
-from ledger.demo import SITES, _Calendar, _due, _Pending, _SiteData
+from ledger.demo import SITES, PendingSubmission, SimulatedClock, SiteSimulator, due_submissions
 from ledger.projections.datasets import build_datasets
 
 START = date(2024, 1, 8)
@@ -45,13 +45,13 @@ def record_trial(store: Path, subjects: int, seed: int) -> tuple[str, int]:
     raw["max_subjects"] = subjects
     protocol = ProtocolDefinition.from_mapping(raw)
     rng = random.Random(seed)
-    calendar = _Calendar(START)
-    queue: list[_Pending] = []
+    calendar = SimulatedClock(START)
+    queue: list[PendingSubmission] = []
     end = START + timedelta(days=250 + subjects // EXPANSION_ARRIVALS_PER_DAY + 400)
     with LedgerService(str(store), clock=calendar.now) as ledger:
         ledger.open_trial(protocol, opened_by="bench")
         trial_id = protocol.trial_id
-        sites = _SiteData(rng, trial_id, queue)
+        sites = SiteSimulator(rng, trial_id, queue)
         numbers = itertools.count(1)
         enrolled = 0
         day = START
@@ -78,7 +78,7 @@ def record_trial(store: Path, subjects: int, seed: int) -> tuple[str, int]:
                     break
                 enrolled += 1
                 sites.subject_course(subject_id, cohort, dose, day, end)
-            todays = list(_due(queue, day))
+            todays = list(due_submissions(queue, day))
             if todays:
                 ledger.submit_many([json.dumps(e, sort_keys=True) for e in todays])
             day += timedelta(days=1)

@@ -45,13 +45,15 @@ class DemoRun:
 
 
 @dataclass(order=True)
-class _Pending:
+class PendingSubmission:
+    """An envelope a site will send on `submit_on` (ordered by day, then by creation)."""
+
     submit_on: date
     sequence: int
     envelope: dict[str, Any] = field(compare=False)
 
 
-class _Calendar:
+class SimulatedClock:
     """A simulated wall clock: the ledger records each day's submissions that evening."""
 
     def __init__(self, start: date) -> None:
@@ -64,10 +66,10 @@ class _Calendar:
         )
 
 
-class _SiteData:
+class SiteSimulator:
     """Generates one subject's clinical course as submissions queued on the calendar."""
 
-    def __init__(self, rng: random.Random, trial_id: str, queue: list[_Pending]) -> None:
+    def __init__(self, rng: random.Random, trial_id: str, queue: list[PendingSubmission]) -> None:
         self._rng = rng
         self._trial_id = trial_id
         self._queue = queue
@@ -96,7 +98,8 @@ class _SiteData:
             "reason": reason,
             "data": data,
         }
-        heapq.heappush(self._queue, _Pending(submit_on or on, next(self._sequence), envelope))
+        pending = PendingSubmission(submit_on or on, next(self._sequence), envelope)
+        heapq.heappush(self._queue, pending)
         return envelope
 
     def subject_course(
@@ -337,8 +340,8 @@ def run_demo(out: Path, seed: int) -> DemoRun:
     for stale in (store, out / "submissions.jsonl"):
         stale.unlink(missing_ok=True)
     rng = random.Random(seed)
-    calendar = _Calendar(DEMO_START)
-    queue: list[_Pending] = []
+    calendar = SimulatedClock(DEMO_START)
+    queue: list[PendingSubmission] = []
     totals = BatchReport()
     submitted = 0
     with (
@@ -346,7 +349,7 @@ def run_demo(out: Path, seed: int) -> DemoRun:
         (out / "submissions.jsonl").open("w") as jsonl,
     ):
         trial_id = ledger.ensure_trial()
-        sites = _SiteData(rng, trial_id, queue)
+        sites = SiteSimulator(rng, trial_id, queue)
         subject_numbers = itertools.count(1)
         next_arrival = DEMO_START
         for today in _days(DEMO_START, DEMO_END):
@@ -371,7 +374,7 @@ def run_demo(out: Path, seed: int) -> DemoRun:
                 )
                 sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
                 next_arrival = today + timedelta(days=rng.randint(3, 12))
-            todays = list(_due(queue, today))
+            todays = list(due_submissions(queue, today))
             if not todays:
                 continue
             if rng.random() < 0.02:
@@ -400,6 +403,7 @@ def _days(start: date, end: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def _due(queue: list[_Pending], today: date) -> Iterator[dict[str, Any]]:
+def due_submissions(queue: list[PendingSubmission], today: date) -> Iterator[dict[str, Any]]:
+    """Take from the queue (a heap) every envelope due by `today`, in order."""
     while queue and queue[0].submit_on <= today:
         yield heapq.heappop(queue).envelope
