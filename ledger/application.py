@@ -7,6 +7,7 @@ the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry`
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -253,7 +254,7 @@ class LedgerService:
                         event_id=result.event_id,
                         reason_code=result.reason_code.value,
                         message=result.message,
-                        submission=delivery.raw.decode("utf-8", errors="replace"),
+                        **_original_text(delivery.raw),
                         topic=delivery.topic,
                         partition=delivery.partition,
                         offset=delivery.offset,
@@ -409,6 +410,16 @@ def _upstream_name(delivery: Delivery) -> str:
     return f"{delivery.topic}:{delivery.partition}"
 
 
+def _original_text(raw: bytes) -> dict[str, str]:
+    """The delivered bytes as text an auditor can turn back into exactly those bytes: as UTF-8
+    when they are, base64 otherwise (the fields `submission` and `submission_encoding`)."""
+    try:
+        return {"submission": raw.decode("utf-8"), "submission_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"submission": base64.b64encode(raw).decode("ascii"),
+                "submission_encoding": "base64"}
+
+
 def _rejection_message(event: RejectionLog.Rejected, *, sequence: int) -> dict[str, Any]:
     """The `trial.rejections` message (contract §4), numbered for resumable publishing."""
     return {
@@ -417,6 +428,7 @@ def _rejection_message(event: RejectionLog.Rejected, *, sequence: int) -> dict[s
         "reason_code": event.reason_code,
         "message": event.message,
         "submission": event.submission,
+        "submission_encoding": event.submission_encoding,
         "topic": event.topic,
         "partition": event.partition,
         "offset": event.offset,

@@ -35,6 +35,9 @@ class RejectionLog(Aggregate):
         topic: str
         partition: int
         offset: int
+        # "utf-8" (the text is the bytes) or "base64"; logs written before this field was added
+        # decoded invalid UTF-8 lossily, and read as "utf-8".
+        submission_encoding: str = "utf-8"
 
     @classmethod
     def start(cls) -> RejectionLog:
@@ -47,6 +50,7 @@ class RejectionLog(Aggregate):
         reason_code: str,
         message: str,
         submission: str,
+        submission_encoding: str,
         topic: str,
         partition: int,
         offset: int,
@@ -60,6 +64,7 @@ class RejectionLog(Aggregate):
             reason_code=reason_code,
             message=message,
             submission=submission,
+            submission_encoding=submission_encoding,
             topic=topic,
             partition=partition,
             offset=offset,

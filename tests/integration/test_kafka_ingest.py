@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -116,6 +117,15 @@ def send_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byt
             future.get(timeout=60)
 
 
+def original_bytes(rejection: dict[str, Any]) -> bytes:
+    """What the integrator sent, from a `trial.rejections` message."""
+    text = str(rejection["submission"])
+    if rejection["submission_encoding"] == "base64":
+        return base64.b64decode(text)
+    assert rejection["submission_encoding"] == "utf-8"
+    return text.encode()
+
+
 def ledger_values(bootstrap: str, topic: str) -> list[str]:
     return [r.value.decode() for r in read_topic(bootstrap, topic)]
 
@@ -187,6 +197,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
                 "offset", "rejected_at"}
     assert all(contract <= m.keys() and m["topic"] == topics.submissions for m in rejected)
     assert sorted(rejected, key=lambda m: m["sequence"]) == store_rejections
+    assert sorted(map(original_bytes, rejected)) == sorted(raw for _key, raw in bad)
     assert report.rejected == len(bad)
     assert report.duplicates == 1 + sum(1 for i, raw in enumerate(good) if raw in good[:i])
     assert report.published == len(store_events) + len(store_rejections)
