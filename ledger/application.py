@@ -16,11 +16,17 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    PersistenceError,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
 
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import RECORD_CORRECTED, Submission
@@ -78,6 +84,8 @@ def store_environment(store: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
+            # eventsourcing's default is 30 s, then a pool error that hides the real cause.
+            "POSTGRES_CONNECT_TIMEOUT": dict(parse_qsl(url.query)).get("connect_timeout", "5"),
         }
     path = Path(store)
     if path.is_dir():
@@ -85,6 +93,14 @@ def store_environment(store: str) -> dict[str, str]:
     if not path.parent.exists():
         raise ValueError(f"store {store!r}: folder {path.parent} does not exist")
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+def redacted(store: str) -> str:
+    """`store` fit to print: a URL's password replaced by ***."""
+    url = urlparse(store)
+    if url.password is None:
+        return store
+    return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@", 1)).geturl()
 
 
 def bundled_protocol() -> ProtocolDefinition:
@@ -150,7 +166,11 @@ class LedgerService:
     """Submit, read and rebuild: everything outside the domain goes through here."""
 
     def __init__(self, store: str = DEFAULT_STORE, clock: Callable[[], datetime] = utc_now) -> None:
-        self._app = _LedgerStore(env=store_environment(store))
+        try:
+            self._app = _LedgerStore(env=store_environment(store))
+        except PersistenceError as error:
+            cause = error.__cause__ or error
+            raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
         self._clock = clock
         self._trials: dict[str, Trial] = {}
         self._rejection_log: RejectionLog | None = None

@@ -21,6 +21,7 @@ from ledger.application import (
     bundled_protocol,
     environment_store,
     load_protocol,
+    redacted,
 )
 from ledger.entries import parse_timestamp
 from ledger.projections.cohorts import cohort_table
@@ -66,7 +67,7 @@ def _init(args: argparse.Namespace) -> int:
         args,
         document,
         f"opened {protocol.trial_id} (protocol {protocol.protocol_version}, "
-        f"{protocol.escalation.variant.value}) in {args.store}",
+        f"{protocol.escalation.variant.value}) in {redacted(args.store)}",
     )
     return 0
 

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,6 +120,19 @@ def test_bad_input_exits_non_zero_with_one_line(
     assert message in err
 
 
+def test_unreachable_postgresql_store_is_one_line_without_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A PostgreSQL URL nobody answers: exit 2 within the connect timeout; the password is
+    never printed."""
+    store = "postgresql://auditor:s3cret@127.0.0.1:1/ledger?connect_timeout=1"
+    code, out, err = run(capsys, "cohorts", "--store", store)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "cannot open the store postgresql://auditor:***@127.0.0.1:1/ledger" in err
+    assert "s3cret" not in out + err
+
+
 def test_invalid_protocol_is_refused_with_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -165,3 +179,70 @@ def test_demo_replays_to_the_same_history(
     second = json.loads(run(capsys, "history", subject, "--store", replay_store, "--json")[1])
     strip = [{k: v for k, v in e.items() if k != "recorded_at"} for e in first["entries"]]
     assert strip == [{k: v for k, v in e.items() if k != "recorded_at"} for e in second["entries"]]
+
+
+@pytest.mark.postgres
+def test_commands_on_a_postgresql_store_match_sqlite(
+    postgres_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`init`, `submit`, `cohorts`, `history` and `export` on a postgresql:// store match SQLite."""
+    assert run(capsys, "demo", "--out", str(tmp_path / "demo"), "--seed", "12")[0] == 0
+    submissions = str(tmp_path / "demo" / "submissions.jsonl")
+    sqlite = str(tmp_path / "replay.db")
+    code, out, _ = run(capsys, "init", "--store", postgres_url, "--json")
+    assert code == 0
+    assert json.loads(out)["position"] == 1
+    code, _, err = run(capsys, "init", "--store", postgres_url)
+    assert code == 2
+    assert "already open" in err
+    assert len(err.strip().splitlines()) == 1
+
+    monkeypatch.setenv("LEDGER_STORE", postgres_url)  # the store from the environment
+    code, out, _ = run(capsys, "submit", submissions, "--json")
+    assert code == 0
+    assert json.loads(out) == {"accepted": 2844, "duplicates": 15, "rejected": []}
+    assert json.loads(run(capsys, "submit", submissions, "--store", sqlite, "--json")[1]) == (
+        json.loads(out)
+    )
+
+    def both(*argv: str) -> tuple[Any, Any]:
+        on_postgres = run(capsys, *argv, "--json")
+        on_sqlite = run(capsys, *argv, "--store", sqlite, "--json")
+        assert (on_postgres[0], on_sqlite[0]) == (0, 0)
+        return json.loads(on_postgres[1]), json.loads(on_sqlite[1])
+
+    cohorts, expected = both("cohorts")
+    assert cohorts == expected
+    assert cohorts["mtd"] in {"A", "B", "C"}
+    demo_cohorts = run(capsys, "cohorts", "--store", str(tmp_path / "demo" / "ledger.db"), "--json")
+    assert cohorts == json.loads(demo_cohorts[1])
+    subject = json.loads(Path(submissions).read_text().splitlines()[0])["subject_id"]
+    history, expected = both("history", subject)
+    assert len(history["entries"]) > 1
+    assert [{k: v for k, v in e.items() if k != "recorded_at"} for e in history["entries"]] == [
+        {k: v for k, v in e.items() if k != "recorded_at"} for e in expected["entries"]
+    ]
+
+    exported = {}
+    for name, store in (("pg", postgres_url), ("sq", sqlite)):
+        code, out, _ = run(
+            capsys,
+            "export",
+            "--store",
+            store,
+            "--out",
+            str(tmp_path / name),
+            "--json",
+            "--cutoff",
+            "2026-06-30",
+        )
+        assert code == 0
+        exported[name] = {k: v for k, v in json.loads(out).items() if k != "last_recorded_at"}
+    assert exported["pg"] == exported["sq"]
+    names = [f["name"] for f in exported["pg"]["files"]]
+    assert names == ["adsl.csv", "adtte.csv", "adrs.csv", "adae.csv"]
+    for name in names:
+        assert (tmp_path / "pg" / name).read_bytes() == (tmp_path / "sq" / name).read_bytes()

@@ -1,0 +1,747 @@
+"""A local PostgreSQL server for the ledger's PostgreSQL store, run from the installed binaries.
+
+No Docker: ``start`` finds the server binaries of the PostgreSQL installed on the machine
+(``initdb``, ``pg_ctl``, ``postgres``, ``psql``), initialises a cluster in the data directory on
+first use, listens on 127.0.0.1 on a free port (its unix socket stays inside the data directory),
+starts it with ``pg_ctl`` as a detached process that outlives the caller, waits until it accepts
+connections, creates a password login role and the database, checks that the URL it returns
+really connects, and returns that URL (``postgresql://ledger:PASSWORD@127.0.0.1:PORT/ledger``),
+ready for ``ledger --store``. ``stop`` is ``pg_ctl stop -m fast``.
+
+PostgreSQL refuses to run as root: run as root, every server command runs as the ``postgres``
+OS user (``subprocess`` ``user=``/``group=``, with that user's groups), which owns the data
+directory; run as anyone else, they run as the current user.
+
+Only the standard library is imported (database work goes through ``psql``), so this module
+does not need psycopg.
+
+Data directory layout (``start(data_dir)``)::
+
+    data_dir/postgres.json   state: binaries, version, port, role, password, databases (0600)
+    data_dir/postgres.log    the server log (``pg_ctl -l``), appended across restarts
+    data_dir/pgdata/         the cluster (``initdb``), mode 0700, owned by the server's user
+    data_dir/pgdata/ledger.conf  listen address, port, socket dir; rewritten on every start
+    data_dir/run/            the unix socket directory (mode 0700)
+
+Authentication: ``trust`` on the unix socket (reachable only by the server's user and root),
+``scram-sha-256`` over TCP, so the URL's password is really checked.
+
+Command line: ``python -m deploy.postgres {start|stop|status} [DATA_DIR]`` (``start`` prints the
+URL as the last line of standard output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Account",
+    "PostgresError",
+    "PostgresServer",
+    "find_bin_dir",
+    "load",
+    "log_tail",
+    "server_account",
+    "start",
+    "status",
+    "stop",
+]
+
+STATE_FILE = "postgres.json"
+LOG_FILE = "postgres.log"
+LOCK_FILE = ".postgres.lock"
+CLUSTER_DIR = "pgdata"
+SOCKET_DIR = "run"
+CONF_FILE = "ledger.conf"
+
+#: The OS account that runs the server when we are root (PostgreSQL refuses to run as root).
+SERVER_OS_USER = "postgres"
+#: The cluster's superuser (reachable only over the unix socket) and the ledger's login role.
+SUPERUSER = "postgres"
+DEFAULT_ROLE = "ledger"
+DEFAULT_DATABASE = "ledger"
+#: Seconds ``start`` waits for the server to accept connections.
+DEFAULT_TIMEOUT = 60.0
+#: Seconds ``stop`` waits for a fast shutdown before an immediate one.
+STOP_TIMEOUT = 30.0
+
+BIN_ENV = "LEDGER_POSTGRES_BIN"
+DATA_ENV = "LEDGER_POSTGRES_DATA"
+_HOST = "127.0.0.1"
+_SERVER_BINARIES = ("initdb", "pg_ctl", "postgres", "psql")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class PostgresError(RuntimeError):
+    """The server could not be found, initialised, started, reached or stopped."""
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def _has_server_binaries(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in _SERVER_BINARIES)
+
+
+def _version_key(directory: Path) -> tuple[int, ...]:
+    """``/usr/lib/postgresql/15/bin`` -> (15,): newest Debian installation first."""
+    return tuple(int(part) for part in re.findall(r"\d+", directory.parent.name))
+
+
+def find_bin_dir() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl``, ``postgres`` and ``psql``.
+
+    Tried in order: ``$LEDGER_POSTGRES_BIN``; ``pg_config --bindir``; the newest
+    ``/usr/lib/postgresql/*/bin`` (Debian and Ubuntu keep the server binaries off ``PATH``); the
+    directory of ``initdb`` on ``PATH``. Raises ``PostgresError`` naming what was tried.
+    """
+    tried: list[str] = []
+    env = os.environ.get(BIN_ENV)
+    if env:
+        directory = Path(env).expanduser()
+        if _has_server_binaries(directory):
+            return directory
+        raise PostgresError(
+            f"${BIN_ENV}={env} does not hold the PostgreSQL server binaries "
+            f"({', '.join(_SERVER_BINARIES)})"
+        )
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config is not None:
+        proc = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False, timeout=30
+        )
+        if proc.returncode == 0 and proc.stdout.strip():
+            candidates.append(Path(proc.stdout.strip()))
+    tried.append(f"pg_config --bindir ({'not on PATH' if pg_config is None else 'ran'})")
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
+    tried.append("/usr/lib/postgresql/*/bin")
+    initdb = shutil.which("initdb")
+    if initdb is not None:
+        candidates.append(Path(initdb).parent)
+    tried.append("initdb on PATH")
+    for directory in candidates:
+        if _has_server_binaries(directory):
+            return directory
+    raise PostgresError(
+        "PostgreSQL is not installed: no directory with its server binaries "
+        f"({', '.join(_SERVER_BINARIES)}); tried {'; '.join(tried)}. Install it "
+        f"(Debian/Ubuntu: apt-get install postgresql) or set ${BIN_ENV} to its bin directory"
+    )
+
+
+# --------------------------------------------------------------------------- the server's user
+
+
+@dataclass(frozen=True)
+class Account:
+    """The OS account the server runs as (``server_account``)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+    @property
+    def is_current(self) -> bool:
+        return self.uid == os.geteuid()
+
+
+def server_account() -> Account:
+    """``postgres`` when we are root (PostgreSQL refuses to run as root), else ourselves."""
+    if os.geteuid() == 0:
+        try:
+            entry = pwd.getpwnam(SERVER_OS_USER)
+        except KeyError:
+            raise PostgresError(
+                f"running as root, and there is no {SERVER_OS_USER!r} OS user to run PostgreSQL "
+                f"as (PostgreSQL refuses to run as root); install the postgresql package or run "
+                f"as an ordinary user"
+            ) from None
+    else:
+        entry = pwd.getpwuid(os.geteuid())
+    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+
+
+def _unreachable_ancestor(path: Path, account: Account) -> Path | None:
+    """The first folder above ``path`` that ``account`` may not enter, or None."""
+    if account.uid == 0 or account.is_current:
+        return None
+    for folder in reversed(path.parents):
+        if not folder.exists():
+            return None  # created by us below, with the default (searchable) mode
+        info = folder.stat()
+        if info.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in account.groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return folder
+    return None
+
+
+def _environment(account: Account) -> dict[str, str]:
+    """Our environment less libpq's ``PG*`` variables, with the server user's home and name."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if not account.is_current:
+        env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+    return env
+
+
+def _run(
+    account: Account,
+    cmd: Sequence[str | Path],
+    *,
+    cwd: Path,
+    timeout: float,
+    stdin: str | None = None,
+    new_session: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program as ``account`` (dropping root's identity when we are root)."""
+    identity: dict[str, Any] = {}
+    if not account.is_current:
+        identity = {"user": account.uid, "group": account.gid, "extra_groups": account.groups}
+    try:
+        return subprocess.run(
+            [str(part) for part in cmd],
+            cwd=cwd,
+            env=_environment(account),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            start_new_session=new_session,
+            **identity,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PostgresError(f"{Path(cmd[0]).name} did not finish in {timeout:.0f}s") from exc
+
+
+def _own(path: Path, account: Account, mode: int) -> None:
+    if not account.is_current:
+        os.chown(path, account.uid, account.gid)
+    path.chmod(mode)
+
+
+def _write(path: Path, text: str, account: Account, mode: int = 0o600) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    _own(tmp, account, mode)
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class PostgresServer:
+    """A local server started by ``start``; its state lives in ``data_dir/postgres.json``."""
+
+    data_dir: Path
+    bin_dir: Path
+    version: str
+    port: int
+    role: str
+    password: str
+    databases: list[str] = field(default_factory=list)
+    durable: bool = True
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.data_dir / CLUSTER_DIR
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.data_dir / SOCKET_DIR
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / LOG_FILE
+
+    def url(self, database: str = DEFAULT_DATABASE) -> str:
+        """``postgresql://ROLE:PASSWORD@127.0.0.1:PORT/DATABASE`` (a ``--store`` value)."""
+        return f"postgresql://{self.role}:{self.password}@{_HOST}:{self.port}/{database}"
+
+    def pid(self) -> int | None:
+        """The postmaster's pid if it runs this cluster (not a zombie, not a recycled pid)."""
+        try:
+            first = (self.cluster_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+            pid = int(first)
+        except (OSError, ValueError):
+            return None
+        return pid if _is_our_postmaster(pid, self.cluster_dir) else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bin_dir": str(self.bin_dir),
+            "version": self.version,
+            "host": _HOST,
+            "port": self.port,
+            "role": self.role,
+            "password": self.password,
+            "databases": self.databases,
+            "durable": self.durable,
+            "url": self.url(self.databases[0] if self.databases else DEFAULT_DATABASE),
+            "cluster": str(self.cluster_dir),
+            "socket_dir": str(self.socket_dir),
+            "log": str(self.log_path),
+        }
+
+    @classmethod
+    def from_json(cls, data_dir: Path, raw: Mapping[str, Any]) -> PostgresServer:
+        return cls(
+            data_dir=data_dir,
+            bin_dir=Path(raw["bin_dir"]),
+            version=str(raw["version"]),
+            port=int(raw["port"]),
+            role=str(raw["role"]),
+            password=str(raw["password"]),
+            databases=[str(name) for name in raw.get("databases", [])],
+            durable=bool(raw.get("durable", True)),
+        )
+
+
+def load(data_dir: Path) -> PostgresServer | None:
+    """The server recorded in ``data_dir`` (running or not), or None if none was started there."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PostgresServer.from_json(data_dir, json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PostgresError(f"{path}: unreadable server state ({exc})") from exc
+
+
+def _write_state(server: PostgresServer, account: Account) -> None:
+    text = json.dumps(server.to_json(), indent=2) + "\n"
+    _write(server.data_dir / STATE_FILE, text, account, 0o600)
+
+
+def _is_our_postmaster(pid: int, cluster_dir: Path) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    if state in {"Z", "X"} or not argv or not argv[0].endswith(b"postgres"):
+        return False
+    return str(cluster_dir).encode() in argv
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' if it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _initdb(server: PostgresServer, account: Account) -> None:
+    proc = _run(
+        account,
+        [
+            server.bin_dir / "initdb",
+            "--pgdata",
+            server.cluster_dir,
+            "--username",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-instructions",
+            *([] if server.durable else ["--no-sync"]),
+        ],
+        cwd=server.data_dir,
+        timeout=120,
+    )
+    with server.log_path.open("a") as log:
+        log.write(f"==== initdb (exit {proc.returncode})\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        raise PostgresError(
+            f"initdb of {server.cluster_dir} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
+    config = server.cluster_dir / "postgresql.conf"
+    with config.open("a") as handle:
+        handle.write(f"\n# added by deploy/postgres.py\ninclude '{CONF_FILE}'\n")
+
+
+def _write_server_config(server: PostgresServer, account: Account) -> None:
+    settings = {
+        "listen_addresses": f"'{_HOST}'",
+        "port": str(server.port),
+        "unix_socket_directories": f"'{server.socket_dir}'",
+        "unix_socket_permissions": "0700",
+        "password_encryption": "scram-sha-256",
+    }
+    if not server.durable:  # test servers: a crash may lose data, and nobody minds
+        settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    lines = ["# written by deploy/postgres.py; rewritten on every start"]
+    lines += [f"{name} = {value}" for name, value in settings.items()]
+    _write(server.cluster_dir / CONF_FILE, "\n".join(lines) + "\n", account, 0o600)
+
+
+def _pg_ctl_start(server: PostgresServer, account: Account, timeout: float) -> None:
+    with server.log_path.open("a") as log:
+        log.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%S')} pg_ctl start (port {server.port})\n")
+    proc = _run(
+        account,
+        [
+            server.bin_dir / "pg_ctl",
+            "start",
+            "--pgdata",
+            server.cluster_dir,
+            "--log",
+            server.log_path,
+            "--wait",
+            "--timeout",
+            str(max(1, round(timeout))),
+        ],
+        cwd=server.data_dir,
+        timeout=timeout + 30,
+        new_session=True,  # detached: the server outlives us and never becomes our zombie
+    )
+    if proc.returncode != 0 or not server.is_running():
+        raise PostgresError(
+            f"PostgreSQL in {server.cluster_dir} did not start (pg_ctl exit {proc.returncode}: "
+            f"{(proc.stdout + proc.stderr).strip()[-500:]}); log {server.log_path}:\n"
+            f"{log_tail(server.log_path)}"
+        )
+
+
+def _psql(server: PostgresServer, account: Account, script: str, **variables: str) -> str:
+    """Run ``script`` as the superuser over the unix socket (psql variables, stop on error)."""
+    cmd: list[str | Path] = [
+        server.bin_dir / "psql",
+        "--host",
+        server.socket_dir,
+        "--port",
+        str(server.port),
+        "--username",
+        SUPERUSER,
+        "--dbname",
+        "postgres",
+        "--no-psqlrc",
+        "--quiet",
+        "--tuples-only",
+        "--no-align",
+        "--set",
+        "ON_ERROR_STOP=1",
+    ]
+    for name, value in variables.items():
+        cmd += ["--set", f"{name}={value}"]
+    proc = _run(account, cmd, cwd=server.data_dir, timeout=60, stdin=script)
+    if proc.returncode != 0:
+        raise PostgresError(f"psql on {server.socket_dir} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+_BOOTSTRAP = """
+SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'role')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \\gexec
+ALTER ROLE :"role" PASSWORD :'password';
+SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'role')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'database') \\gexec
+"""
+
+
+def _bootstrap(server: PostgresServer, account: Account, database: str) -> None:
+    """The login role (password, may create databases) and ``database`` owned by it."""
+    _psql(
+        server,
+        account,
+        _BOOTSTRAP,
+        role=server.role,
+        password=server.password,
+        database=database,
+    )
+    if database not in server.databases:
+        server.databases.append(database)
+
+
+def _check_url(server: PostgresServer, database: str) -> None:
+    """Connect the way the ledger will: TCP to 127.0.0.1, password authentication."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    proc = subprocess.run(
+        [str(server.bin_dir / "psql"), server.url(database), "--no-psqlrc", "-Atc", "SELECT 1"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if proc.returncode != 0 or proc.stdout.strip() != "1":
+        raise PostgresError(
+            f"the server runs but {server.url(database)} does not connect: "
+            f"{proc.stderr.strip()[-1000:]}"
+        )
+
+
+def _prepare_data_dir(data_dir: Path, account: Account) -> None:
+    ours = {STATE_FILE, LOG_FILE, LOCK_FILE, CLUSTER_DIR, SOCKET_DIR}
+    if data_dir.is_dir() and not (data_dir / STATE_FILE).is_file():
+        strangers = sorted(p.name for p in data_dir.iterdir() if p.name not in ours)
+        if strangers:
+            raise PostgresError(
+                f"{data_dir} is not empty and holds no server started by deploy/postgres.py "
+                f"({', '.join(strangers[:5])}); give an empty or new directory"
+            )
+    blocked = _unreachable_ancestor(data_dir, account)
+    if blocked is not None:
+        raise PostgresError(
+            f"the {account.name!r} OS user, which runs PostgreSQL, cannot reach {data_dir}: "
+            f"{blocked} is not searchable by it (mode {stat.S_IMODE(blocked.stat().st_mode):04o}); "
+            f"use a data directory it can reach (e.g. under /tmp or {account.home})"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _own(data_dir, account, 0o700)
+    socket_dir = data_dir / SOCKET_DIR
+    socket_dir.mkdir(exist_ok=True)
+    _own(socket_dir, account, 0o700)
+    log = data_dir / LOG_FILE
+    log.touch()
+    _own(log, account, 0o600)
+
+
+def _postgres_version(bin_dir: Path, account: Account, cwd: Path) -> str:
+    proc = _run(account, [bin_dir / "postgres", "--version"], cwd=cwd, timeout=30)
+    match = re.search(r"\d+(\.\d+)*", proc.stdout)
+    if proc.returncode != 0 or match is None:
+        raise PostgresError(f"{bin_dir / 'postgres'} --version failed: {proc.stderr.strip()}")
+    return match.group(0)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def start(
+    data_dir: Path,
+    *,
+    database: str = DEFAULT_DATABASE,
+    timeout: float = DEFAULT_TIMEOUT,
+    durable: bool = True,
+) -> str:
+    """Start (or find running) the local server of ``data_dir``; return the database's URL.
+
+    On first use, ``initdb`` creates the cluster in ``data_dir/pgdata`` and a free loopback port
+    is chosen (kept across restarts). Returns once the server accepts connections, ``database``
+    exists (owned by the login role) and the returned URL connects with its password. Idempotent:
+    a running server is reused (``database`` is created if it is new). ``durable=False`` turns
+    off fsync, synchronous commit and full-page writes (for throwaway test servers). The server
+    is detached: it keeps running after this process exits, until ``stop``.
+    """
+    if not _IDENTIFIER.fullmatch(database):
+        raise ValueError(f"database name {database!r}: use lower-case letters, digits and _")
+    data_dir = Path(data_dir).expanduser().resolve()
+    account = server_account()
+    _prepare_data_dir(data_dir, account)
+    with _flock(data_dir / LOCK_FILE):
+        server = load(data_dir)
+        initialised = (data_dir / CLUSTER_DIR / "PG_VERSION").is_file()
+        if server is None and initialised:
+            raise PostgresError(
+                f"{data_dir / CLUSTER_DIR} holds a cluster but {data_dir / STATE_FILE} is gone "
+                f"(port, password); start it by hand with pg_ctl or move it away"
+            )
+        fresh = server is None or not initialised
+        if server is None or fresh:
+            bin_dir = find_bin_dir()
+            shutil.rmtree(data_dir / CLUSTER_DIR, ignore_errors=True)  # a half-made cluster
+            server = PostgresServer(
+                data_dir=data_dir,
+                bin_dir=bin_dir,
+                version=_postgres_version(bin_dir, account, data_dir),
+                port=_free_port(),
+                role=DEFAULT_ROLE,
+                password=secrets.token_urlsafe(18),
+                durable=durable,
+            )
+            _initdb(server, account)
+            _write_state(server, account)
+        elif not _has_server_binaries(server.bin_dir):
+            raise PostgresError(
+                f"{data_dir} was created with PostgreSQL {server.version} from {server.bin_dir}, "
+                f"which is no longer installed"
+            )
+        if not server.is_running():
+            server.durable = durable
+            attempts = 3 if fresh else 1
+            for attempt in range(attempts):
+                _write_server_config(server, account)
+                try:
+                    _pg_ctl_start(server, account, timeout)
+                    break
+                except PostgresError as exc:
+                    # another process took the port we picked: a fresh cluster may move
+                    if "Address already in use" not in str(exc) or attempt + 1 == attempts:
+                        raise
+                    server.port = _free_port()
+        _bootstrap(server, account, database)
+        _write_state(server, account)
+        _check_url(server, database)
+        return server.url(database)
+
+
+def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the server of ``data_dir`` (fast shutdown; an immediate one after ``timeout``).
+
+    Idempotent (stopping a stopped server does nothing); the cluster and state file stay, so a
+    later ``start`` resumes with the same data, port and password. Raises ``PostgresError`` if no
+    server was ever started in ``data_dir``.
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    server = load(data_dir)
+    if server is None:
+        raise PostgresError(f"no PostgreSQL server was started in {data_dir} (no {STATE_FILE})")
+    account = server_account()
+    with _flock(data_dir / LOCK_FILE):
+        if not server.is_running():
+            return
+        for mode, wait in (("fast", timeout), ("immediate", 10.0)):
+            proc = _run(
+                account,
+                [
+                    server.bin_dir / "pg_ctl",
+                    "stop",
+                    "--pgdata",
+                    server.cluster_dir,
+                    "--mode",
+                    mode,
+                    "--wait",
+                    "--timeout",
+                    str(max(1, round(wait))),
+                ],
+                cwd=data_dir,
+                timeout=wait + 30,
+            )
+            if not server.is_running():
+                return
+        raise PostgresError(
+            f"PostgreSQL in {server.cluster_dir} did not stop (pg_ctl exit {proc.returncode}: "
+            f"{(proc.stdout + proc.stderr).strip()[-500:]})"
+        )
+
+
+def status(data_dir: Path) -> dict[str, Any]:
+    """The state file of ``data_dir`` plus ``running`` and ``pid``."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    server = load(data_dir)
+    if server is None:
+        return {"data_dir": str(data_dir), "running": False}
+    info = server.to_json()
+    info["data_dir"] = str(data_dir)
+    info["pid"] = server.pid()
+    info["running"] = info["pid"] is not None
+    return info
+
+
+def default_data_dir() -> Path:
+    """``$LEDGER_POSTGRES_DATA``, else ``~/.local/state/trial-ledger/postgres``.
+
+    As root the server runs as ``postgres``, which cannot enter ``/root``: the default is then
+    ``~postgres/trial-ledger`` (``/var/lib/postgresql/trial-ledger`` on Debian).
+    """
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    if os.geteuid() == 0:
+        return Path(server_account().home) / "trial-ledger"
+    return Path.home() / ".local" / "state" / "trial-ledger" / "postgres"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.postgres", description="Local PostgreSQL server for the ledger."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("start", "start (or find running) the server; print the database URL last"),
+        ("stop", "stop the server"),
+        ("status", "print the server state as JSON (exit 3 unless it runs)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("data_dir", nargs="?", type=Path, default=None)
+        if name == "start":
+            p.add_argument("--database", default=DEFAULT_DATABASE)
+            p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+            p.add_argument(
+                "--no-fsync", action="store_true", help="throwaway server: fsync etc. off"
+            )
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        if args.command == "start":
+            print(
+                start(
+                    data_dir,
+                    database=args.database,
+                    timeout=args.timeout,
+                    durable=not args.no_fsync,
+                )
+            )
+        elif args.command == "stop":
+            stop(data_dir)
+        else:
+            info = status(data_dir)
+            print(json.dumps(info, indent=2))
+            return 0 if info["running"] else 3
+    except (PostgresError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
