@@ -9,6 +9,7 @@ Every client is built from `client_settings`, which carries the settings failove
 from __future__ import annotations
 
 import warnings
+from contextlib import suppress
 from typing import Any
 
 
@@ -59,3 +60,17 @@ def commit_transaction(producer: Any, timeout_s: float) -> None:
     producer._sender.wakeup()
     if not result.wait(timeout_ms=int(timeout_s * 1000)):
         raise kafka_errors().KafkaTimeoutError(f"commit not acknowledged within {timeout_s} s")
+
+
+def discard_producer(producer: Any, timeout_s: float = 5.0) -> None:
+    """Close `producer` now, dropping what it has not sent (the broker aborts its transaction).
+
+    kafka-python 3.0.12's `close(timeout=0)` flushes first and raises when that flush times out,
+    before it stops the sender: the network thread lived on, holding the transactional id.
+    """
+    sender = producer._sender
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s)
+    with suppress(kafka_errors().KafkaError):
+        producer.close(timeout=0)

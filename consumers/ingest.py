@@ -102,13 +102,10 @@ def run_ingest(
     k = kafka()
     outbox = LedgerOutbox(
         service, bootstrap, ledger_topic=ledger_topic, rejections_topic=rejections_topic,
-        transactional_id=transactional_id,
+        transactional_id=transactional_id, stop=stop,
     )
     with closing(outbox):
-        tail = outbox.start()
-        _log.info("published tail: positions %s, rejection sequence %d",
-                  tail.positions, tail.rejection_sequence)
-        outbox.publish_pending()
+        outbox.publish_pending()  # starts the outbox (retried like any round)
         consumer = k.KafkaConsumer(
             **client_settings(bootstrap, "trial-ledger-ingest"),
             group_id=group_id,

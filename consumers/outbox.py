@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing, suppress
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from consumers._kafka import client_settings, commit_transaction, kafka, kafka_errors
+from consumers._kafka import (
+    client_settings,
+    commit_transaction,
+    discard_producer,
+    kafka,
+    kafka_errors,
+)
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC
 from ledger.application import LedgerService
 
@@ -36,8 +43,10 @@ TAIL_TIMEOUT_S = 60.0
 #: sender's exception path neither retries nor re-queues it), so records then wait until their
 #: delivery timeout expires; a short one makes that a 15-second stall followed by a restart, which
 #: finds the new coordinator.
+#: The transaction timeout must outlast a whole round (flush + commit), or the broker aborts it and
+#: kafka-python reports that as ProducerFencedError, which stops the publisher.
 PRODUCER_TIMEOUTS = {"request_timeout_ms": 10_000, "delivery_timeout_ms": 15_000,
-                     "max_block_ms": 30_000}
+                     "max_block_ms": 30_000, "transaction_timeout_ms": 120_000}
 FLUSH_TIMEOUT_S = 30.0
 COMMIT_TIMEOUT_S = 30.0
 #: Rounds tried (each with a fresh producer) before the error is raised to the caller.
@@ -82,6 +91,7 @@ class LedgerOutbox:
         ledger_topic: str = LEDGER_TOPIC,
         rejections_topic: str = REJECTIONS_TOPIC,
         transactional_id: str | None = None,
+        stop: threading.Event | None = None,
         **producer_config: Any,
     ) -> None:
         self._service = service
@@ -101,8 +111,9 @@ class LedgerOutbox:
             "batch_size": 1 << 20,
             **producer_config,
         }
+        self._stop = stop
         self._producer: Any = None
-        self._trial_ids: list[str] = []
+        self._started = False
         self._positions: dict[str, int] = {}
         self._sequence = 0
         self.published_events = 0
@@ -113,22 +124,33 @@ class LedgerOutbox:
         return self.published_events + self.published_rejections
 
     def start(self) -> PublishedTail:
-        """Fence older publishers, then learn from the topics' tails where to resume."""
+        """Fence older publishers, then learn from the topics' tails where to resume.
+
+        On a restart, records the tail shows beyond what this outbox counted were committed by
+        its previous producer after all (a commit whose acknowledgement was lost): they count.
+        """
         self._discard_producer()
         self._producer = kafka().KafkaProducer(**self._config)
         self._producer.init_transactions()
-        self._trial_ids = self._service.trial_ids()
-        tail = read_published_tail(
-            self._bootstrap, self.ledger_topic, self.rejections_topic, self._trial_ids
-        )
-        self._positions = {t: tail.positions.get(t, 0) for t in self._trial_ids}
-        self._sequence = tail.rejection_sequence
+        trial_ids = self._service.trial_ids()
+        tail = read_published_tail(self._bootstrap, self.ledger_topic, self.rejections_topic,
+                                   trial_ids)
+        positions = {t: tail.positions.get(t, 0) for t in trial_ids}
+        if self._started:
+            self.published_events += sum(
+                max(0, position - self._positions.get(t, 0)) for t, position in positions.items()
+            )
+            self.published_rejections += max(0, tail.rejection_sequence - self._sequence)
+        self._positions, self._sequence, self._started = positions, tail.rejection_sequence, True
+        _log.info("resuming after positions %s and rejection %d", positions, self._sequence)
         return tail
 
     def pending(self) -> Iterator[Outgoing]:
         """Everything in the store not yet published, in order: each trial's records, then
         the rejections."""
-        for trial_id in self._trial_ids:
+        for trial_id in self._service.trial_ids():
+            # A trial opened after start() cannot be on the topic yet: none of it is published.
+            self._positions.setdefault(trial_id, 0)
             key = trial_id.encode()
             for entry in self._service.entries(trial_id, after=self._positions[trial_id]):
                 yield Outgoing(self.ledger_topic, key, entry.to_json().encode(), trial_id,
@@ -156,6 +178,10 @@ class LedgerOutbox:
                 self._discard_producer()
                 if attempt == PUBLISH_ATTEMPTS or _final(error):
                     raise
+                if self._stop is not None and self._stop.is_set():
+                    _log.warning("publishing failed (%s) while stopping; the next start resumes",
+                                 error)
+                    break
                 _log.warning("publishing failed (%s: %s); restarting the producer, attempt %d/%d",
                              type(error).__name__, error, attempt + 1, PUBLISH_ATTEMPTS)
                 time.sleep(RETRY_PAUSE_S)
@@ -195,8 +221,7 @@ class LedgerOutbox:
         """Close the producer without waiting; its open transaction is aborted by the next one."""
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            with suppress(kafka_errors().KafkaError):  # close flushes, which times out at once
-                producer.close(timeout=0)
+            discard_producer(producer)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -214,7 +239,9 @@ def _final(error: BaseException) -> bool:
     """Errors a restart must not retry: fenced means a newer publisher took over (retrying would
     fence it in turn), and a refused authorization will be refused again."""
     errors = kafka_errors()
-    return isinstance(error, errors.ProducerFencedError | errors.AuthorizationError)
+    # A send fenced mid-transaction fails with the broker's InvalidProducerEpochError instead.
+    fenced = errors.ProducerFencedError | errors.InvalidProducerEpochError
+    return isinstance(error, fenced | errors.AuthorizationError)
 
 
 def _trial_of(submission: str) -> str | None:

@@ -29,6 +29,7 @@ from ledger.projections.cohorts import cohort_table
 pytest_plugins = ["tests.kafka_fixtures"]
 pytestmark = pytest.mark.kafka
 
+TRIAL = "NCT05406206"
 COMPARED = ("position", "type", "subject_id", "occurred_on", "data", "event_id", "source",
             "entered_by", "reason")
 
@@ -263,3 +264,32 @@ def test_a_fenced_outbox_gives_way_to_the_newer_one(kafka_broker: Any, tmp_path:
         expected = [entry.to_json() for entry in service.entries("NCT05406206")]
 
     assert ledger_values(bootstrap, topics.ledger) == expected
+
+
+def test_a_restarted_outbox_counts_what_its_lost_commit_published(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """Records on the topic that the outbox did not count (a commit whose acknowledgement was
+    lost) are found by the restart's tail read: counted once, never sent again."""
+    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    _create(bootstrap, topics)
+    lines = demo_lines(tmp_path)
+    with LedgerService(str(tmp_path / "lost-ack.db")) as service:
+        service.ensure_trial()
+        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
+                                enumerate(lines[:40])])
+        outbox = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
+                              rejections_topic=topics.rejections)
+        with closing(outbox):
+            first = outbox.publish_pending()
+            service.submit_tracked([Delivery(raw, "elsewhere", 0, 40 + n) for n, raw in
+                                    enumerate(lines[40:80])])
+            # What the outbox's lost commit would have published, here by another producer.
+            lost = [e.to_json().encode() for e in service.entries(TRIAL, after=first)][:25]
+            send_raw(bootstrap, topics.ledger, [(TRIAL.encode(), value) for value in lost])
+            outbox.start()  # the restart after the failed round
+            rest = outbox.publish_pending()
+            expected = [entry.to_json() for entry in service.entries(TRIAL)]
+
+    assert ledger_values(bootstrap, topics.ledger) == expected
+    assert outbox.published_events == first + len(lost) + rest == len(expected)
