@@ -75,6 +75,14 @@ def store_environment(store: str) -> dict[str, str]:
     """`--store` (a SQLite path or a postgresql:// URL) as eventsourcing's settings."""
     if store.startswith(("postgresql://", "postgres://")):
         url = urlparse(store)
+        options = dict(parse_qsl(url.query))
+        # Silently ignoring, say, sslmode=verify-full would connect without TLS.
+        unsupported = sorted(options.keys() - {"connect_timeout"})
+        if unsupported:
+            raise ValueError(
+                f"store URL parameter(s) {', '.join(unsupported)} not supported here; set libpq's "
+                "environment instead (PGSSLMODE, PGSSLROOTCERT, ...)"
+            )
         if not url.path.strip("/"):
             raise ValueError(f"{store!r} names no database (postgresql://user:pw@host:port/db)")
         return {
@@ -84,8 +92,10 @@ def store_environment(store: str) -> dict[str, str]:
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            # eventsourcing's default is 30 s, then a pool error that hides the real cause.
-            "POSTGRES_CONNECT_TIMEOUT": dict(parse_qsl(url.query)).get("connect_timeout", "5"),
+            # eventsourcing's default is 30 s, then a pool error that hides the real cause. (It
+            # bounds waiting for a pooled connection too, which a single-threaded service
+            # never does for long.)
+            "POSTGRES_CONNECT_TIMEOUT": options.get("connect_timeout", "5"),
         }
     path = Path(store)
     if path.is_dir():

@@ -7,6 +7,7 @@ the readers (`entries`, `rejections`, `trial_ids`).
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,13 @@ from eventsourcing.persistence import IntegrityError
 from consumers.publisher import read_lines
 from ledger.aggregates.rejections import ReasonCode
 from ledger.aggregates.trial import Outcome
-from ledger.application import BatchReport, Delivery, LedgerService, bundled_protocol
+from ledger.application import (
+    BatchReport,
+    Delivery,
+    LedgerService,
+    bundled_protocol,
+    store_environment,
+)
 from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import cohort_table
@@ -244,6 +251,18 @@ class TestLedgerStoreContract:
         assert listed[1]["event_id"] == not_enrolled["event_id"]
         assert [r["sequence"] for r in later] == [3, 4]
 
+    def test_a_rejection_keeps_the_delivered_bytes_exactly(self, store: str) -> None:
+        """UTF-8 is kept as text; other bytes as base64, so the original is always recoverable."""
+        delivered = [b"\xff\xfe not text", "caf\u00e9 {".encode()]
+        with LedgerService(store, clock=FixedClock()) as service:
+            service.ensure_trial()
+            service.submit_tracked(deliveries(delivered, first_offset=0))
+            listed = list(service.rejections())
+        assert [(r["submission_encoding"], r["submission"]) for r in listed] == [
+            ("base64", base64.b64encode(delivered[0]).decode()),
+            ("utf-8", "caf\u00e9 {"),
+        ]
+
     def test_entries_as_of_and_after(self, store: str) -> None:
         """`entries(as_of=T)` is what the ledger knew at T; `after=k` starts at position k + 1."""
         script = Script()
@@ -394,3 +413,20 @@ def test_the_demo_gives_the_same_entries_on_sqlite_and_postgresql(
     assert cohort_table(postgresql) == cohort_table(sqlite)
     # the same clock readings in the same order: even the recorded times agree
     assert [e.to_json() for e in postgresql] == [e.to_json() for e in sqlite]
+
+
+def test_a_postgresql_url_maps_its_parts_and_refuses_what_it_would_ignore() -> None:
+    """User, password, host, port, database and connect_timeout are used; any other parameter
+    (sslmode, say) is refused rather than silently dropped."""
+    env = store_environment("postgresql://au%40ditor:pw@db.example:6543/ledger?connect_timeout=2")
+    assert {key: env[key] for key in sorted(env) if key.startswith("POSTGRES_")} == {
+        "POSTGRES_CONNECT_TIMEOUT": "2",
+        "POSTGRES_DBNAME": "ledger",
+        "POSTGRES_HOST": "db.example",
+        "POSTGRES_PASSWORD": "pw",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_USER": "au@ditor",
+    }
+    assert store_environment("postgresql://u@h/db")["POSTGRES_CONNECT_TIMEOUT"] == "5"
+    with pytest.raises(ValueError, match="sslmode not supported"):
+        store_environment("postgresql://u:p@h/db?sslmode=verify-full")

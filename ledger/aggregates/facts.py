@@ -143,7 +143,7 @@ class FactBook:
         self._facts[target_event_id] = corrected
         if current.subject_id is not None and corrected.occurred_on != current.occurred_on:
             timeline = self._timeline[current.subject_id]
-            del timeline[bisect_left(timeline, _dated(current))]
+            _remove(timeline, _dated(current))
             insort(timeline, _dated(corrected))
         return corrected
 
@@ -153,8 +153,7 @@ class FactBook:
         if fact.subject_id is not None:
             self._by_subject[fact.subject_id].remove(target_event_id)
             self._by_subject_type[(fact.subject_id, fact.type)].remove(target_event_id)
-            timeline = self._timeline[fact.subject_id]
-            del timeline[bisect_left(timeline, _dated(fact))]
+            _remove(self._timeline[fact.subject_id], _dated(fact))
         return fact
 
     def get(self, event_id: str) -> Fact | None:
@@ -206,3 +205,11 @@ _ONE_DAY = timedelta(days=1)
 
 def _dated(fact: Fact) -> tuple[date, int, str]:
     return (fact.occurred_on, fact.position, fact.event_id)
+
+
+def _remove(timeline: list[tuple[date, int, str]], key: tuple[date, int, str]) -> None:
+    """Take `key` out of the sorted index; a missing key is a broken index, never skipped."""
+    index = bisect_left(timeline, key)
+    if index == len(timeline) or timeline[index] != key:
+        raise AssertionError(f"fact index out of step: {key} not indexed")
+    del timeline[index]
