@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -430,3 +432,24 @@ def test_a_postgresql_url_maps_its_parts_and_refuses_what_it_would_ignore() -> N
     assert store_environment("postgresql://u@h/db")["POSTGRES_CONNECT_TIMEOUT"] == "5"
     with pytest.raises(ValueError, match="sslmode not supported"):
         store_environment("postgresql://u:p@h/db?sslmode=verify-full")
+
+
+def test_rejections_stored_before_submission_encoding_still_load(tmp_path: Path) -> None:
+    """A rejection log written before `submission_encoding` existed reads as UTF-8 text."""
+    store = tmp_path / "old.db"
+    with LedgerService(str(store), clock=FixedClock()) as service:
+        service.ensure_trial()
+        service.submit_tracked(deliveries(["{not json"], first_offset=0))
+    with closing(sqlite3.connect(store)) as connection, connection:
+        rows = connection.execute(
+            "SELECT rowid, state FROM stored_events WHERE topic LIKE '%RejectionLog.Rejected'"
+        ).fetchall()
+        assert len(rows) == 1
+        for rowid, state in rows:
+            older = json.loads(state)
+            del older["submission_encoding"]
+            connection.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                               (json.dumps(older).encode(), rowid))
+    with LedgerService(str(store)) as service:
+        (listed,) = service.rejections()
+    assert (listed["submission"], listed["submission_encoding"]) == ("{not json", "utf-8")
