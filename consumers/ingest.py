@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -22,7 +21,13 @@ from typing import Any
 
 from consumers._kafka import client_settings, kafka, kafka_errors
 from consumers.outbox import LedgerOutbox
-from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC, ensure_topics
+from consumers.topics import (
+    LEDGER_TOPIC,
+    REJECTIONS_TOPIC,
+    SUBMISSIONS_TOPIC,
+    ensure_topics,
+    wait_for_partitions,
+)
 from ledger.application import Delivery, LedgerService
 
 DEFAULT_GROUP = "trial-ledger"
@@ -119,7 +124,7 @@ def run_ingest(
             positions: dict[Any, int] = {}
             # Know the topic's partitions before joining: a group leader that joins without them
             # assigns nothing, and a static member taking over would keep that empty assignment.
-            _wait_for_partitions(consumer, submissions_topic)
+            wait_for_partitions(consumer, submissions_topic)
             # kafka-python insists on its own base class; the behaviour is all in _SeekToStore.
             listener = type("SeekToStore", (_SeekToStore, k.ConsumerRebalanceListener), {})
             consumer.subscribe(
@@ -180,14 +185,6 @@ def _commit_quietly(consumer: Any, tp: Any, offset: int) -> None:
         consumer.commit_async({tp: k.OffsetAndMetadata(offset, "", -1)})
     except kafka_errors().KafkaError:
         return
-
-
-def _wait_for_partitions(consumer: Any, topic: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not consumer.partitions_for_topic(topic):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no metadata for topic {topic}")
-        time.sleep(0.1)
 
 
 def _caught_up(consumer: Any, positions: dict[Any, int]) -> bool:

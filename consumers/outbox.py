@@ -30,7 +30,7 @@ from consumers._kafka import (
     kafka,
     kafka_errors,
 )
-from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC
+from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, wait_for_partitions
 from ledger.application import LedgerService
 
 #: Records per transaction when catching up a long backlog.
@@ -290,7 +290,7 @@ def read_published_tail(
 def _tail_values(consumer: Any, topic: str, enough: Any) -> Iterator[bytes]:
     """Values from the end of every partition of `topic`, widening until `enough(values)`."""
     structs = kafka()
-    partitions = _partitions(consumer, topic)
+    partitions = wait_for_partitions(consumer, topic, TAIL_TIMEOUT_S)
     tps = [structs.TopicPartition(topic, p) for p in partitions]
     if not tps:
         return
@@ -320,17 +320,6 @@ def _read_range(consumer: Any, starts: dict[Any, int], ends: dict[Any, int]) -> 
             values.extend(r.value for r in records if r.offset < ends[tp])
         todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
     return values
-
-
-def _partitions(consumer: Any, topic: str) -> list[int]:
-    deadline = time.monotonic() + TAIL_TIMEOUT_S
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions (does it exist?)")
-        time.sleep(0.1)
 
 
 def _document(value: bytes | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from typing import Any
@@ -40,3 +41,15 @@ def ensure_topics(
                 continue  # created concurrently by someone else: fine
             created.append(name)
         return created
+
+
+def wait_for_partitions(consumer: Any, topic: str, timeout_s: float = 60.0) -> list[int]:
+    """`topic`'s partition numbers once `consumer` has metadata for them (TimeoutError if not)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no partitions (does it exist?)")
+        time.sleep(0.1)
