@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,10 +34,20 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from deploy._local import (
+    LOOPBACK,
+    flock,
+    free_ports,
+    load_state,
+    log_tail,
+    process_argv,
+    save_state,
+)
 
 __all__ = [
     "BrokerCluster",
@@ -46,6 +55,7 @@ __all__ = [
     "BrokerNode",
     "fetch_jars",
     "kafka_version",
+    "log_tail",
     "start",
     "status",
     "stop",
@@ -84,7 +94,6 @@ _JVM_FLAGS = (
 
 _LISTENER = "PLAINTEXT"
 _CONTROLLER = "CONTROLLER"
-_HOST = "127.0.0.1"
 
 
 class BrokerError(RuntimeError):
@@ -109,17 +118,6 @@ def default_libs_dir() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path.home() / ".cache" / "trial-ledger" / f"kafka-{kafka_version()}" / "libs"
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _pom_digest() -> str:
@@ -147,7 +145,7 @@ def fetch_jars(cache_dir: Path | None = None) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError("Maven (mvn) is not on PATH; it is needed once to fetch the Kafka jars")
-    with _flock(libs.parent / f".{libs.name}.lock"):
+    with flock(libs.parent / f".{libs.name}.lock"):
         if marker.is_file() and marker.read_text().strip() == digest:
             return libs
         staging = libs.parent / f".{libs.name}.tmp-{os.getpid()}"
@@ -195,7 +193,7 @@ class BrokerNode:
 
     @property
     def address(self) -> str:
-        return f"{_HOST}:{self.port}"
+        return f"{LOOPBACK}:{self.port}"
 
     def is_alive(self) -> bool:
         """True if ``pid`` is a live (non-zombie) JVM running this node's config."""
@@ -258,7 +256,7 @@ class BrokerCluster:
 
     def restart_node(self, node_id: int, timeout: float = DEFAULT_TIMEOUT) -> BrokerNode:
         """Start a stopped/killed node again (same id, ports, storage); wait until it serves."""
-        with _flock(self.data_dir / LOCK_FILE):
+        with flock(self.data_dir / LOCK_FILE):
             self.refresh()
             n = self.node(node_id)
             if not n.is_alive():
@@ -315,45 +313,20 @@ class BrokerCluster:
 
 
 def _write_state(cluster: BrokerCluster) -> None:
-    path = cluster.data_dir / STATE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cluster.to_json(), indent=2) + "\n")
-    tmp.replace(path)
+    save_state(cluster.data_dir / STATE_FILE, cluster.to_json())
 
 
 def load(data_dir: Path) -> BrokerCluster | None:
     """The cluster recorded in ``data_dir`` (running or not), or None if none was started there."""
-    data_dir = Path(data_dir).expanduser().resolve()
-    path = data_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return BrokerCluster.from_json(data_dir, json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BrokerError(f"{path}: unreadable broker state ({exc})") from exc
+    return load_state(data_dir, STATE_FILE, BrokerCluster.from_json, BrokerError, "broker state")
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def _proc_state(pid: int) -> str | None:
-    """The /proc state letter of ``pid`` (``Z`` for a zombie), None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[0]
-
-
 def _is_our_jvm(pid: int, config_path: Path) -> bool:
-    state = _proc_state(pid)
-    if state is None or state in {"Z", "X"}:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"kafka.Kafka" in argv and str(config_path).encode() in argv
+    argv = process_argv(pid)
+    return argv is not None and b"kafka.Kafka" in argv and str(config_path).encode() in argv
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -448,18 +421,6 @@ def _launch(node: BrokerNode, libs: Path, heap: str) -> int:
         raise BrokerError(f"could not launch node {node.node_id}: {proc.stderr}") from None
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log file ('' if it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 # --------------------------------------------------------------------------- readiness probe
 
 
@@ -522,7 +483,7 @@ def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[i
     Raises OSError or ``BrokerError`` if the broker does not answer properly.
     """
     try:
-        with socket.create_connection((_HOST, port), timeout=timeout) as sock:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
             r = _Reader(_request(sock, 18, 0, 1, b""))  # ApiVersions v0
             error = r.int16()
             if error:
@@ -548,7 +509,7 @@ def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[i
             cluster_id = r.string()
             return cluster_id, ids
     except (_ProbeError, struct.error) as exc:
-        raise BrokerError(f"metadata probe of {_HOST}:{port} failed: {exc}") from exc
+        raise BrokerError(f"metadata probe of {LOOPBACK}:{port} failed: {exc}") from exc
 
 
 def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: float) -> None:
@@ -595,19 +556,6 @@ def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: fl
 # --------------------------------------------------------------------------- config
 
 
-def _free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((_HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _new_cluster_id() -> str:
     """Kafka's Uuid.randomUuid().toString(): URL-safe base64, no padding, not starting with -."""
     while True:
@@ -624,9 +572,9 @@ def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, st
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "listeners": (
-            f"{_LISTENER}://{_HOST}:{node.port},{_CONTROLLER}://{_HOST}:{node.controller_port}"
+            f"{_LISTENER}://{LOOPBACK}:{node.port},{_CONTROLLER}://{LOOPBACK}:{node.controller_port}"
         ),
-        "advertised.listeners": f"{_LISTENER}://{_HOST}:{node.port}",
+        "advertised.listeners": f"{_LISTENER}://{LOOPBACK}:{node.port}",
         "listener.security.protocol.map": f"{_CONTROLLER}:PLAINTEXT,{_LISTENER}:PLAINTEXT",
         "controller.listener.names": _CONTROLLER,
         "inter.broker.listener.name": _LISTENER,
@@ -653,10 +601,10 @@ def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, st
         "broker.session.timeout.ms": "6000",
     }
     if n == 1:
-        props["controller.quorum.bootstrap.servers"] = f"{_HOST}:{node.controller_port}"
+        props["controller.quorum.bootstrap.servers"] = f"{LOOPBACK}:{node.controller_port}"
     else:
         props["controller.quorum.voters"] = ",".join(
-            f"{m.node_id}@{_HOST}:{m.controller_port}" for m in cluster.nodes
+            f"{m.node_id}@{LOOPBACK}:{m.controller_port}" for m in cluster.nodes
         )
     props.update(cluster.extra_config)
     return props
@@ -689,7 +637,7 @@ def _format(cluster: BrokerCluster, node: BrokerNode) -> None:
 def _new_cluster(
     data_dir: Path, nodes: int, libs: Path, heap: str, extra: Mapping[str, str]
 ) -> BrokerCluster:
-    ports = _free_ports(2 * nodes)
+    ports = free_ports(2 * nodes)
     members = [
         BrokerNode(
             node_id=i,
@@ -729,7 +677,7 @@ def start(
     data_dir.mkdir(parents=True, exist_ok=True)
     heap = heap or os.environ.get("LEDGER_KAFKA_HEAP") or DEFAULT_HEAP
     jar_dir = fetch_jars(libs)
-    with _flock(data_dir / LOCK_FILE):
+    with flock(data_dir / LOCK_FILE):
         cluster = load(data_dir)
         if cluster is not None and len(cluster.nodes) != nodes:
             raise BrokerError(
@@ -781,7 +729,7 @@ def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
     cluster = load(data_dir)
     if cluster is None:
         raise BrokerError(f"no Kafka broker was started in {data_dir} (no {STATE_FILE})")
-    with _flock(data_dir / LOCK_FILE):
+    with flock(data_dir / LOCK_FILE):
         _terminate(cluster.nodes, timeout, cluster.nodes)
         for n in cluster.nodes:
             n.pid = None

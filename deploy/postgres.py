@@ -26,6 +26,10 @@ Data directory layout (``start(data_dir)``)::
 Authentication: ``trust`` on the unix socket (reachable only by the server's user and root),
 ``scram-sha-256`` over TCP, so the URL's password is really checked.
 
+The password is in the state file and in the URL ``start`` returns, and nowhere else: not on a
+command line (``psql`` gets it in ``PGPASSWORD``; the server gets only its SCRAM verifier, on
+``psql``'s standard input), not in an error message, not in ``status`` (``***``).
+
 Command line: ``python -m deploy.postgres {start|stop|status} [DATA_DIR]`` (``start`` prints the
 URL as the last line of standard output).
 """
@@ -33,23 +37,35 @@ URL as the last line of standard output).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
+import base64
+import hashlib
+import hmac
 import json
 import os
 import pwd
 import re
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from deploy._local import (
+    LOOPBACK,
+    flock,
+    free_ports,
+    load_state,
+    log_tail,
+    process_argv,
+    redacted,
+    save_state,
+    write_atomic,
+)
 
 __all__ = [
     "Account",
@@ -84,7 +100,6 @@ STOP_TIMEOUT = 30.0
 
 BIN_ENV = "LEDGER_POSTGRES_BIN"
 DATA_ENV = "LEDGER_POSTGRES_DATA"
-_HOST = "127.0.0.1"
 _SERVER_BINARIES = ("initdb", "pg_ctl", "postgres", "psql")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -164,6 +179,11 @@ class Account:
     def is_current(self) -> bool:
         return self.uid == os.geteuid()
 
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """(uid, gid) to hand our files to, None when that is us already."""
+        return None if self.is_current else (self.uid, self.gid)
+
 
 def server_account() -> Account:
     """``postgres`` when we are root (PostgreSQL refuses to run as root), else ourselves."""
@@ -201,11 +221,13 @@ def _unreachable_ancestor(path: Path, account: Account) -> Path | None:
     return None
 
 
-def _environment(account: Account) -> dict[str, str]:
-    """Our environment less libpq's ``PG*`` variables, with the server user's home and name."""
+def _environment(account: Account, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our environment less libpq's ``PG*`` variables, with the server user's home and name,
+    plus ``extra`` (e.g. ``PGPASSWORD``: the environment, unlike the command line, is private)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     if not account.is_current:
         env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+    env.update(extra or {})
     return env
 
 
@@ -216,9 +238,11 @@ def _run(
     cwd: Path,
     timeout: float,
     stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
     new_session: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a PostgreSQL program as ``account`` (dropping root's identity when we are root)."""
+    """Run a PostgreSQL program as ``account`` (dropping root's identity when we are root), in
+    ``_environment(account, env)``."""
     identity: dict[str, Any] = {}
     if not account.is_current:
         identity = {"user": account.uid, "group": account.gid, "extra_groups": account.groups}
@@ -226,7 +250,7 @@ def _run(
         return subprocess.run(
             [str(part) for part in cmd],
             cwd=cwd,
-            env=_environment(account),
+            env=_environment(account, env),
             input=stdin,
             capture_output=True,
             text=True,
@@ -240,26 +264,9 @@ def _run(
 
 
 def _own(path: Path, account: Account, mode: int) -> None:
-    if not account.is_current:
-        os.chown(path, account.uid, account.gid)
+    if account.owner is not None:
+        os.chown(path, *account.owner)
     path.chmod(mode)
-
-
-def _write(path: Path, text: str, account: Account, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    _own(tmp, account, mode)
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- state
@@ -274,7 +281,7 @@ class PostgresServer:
     version: str
     port: int
     role: str
-    password: str
+    password: str = field(repr=False)  # not in tracebacks and test reports
     databases: list[str] = field(default_factory=list)
     durable: bool = True
 
@@ -292,7 +299,7 @@ class PostgresServer:
 
     def url(self, database: str = DEFAULT_DATABASE) -> str:
         """``postgresql://ROLE:PASSWORD@127.0.0.1:PORT/DATABASE`` (a ``--store`` value)."""
-        return f"postgresql://{self.role}:{self.password}@{_HOST}:{self.port}/{database}"
+        return f"postgresql://{self.role}:{self.password}@{LOOPBACK}:{self.port}/{database}"
 
     def pid(self) -> int | None:
         """The postmaster's pid if it runs this cluster (not a zombie, not a recycled pid)."""
@@ -301,7 +308,10 @@ class PostgresServer:
             pid = int(first)
         except (OSError, ValueError):
             return None
-        return pid if _is_our_postmaster(pid, self.cluster_dir) else None
+        argv = process_argv(pid)
+        if argv is None or not argv[0].endswith(b"postgres"):
+            return None
+        return pid if str(self.cluster_dir).encode() in argv else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -310,7 +320,7 @@ class PostgresServer:
         return {
             "bin_dir": str(self.bin_dir),
             "version": self.version,
-            "host": _HOST,
+            "host": LOOPBACK,
             "port": self.port,
             "role": self.role,
             "password": self.password,
@@ -338,52 +348,14 @@ class PostgresServer:
 
 def load(data_dir: Path) -> PostgresServer | None:
     """The server recorded in ``data_dir`` (running or not), or None if none was started there."""
-    data_dir = Path(data_dir).expanduser().resolve()
-    path = data_dir / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return PostgresServer.from_json(data_dir, json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PostgresError(f"{path}: unreadable server state ({exc})") from exc
+    return load_state(data_dir, STATE_FILE, PostgresServer.from_json, PostgresError, "server state")
 
 
 def _write_state(server: PostgresServer, account: Account) -> None:
-    text = json.dumps(server.to_json(), indent=2) + "\n"
-    _write(server.data_dir / STATE_FILE, text, account, 0o600)
-
-
-def _is_our_postmaster(pid: int, cluster_dir: Path) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
-        return False
-    if state in {"Z", "X"} or not argv or not argv[0].endswith(b"postgres"):
-        return False
-    return str(cluster_dir).encode() in argv
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log file ('' if it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    save_state(server.data_dir / STATE_FILE, server.to_json(), mode=0o600, owner=account.owner)
 
 
 # --------------------------------------------------------------------------- cluster
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _initdb(server: PostgresServer, account: Account) -> None:
@@ -419,7 +391,7 @@ def _initdb(server: PostgresServer, account: Account) -> None:
 
 def _write_server_config(server: PostgresServer, account: Account) -> None:
     settings = {
-        "listen_addresses": f"'{_HOST}'",
+        "listen_addresses": f"'{LOOPBACK}'",
         "port": str(server.port),
         "unix_socket_directories": f"'{server.socket_dir}'",
         "unix_socket_permissions": "0700",
@@ -429,7 +401,8 @@ def _write_server_config(server: PostgresServer, account: Account) -> None:
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
     lines = ["# written by deploy/postgres.py; rewritten on every start"]
     lines += [f"{name} = {value}" for name, value in settings.items()]
-    _write(server.cluster_dir / CONF_FILE, "\n".join(lines) + "\n", account, 0o600)
+    text = "\n".join(lines) + "\n"
+    write_atomic(server.cluster_dir / CONF_FILE, text, mode=0o600, owner=account.owner)
 
 
 def _pg_ctl_start(server: PostgresServer, account: Account, timeout: float) -> None:
@@ -460,31 +433,80 @@ def _pg_ctl_start(server: PostgresServer, account: Account, timeout: float) -> N
         )
 
 
-def _psql(server: PostgresServer, account: Account, script: str, **variables: str) -> str:
-    """Run ``script`` as the superuser over the unix socket (psql variables, stop on error)."""
+def _psql(
+    server: PostgresServer,
+    account: Account,
+    script: str,
+    *,
+    variables: Mapping[str, str] | None = None,
+    database: str = "postgres",
+    password: str | None = None,
+) -> str:
+    """Run ``script`` through ``psql`` (stopping at the first error); return what it printed.
+
+    Without ``password``: as the superuser over the unix socket (``trust``). With it: as the
+    login role over TCP to 127.0.0.1, the way the ledger connects. Nothing secret goes on the
+    command line, which every local user can read (``/proc/PID/cmdline``): the password goes in
+    ``PGPASSWORD``, the psql ``variables`` in ``\\set`` lines ahead of the script on standard
+    input. The error leaves out the password and a variable named ``password``.
+    """
+    via_tcp = password is not None
+    host = LOOPBACK if via_tcp else str(server.socket_dir)
+    username = server.role if via_tcp else SUPERUSER
     cmd: list[str | Path] = [
         server.bin_dir / "psql",
         "--host",
-        server.socket_dir,
+        host,
         "--port",
         str(server.port),
         "--username",
-        SUPERUSER,
+        username,
         "--dbname",
-        "postgres",
+        database,
         "--no-psqlrc",
+        "--no-password",
         "--quiet",
         "--tuples-only",
         "--no-align",
         "--set",
         "ON_ERROR_STOP=1",
     ]
-    for name, value in variables.items():
-        cmd += ["--set", f"{name}={value}"]
-    proc = _run(account, cmd, cwd=server.data_dir, timeout=60, stdin=script)
+    settings = []
+    for name, value in (variables or {}).items():
+        if "'" in value or "\\" in value:
+            raise ValueError(f"psql variable {name}: quotes and backslashes are not passed")
+        settings.append(f"\\set {name} '{value}'\n")
+    proc = _run(
+        account,
+        cmd,
+        cwd=server.data_dir,
+        timeout=60,
+        stdin="".join(settings) + script,
+        env=None if password is None else {"PGPASSWORD": password},
+    )
     if proc.returncode != 0:
-        raise PostgresError(f"psql on {server.socket_dir} failed: {proc.stderr.strip()[-2000:]}")
+        error = proc.stderr.strip()[-2000:]
+        for secret in (password, (variables or {}).get("password")):
+            if secret:
+                error = error.replace(secret, "***")
+        raise PostgresError(f"psql as {username} on {host} port {server.port} failed: {error}")
     return proc.stdout
+
+
+def _scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier of ``password`` (RFC 5802/7677, as PostgreSQL stores it).
+
+    ``ALTER ROLE … PASSWORD`` takes it in place of the password, which then never reaches the
+    server, whose log records a failing statement with its text.
+    """
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    salt64, stored64, server64 = (
+        base64.b64encode(b).decode() for b in (salt, stored_key, server_key)
+    )
+    return f"SCRAM-SHA-256${iterations}:{salt64}${stored64}:{server64}"
 
 
 _BOOTSTRAP = """
@@ -498,35 +520,25 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'role')
 
 def _bootstrap(server: PostgresServer, account: Account, database: str) -> None:
     """The login role (password, may create databases) and ``database`` owned by it."""
-    _psql(
-        server,
-        account,
-        _BOOTSTRAP,
-        role=server.role,
-        password=server.password,
-        database=database,
-    )
+    variables = {
+        "role": server.role,
+        "password": _scram_verifier(server.password),
+        "database": database,
+    }
+    _psql(server, account, _BOOTSTRAP, variables=variables)
     if database not in server.databases:
         server.databases.append(database)
 
 
-def _check_url(server: PostgresServer, database: str) -> None:
+def _check_url(server: PostgresServer, account: Account, database: str) -> None:
     """Connect the way the ledger will: TCP to 127.0.0.1, password authentication."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    proc = subprocess.run(
-        [str(server.bin_dir / "psql"), server.url(database), "--no-psqlrc", "-Atc", "SELECT 1"],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if proc.returncode != 0 or proc.stdout.strip() != "1":
-        raise PostgresError(
-            f"the server runs but {server.url(database)} does not connect: "
-            f"{proc.stderr.strip()[-1000:]}"
-        )
+    url = redacted(server.url(database))
+    try:
+        answer = _psql(server, account, "SELECT 1;", database=database, password=server.password)
+    except PostgresError as exc:
+        raise PostgresError(f"the server runs but {url} does not connect: {exc}") from None
+    if answer.strip() != "1":
+        raise PostgresError(f"the server runs but {url} answers {answer.strip()!r} to SELECT 1")
 
 
 def _prepare_data_dir(data_dir: Path, account: Account) -> None:
@@ -587,7 +599,7 @@ def start(
     data_dir = Path(data_dir).expanduser().resolve()
     account = server_account()
     _prepare_data_dir(data_dir, account)
-    with _flock(data_dir / LOCK_FILE):
+    with flock(data_dir / LOCK_FILE):
         server = load(data_dir)
         initialised = (data_dir / CLUSTER_DIR / "PG_VERSION").is_file()
         if server is None and initialised:
@@ -603,7 +615,7 @@ def start(
                 data_dir=data_dir,
                 bin_dir=bin_dir,
                 version=_postgres_version(bin_dir, account, data_dir),
-                port=_free_port(),
+                port=free_ports(1)[0],
                 role=DEFAULT_ROLE,
                 password=secrets.token_urlsafe(18),
                 durable=durable,
@@ -627,10 +639,10 @@ def start(
                     # another process took the port we picked: a fresh cluster may move
                     if "Address already in use" not in str(exc) or attempt + 1 == attempts:
                         raise
-                    server.port = _free_port()
+                    server.port = free_ports(1)[0]
         _bootstrap(server, account, database)
         _write_state(server, account)
-        _check_url(server, database)
+        _check_url(server, account, database)
         return server.url(database)
 
 
@@ -646,7 +658,7 @@ def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
     if server is None:
         raise PostgresError(f"no PostgreSQL server was started in {data_dir} (no {STATE_FILE})")
     account = server_account()
-    with _flock(data_dir / LOCK_FILE):
+    with flock(data_dir / LOCK_FILE):
         if not server.is_running():
             return
         for mode, wait in (("fast", timeout), ("immediate", 10.0)):
@@ -675,12 +687,18 @@ def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
 
 
 def status(data_dir: Path) -> dict[str, Any]:
-    """The state file of ``data_dir`` plus ``running`` and ``pid``."""
+    """The state file of ``data_dir`` plus ``running`` and ``pid``; the password is ``***``.
+
+    Status goes to screens and logs; the URL with its password comes from ``start`` (idempotent:
+    on a running server it only prints the URL) or the private state file.
+    """
     data_dir = Path(data_dir).expanduser().resolve()
     server = load(data_dir)
     if server is None:
         return {"data_dir": str(data_dir), "running": False}
     info = server.to_json()
+    info["password"] = "***"
+    info["url"] = redacted(info["url"])
     info["data_dir"] = str(data_dir)
     info["pid"] = server.pid()
     info["running"] = info["pid"] is not None

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,7 +49,7 @@ _started: list[PostgresHandle] = []  # the server this session started, for fail
 class PostgresHandle:
     """The session's server: an admin URL whose role may create databases."""
 
-    url: str
+    url: str = field(repr=False)  # holds the password
     data_dir: Path | None = None  # None for an external server (LEDGER_TEST_POSTGRES_URL)
 
     @property

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -90,6 +93,50 @@ def test_the_url_password_is_checked_and_the_files_are_private(data_dir: Path) -
     ):
         info = path.stat()
         assert (info.st_uid, info.st_mode & 0o777) == (account.uid, mode), path
+
+
+@pytest.mark.postgres
+def test_the_password_stays_off_command_lines_and_out_of_status(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No program `start` runs gets the password as an argument or on stdin (only the URL
+    check, in PGPASSWORD); `status` shows it as ***."""
+    calls: list[tuple[list[str], str, dict[str, str]]] = []
+    real_run = subprocess.run
+
+    def spy(cmd: list[str], **kwargs: Any) -> Any:
+        calls.append((list(cmd), kwargs.get("input") or "", dict(kwargs.get("env") or {})))
+        return real_run(cmd, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    url = postgres.start(data_dir)
+    password = urlsplit(url).password
+    assert password
+    assert [Path(cmd[0]).name for cmd, _, _ in calls][-2:] == ["psql", "psql"]
+    for cmd, stdin, _ in calls:
+        assert password not in " ".join(cmd) + stdin, cmd
+    assert [env.get("PGPASSWORD") for _, _, env in calls].count(password) == 1
+
+    assert postgres.main(["status", str(data_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert json.loads(shown)["url"] == url.replace(f":{password}@", ":***@")
+    assert password not in shown
+
+
+@pytest.mark.postgres
+def test_a_url_that_does_not_connect_is_reported_without_its_password(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the URL check fails, `start`'s error names the URL with *** for the password."""
+    verifier = postgres._scram_verifier
+    monkeypatch.setattr(postgres, "_scram_verifier", lambda _password: verifier("another"))
+    assert postgres.main(["start", str(data_dir)]) == 1
+    out, err = capsys.readouterr()
+    server = postgres.load(data_dir)
+    assert server is not None
+    assert "password authentication failed" in err
+    assert f"but postgresql://ledger:***@127.0.0.1:{server.port}/ledger does not connect" in err
+    assert server.password not in out + err
 
 
 def test_start_refuses_a_directory_holding_something_else(tmp_path: Path) -> None:
