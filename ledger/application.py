@@ -183,6 +183,8 @@ class LedgerService:
             raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
         self._clock = clock
         self._trials: dict[str, Trial] = {}
+        self._opened_trial_ids: set[str] = set()
+        self._opened_scanned_to = 0  # notification id up to which trial.opened was looked for
         self._rejection_log: RejectionLog | None = None
 
     def close(self) -> None:
@@ -375,15 +377,24 @@ class LedgerService:
     # --- reading ------------------------------------------------------------------------------
 
     def trial_ids(self) -> list[str]:
-        return sorted(entry.trial_id for entry in self._opened_entries())
+        """The trials opened in the store, read incrementally: only notifications recorded since
+        the last call are scanned (the outbox asks every round, and the store only grows).
 
-    def _opened_entries(self) -> Iterator[LedgerEntry]:
-        for notification in self._app.recorder.select_notifications(
-            start=1, limit=1_000_000, topics=[Trial.Opened.TOPIC]
-        ):
-            event = self._app.mapper.to_domain_event(notification)
-            assert isinstance(event, Trial.Opened)
-            yield _entry(event, str(event.data["protocol"]["trial_id"]))
+        Reading up to the maximum notification id misses nothing later: ids are committed in
+        order (SQLite has one writer; eventsourcing's PostgreSQL recorder locks the table).
+        """
+        recorder = self._app.recorder
+        last = recorder.max_notification_id() or 0
+        if last > self._opened_scanned_to:
+            for notification in recorder.select_notifications(
+                start=self._opened_scanned_to + 1, limit=1_000_000, stop=last,
+                topics=[Trial.Opened.TOPIC],
+            ):
+                event = self._app.mapper.to_domain_event(notification)
+                assert isinstance(event, Trial.Opened)
+                self._opened_trial_ids.add(str(event.data["protocol"]["trial_id"]))
+            self._opened_scanned_to = last
+        return sorted(self._opened_trial_ids)
 
     def entries(
         self, trial_id: str, *, as_of: datetime | None = None, after: int = 0

@@ -22,6 +22,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from consumers.publisher import read_lines
+from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode
 from ledger.aggregates.trial import Outcome
 from ledger.application import (
@@ -164,6 +165,20 @@ class TestLedgerStoreContract:
             assert [e.to_json() for e in service.entries(TRIAL_ID)] == [
                 e.to_json() for e in entries
             ]
+
+    def test_a_trial_opened_by_another_service_is_listed(self, store: str) -> None:
+        """`trial_ids` reads only what is new since its last call, and still sees a trial that
+        another process opened in the same store meanwhile."""
+        second = ProtocolDefinition.from_mapping(
+            {**bundled_protocol().to_mapping(), "trial_id": "NCT99999999"}
+        )
+        with LedgerService(store, clock=FixedClock()) as service:
+            service.ensure_trial()
+            assert service.trial_ids() == [TRIAL_ID]
+            with LedgerService(store, clock=FixedClock()) as other:
+                other.open_trial(second)
+            assert service.trial_ids() == [TRIAL_ID, "NCT99999999"]
+            assert service.trial_ids() == [TRIAL_ID, "NCT99999999"]
 
     def test_submit_and_submit_many_record_in_order_without_gaps(self, store: str) -> None:
         """`submit` and `submit_many` record every accepted event at positions 1..N, no gaps."""
