@@ -12,7 +12,7 @@ reassesses a window after most submissions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -155,16 +155,7 @@ def assess_dlt_window(
 
 
 def _closed(window: DltWindow, on: date, *, evaluable: bool) -> DltWindow:
-    return DltWindow(
-        c1d1=window.c1d1,
-        window_end=window.window_end,
-        doses_in_window=window.doses_in_window,
-        candidates=window.candidates,
-        pending=window.pending,
-        dlts=window.dlts,
-        closed_on=on,
-        evaluable=evaluable,
-    )
+    return replace(window, closed_on=on, evaluable=evaluable)
 
 
 def _cycle_one_dose_days(

@@ -19,6 +19,7 @@ from consumers._kafka import client_settings, kafka
 from consumers.outbox import default_transactional_id
 from consumers.publisher import SubmissionPublisher
 from ledger.application import LedgerService
+from tests.builders import TRIAL_ID
 from tests.integration.test_kafka_ingest import (
     Topics,
     _create,
@@ -33,7 +34,6 @@ from tests.integration.test_kafka_ingest import (
 pytest_plugins = ["tests.kafka_fixtures"]
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-TRIAL = "NCT05406206"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -90,10 +90,10 @@ def _stream(bootstrap: str, topics: Topics, good: list[bytes], bad: list[bytes],
 def _check(bootstrap: str, topics: Topics, store: Path, tmp_path: Path, good: list[bytes],
            bad: list[bytes]) -> None:
     with LedgerService(str(store)) as service:
-        events = list(service.entries(TRIAL))
+        events = list(service.entries(TRIAL_ID))
         rejections = list(service.rejections())
     with direct_store(tmp_path / "direct.db", good) as direct:
-        expected = list(direct.entries(TRIAL))
+        expected = list(direct.entries(TRIAL_ID))
     assert compared(events) == compared(expected)
     assert [r.value.decode() for r in read_topic(bootstrap, topics.ledger)] == [
         e.to_json() for e in events]

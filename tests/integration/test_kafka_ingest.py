@@ -25,11 +25,11 @@ from ledger.application import Delivery, LedgerService
 from ledger.demo import run_demo
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import cohort_table
+from tests.builders import TRIAL_ID
 
 pytest_plugins = ["tests.kafka_fixtures"]
 pytestmark = pytest.mark.kafka
 
-TRIAL = "NCT05406206"
 COMPARED = ("position", "type", "subject_id", "occurred_on", "data", "event_id", "source",
             "entered_by", "reason")
 
@@ -131,6 +131,17 @@ def ledger_values(bootstrap: str, topic: str) -> list[str]:
     return [r.value.decode() for r in read_topic(bootstrap, topic)]
 
 
+def record_directly(service: LedgerService, lines: list[bytes], first_offset: int) -> None:
+    """Record `lines` as if from another upstream: the store runs ahead of the ledger topic."""
+    service.submit_tracked([Delivery(raw, "elsewhere", 0, first_offset + n)
+                            for n, raw in enumerate(lines)])
+
+
+def outbox_for(service: LedgerService, bootstrap: str, topics: Topics) -> LedgerOutbox:
+    return LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
+                        rejections_topic=topics.rejections)
+
+
 def demo_lines(tmp_path: Path) -> list[bytes]:
     run = run_demo(tmp_path / "demo", seed=12)
     return [raw for _, raw in read_lines(run.submissions_file)]
@@ -147,10 +158,10 @@ def test_kafka_ingest_records_what_submit_records(kafka_broker: Any, tmp_path: P
 
     with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
         report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
-        via_kafka = list(service.entries("NCT05406206"))
+        via_kafka = list(service.entries(TRIAL_ID))
     lines = [raw for _, raw in read_lines(run.submissions_file)]
     with direct_store(tmp_path / "direct.db", lines) as direct:
-        expected = list(direct.entries("NCT05406206"))
+        expected = list(direct.entries(TRIAL_ID))
 
     assert report.consumed == run.submitted
     assert (report.accepted, report.duplicates, report.rejected) == (
@@ -167,7 +178,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
     _create(bootstrap, topics, partitions=2)
     good = demo_lines(tmp_path)[:200]
     first = json.loads(good[0])
-    key = b"NCT05406206"
+    key = TRIAL_ID.encode()
     schema_invalid = {**json.loads(good[5]), "event_id": str(uuid.uuid4()), "data": {"bad": 1}}
     unknown_trial = {**first, "event_id": str(uuid.uuid4()), "trial_id": "NCT00000000"}
     conflict = {**json.loads(good[3]), "source": "edc-site-99"}
@@ -185,7 +196,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
 
     with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
         report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
-        store_events = list(service.entries("NCT05406206"))
+        store_events = list(service.entries(TRIAL_ID))
         store_rejections = list(service.rejections())
 
     rejected = [json.loads(r.value) for r in read_topic(bootstrap, topics.rejections)]
@@ -216,8 +227,7 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
     with LedgerService(store) as service:
         run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
         # The store runs ahead of the topic, as after a crash between recording and publishing.
-        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
-                                enumerate(lines[400:500])])
+        record_directly(service, lines[400:500], first_offset=0)
     # A zombie publisher with the same transactional id left a transaction open.
     zombie = kafka().KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -225,14 +235,14 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
     with closing(zombie):
         zombie.init_transactions()
         zombie.begin_transaction()
-        zombie.send(topics.ledger, key=b"NCT05406206", value=b'{"position": 99999}').get(30)
+        zombie.send(topics.ledger, key=TRIAL_ID.encode(), value=b'{"position": 99999}').get(30)
         zombie.flush()
         with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
             publisher.publish(enumerate(lines[500:], start=501))
         with LedgerService(store) as service:
             run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
             run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
-            expected = [entry.to_json() for entry in service.entries("NCT05406206")]
+            expected = [entry.to_json() for entry in service.entries(TRIAL_ID)]
 
     assert ledger_values(bootstrap, topics.ledger) == expected
     positions = [json.loads(v)["position"] for v in expected]
@@ -246,22 +256,18 @@ def test_a_fenced_outbox_gives_way_to_the_newer_one(kafka_broker: Any, tmp_path:
     lines = demo_lines(tmp_path)
     with LedgerService(str(tmp_path / "fence.db")) as service:
         service.ensure_trial()
-        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
-                                enumerate(lines[:50])])
-        older = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
-                             rejections_topic=topics.rejections)
-        newer = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
-                             rejections_topic=topics.rejections)
+        record_directly(service, lines[:50], first_offset=0)
+        older = outbox_for(service, bootstrap, topics)
+        newer = outbox_for(service, bootstrap, topics)
         with closing(older), closing(newer):
             older.start()
             assert older.publish_pending() > 0
             newer.start()
-            service.submit_tracked([Delivery(raw, "elsewhere", 0, 50 + n) for n, raw in
-                                    enumerate(lines[50:100])])
+            record_directly(service, lines[50:100], first_offset=50)
             with pytest.raises(kafka_errors().ProducerFencedError):
                 older.publish_pending()
             assert newer.publish_pending() > 0
-        expected = [entry.to_json() for entry in service.entries("NCT05406206")]
+        expected = [entry.to_json() for entry in service.entries(TRIAL_ID)]
 
     assert ledger_values(bootstrap, topics.ledger) == expected
 
@@ -276,20 +282,17 @@ def test_a_restarted_outbox_counts_what_its_lost_commit_published(
     lines = demo_lines(tmp_path)
     with LedgerService(str(tmp_path / "lost-ack.db")) as service:
         service.ensure_trial()
-        service.submit_tracked([Delivery(raw, "elsewhere", 0, n) for n, raw in
-                                enumerate(lines[:40])])
-        outbox = LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
-                              rejections_topic=topics.rejections)
+        record_directly(service, lines[:40], first_offset=0)
+        outbox = outbox_for(service, bootstrap, topics)
         with closing(outbox):
             first = outbox.publish_pending()
-            service.submit_tracked([Delivery(raw, "elsewhere", 0, 40 + n) for n, raw in
-                                    enumerate(lines[40:80])])
+            record_directly(service, lines[40:80], first_offset=40)
             # What the outbox's lost commit would have published, here by another producer.
-            lost = [e.to_json().encode() for e in service.entries(TRIAL, after=first)][:25]
-            send_raw(bootstrap, topics.ledger, [(TRIAL.encode(), value) for value in lost])
+            lost = [e.to_json().encode() for e in service.entries(TRIAL_ID, after=first)][:25]
+            send_raw(bootstrap, topics.ledger, [(TRIAL_ID.encode(), value) for value in lost])
             outbox.start()  # the restart after the failed round
             rest = outbox.publish_pending()
-            expected = [entry.to_json() for entry in service.entries(TRIAL)]
+            expected = [entry.to_json() for entry in service.entries(TRIAL_ID)]
 
     assert ledger_values(bootstrap, topics.ledger) == expected
     assert outbox.published_events == first + len(lost) + rest == len(expected)
