@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 )
 
 from ledger.aggregates.escalation import Variant
-from ledger.aggregates.facts import RECORD_CORRECTED, Submission
+from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submission
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
@@ -153,6 +153,9 @@ class Delivery:
     topic: str
     partition: int
     offset: int
+    site: str | None = None
+    """The sender as the broker authenticated it (a site's own topic), or None for the shared
+    topic; a submission from a site must carry that site as its `source`."""
 
 
 @dataclass(slots=True)
@@ -278,7 +281,7 @@ class LedgerService:
         log = self._load_rejection_log()
         try:
             for delivery in deliveries:
-                result = self._record_one(delivery.raw, touched)
+                result = self._record_one(delivery.raw, touched, site=delivery.site)
                 report.results.append(result)
                 if result.rejected:
                     assert result.reason_code is not None and result.message is not None
@@ -310,12 +313,17 @@ class LedgerService:
         return recorder.max_tracking_id(f"{topic}:{partition}")
 
     def _record_one(
-        self, item: bytes | str | SubmissionMessage, touched: dict[str, Trial]
+        self,
+        item: bytes | str | SubmissionMessage,
+        touched: dict[str, Trial],
+        *,
+        site: str | None = None,
     ) -> SubmissionResult:
         event_id: str | None = None
         try:
             message = item if isinstance(item, SubmissionMessage) else parse_submission(item)
             event_id = str(message.event_id)
+            _check_sender(message.source, site)
             trial = self.find_trial(message.trial_id)
             if trial is None:
                 raise SubmissionRejectedError(
@@ -347,10 +355,15 @@ class LedgerService:
         )
 
     def _checked_correction(self, trial: Trial, submission: Submission) -> Submission:
-        """A correction's data must be valid data of the corrected event's type."""
+        """Only the sender of a record amends it, and a correction's data must be valid data of
+        the corrected event's type."""
+        if submission.type not in AMENDMENT_TYPES:
+            return submission
+        target_id = str(submission.data["target_event_id"])
+        _check_same_sender(trial, target_id, submission.source)
         if submission.type != RECORD_CORRECTED:
             return submission
-        target_type = trial.target_type(str(submission.data["target_event_id"]))
+        target_type = trial.target_type(target_id)
         if target_type is None or target_type.startswith("record."):
             return submission  # the aggregate refuses it with the precise reason
         corrected = validate_corrected_data(target_type, dict(submission.data["data"]))
@@ -445,6 +458,29 @@ class LedgerService:
         if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
             return f"postgresql database {env.get('POSTGRES_DBNAME')}"
         return f"sqlite {env.get('SQLITE_DBNAME')}"
+
+
+def _check_sender(source: str, site: str | None) -> None:
+    """The ledger's own name is never a sender's, and an authenticated site sends as itself."""
+    if source == LEDGER_SOURCE:
+        raise SubmissionRejectedError(
+            ReasonCode.SOURCE_NOT_AUTHENTICATED,
+            f"source {LEDGER_SOURCE!r} is reserved for the ledger's own decisions",
+        )
+    if site is not None and source != site:
+        raise SubmissionRejectedError(
+            ReasonCode.SOURCE_NOT_AUTHENTICATED,
+            f"source {source!r} is not the authenticated sender {site!r}",
+        )
+
+
+def _check_same_sender(trial: Trial, target_id: str, source: str) -> None:
+    owner = trial.target_source(target_id)
+    if owner is not None and owner != source:
+        raise SubmissionRejectedError(
+            ReasonCode.FOREIGN_RECORD,
+            f"event {target_id} was recorded from {owner!r}; only that sender may amend it",
+        )
 
 
 def _upstream_name(delivery: Delivery) -> str:

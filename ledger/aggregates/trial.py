@@ -151,6 +151,7 @@ class Trial(Aggregate):
             assert self.event_id is not None
             trial._fingerprints[self.event_id] = self.submission(trial.trial_id).fingerprint
             trial._event_types[self.event_id] = self.ledger_type
+            trial._event_sources[self.event_id] = self.source or ""
 
     class Opened(Event, Aggregate.Created):
         TOPIC = "trial-ledger:Trial.Opened"
@@ -390,6 +391,7 @@ class Trial(Aggregate):
         self._facts = FactBook()
         self._fingerprints: dict[str, str] = {}
         self._event_types: dict[str, str] = {}
+        self._event_sources: dict[str, str] = {}
 
     @classmethod
     def open(
@@ -469,6 +471,10 @@ class Trial(Aggregate):
     def target_type(self, event_id: str) -> str | None:
         """The type of a recorded submission, for validating a correction of it at the edge."""
         return self._event_types.get(event_id)
+
+    def target_source(self, event_id: str) -> str | None:
+        """The system that submitted a recorded event: only it may correct or void the record."""
+        return self._event_sources.get(event_id)
 
     def target_subject(self, event_id: str) -> str | None:
         fact = self._facts.get(event_id)
