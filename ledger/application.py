@@ -28,12 +28,16 @@ from eventsourcing.persistence import (
     Transcoding,
 )
 
+from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submission
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
+from ledger.audit.checkpoints import SIGNING_KEY_ENV, Signer, load_signing_key
+from ledger.audit.inspection import AuditSource
+from ledger.audit.sealing import seal_batch
 from ledger.entries import LedgerEntry, format_timestamp, known_as_of
 from ledger.schemas.submissions import (
     InvalidSubmissionError,
@@ -178,7 +182,13 @@ class BatchReport:
 class LedgerService:
     """Submit, read and rebuild: everything outside the domain goes through here."""
 
-    def __init__(self, store: str = DEFAULT_STORE, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: str = DEFAULT_STORE,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        signer: Signer | None = None,
+    ) -> None:
         try:
             self._app = _LedgerStore(env=store_environment(store))
         except PersistenceError as error:
@@ -189,6 +199,8 @@ class LedgerService:
         self._opened_trial_ids: set[str] = set()
         self._opened_scanned_to = 0  # notification id up to which trial.opened was looked for
         self._rejection_log: RejectionLog | None = None
+        self._signer = signer
+        self._audit_logs: dict[UUID, AuditLog] = {}
 
     def close(self) -> None:
         self._app.close()
@@ -218,7 +230,7 @@ class LedgerService:
             recorded_at=self._clock(),
             reason=reason,
         )
-        self._app.save(trial)
+        self._commit({protocol.trial_id: trial})
         self._trials[protocol.trial_id] = trial
         return next(self.entries(protocol.trial_id))
 
@@ -250,15 +262,30 @@ class LedgerService:
     def submit(self, raw: bytes | str | SubmissionMessage) -> SubmissionResult:
         return self.submit_many([raw]).results[0]
 
-    def submit_many(self, items: Sequence[bytes | str | SubmissionMessage]) -> BatchReport:
-        """Record in one transaction; rejections are reported, and leave the store unchanged."""
+    def submit_many(
+        self,
+        items: Sequence[bytes | str | SubmissionMessage],
+        *,
+        origin: str | None = None,
+        line_numbers: Sequence[int] | None = None,
+    ) -> BatchReport:
+        """Record in one transaction; rejections are reported and leave the trials unchanged.
+
+        With `origin` (e.g. `file:submissions.jsonl`) each rejection is also kept in the rejection
+        log, with its line number as its offset, like a rejected Kafka delivery.
+        """
         report = BatchReport()
         touched: dict[str, Trial] = {}
+        log = self._load_rejection_log() if origin is not None else None
+        numbers = line_numbers if line_numbers is not None else range(1, len(items) + 1)
         try:
-            for item in items:
-                report.results.append(self._record_one(item, touched))
-            if touched:
-                self._app.save(*touched.values())
+            for item, number in zip(items, numbers, strict=True):
+                result = self._record_one(item, touched)
+                report.results.append(result)
+                if log is not None and origin is not None and result.rejected:
+                    raw = item if isinstance(item, bytes) else str(item).encode("utf-8", "replace")
+                    self._log_rejection(log, result, raw, origin, None, number)
+            self._commit(touched, log)
         except BaseException:
             self._forget(touched)
             raise
@@ -284,27 +311,132 @@ class LedgerService:
                 result = self._record_one(delivery.raw, touched, site=delivery.site)
                 report.results.append(result)
                 if result.rejected:
-                    assert result.reason_code is not None and result.message is not None
-                    log.reject(
-                        event_id=result.event_id,
-                        reason_code=result.reason_code.value,
-                        message=result.message,
-                        **_original_text(delivery.raw),
-                        topic=delivery.topic,
-                        partition=delivery.partition,
-                        offset=delivery.offset,
-                        rejected_at=self._recorded_at(log.modified_on),
+                    self._log_rejection(
+                        log, result, delivery.raw, delivery.topic, delivery.partition,
+                        delivery.offset,
                     )
-            processing = ProcessingEvent[UUID](
-                tracking=Tracking(_upstream_name(deliveries[0]), last)
-            )
-            processing.collect_events(*touched.values(), log)
-            self._app._record(processing)
+            self._commit(touched, log, Tracking(_upstream_name(deliveries[0]), last))
         except BaseException:
             self._forget(touched)
-            self._rejection_log = None
             raise
         return report
+
+    def _log_rejection(
+        self,
+        log: RejectionLog,
+        result: SubmissionResult,
+        raw: bytes,
+        topic: str,
+        partition: int | None,
+        offset: int,
+    ) -> None:
+        assert result.reason_code is not None and result.message is not None
+        log.reject(
+            event_id=result.event_id,
+            reason_code=result.reason_code.value,
+            message=result.message,
+            **_original_text(raw),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            rejected_at=self._recorded_at(log.modified_on),
+        )
+
+    def _commit(
+        self,
+        trials: Mapping[str, Trial],
+        rejection_log: RejectionLog | None = None,
+        tracking: Tracking | None = None,
+    ) -> None:
+        """Store the batch, its leaf hashes and signed checkpoints, and the upstream offset in
+        one transaction: a batch is never stored without its seal, nor sealed without its events."""
+        collected: list[Any] = []
+        for trial_id, trial in trials.items():
+            events = trial.collect_events()
+            if not events:
+                continue
+            entries = [_entry(cast(Trial.Event, event), trial_id) for event in events]
+            audit = self._audit_log(LEDGER_LOG, trial_id)
+            self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
+            seal_batch(
+                audit,
+                [entry.to_json_dict() for entry in entries],
+                recorded_at=format_timestamp(entries[-1].recorded_at),
+                signer=self._signer,
+            )
+            collected += [*events, audit]
+        if rejection_log is not None:
+            events = rejection_log.collect_events()
+            rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
+            if rejected:
+                audit = self._audit_log(REJECTIONS_LOG, self._rejections_trial_id(trials))
+                self._seal_earlier_rejections(audit, before=rejected[0].originator_version - 1)
+                messages = [
+                    _rejection_message(e, sequence=e.originator_version - 1) for e in rejected
+                ]
+                seal_batch(
+                    audit,
+                    messages,
+                    recorded_at=str(messages[-1]["rejected_at"]),
+                    signer=self._signer,
+                )
+                collected.append(audit)
+            collected += events
+        if not collected and tracking is None:
+            return
+        processing = ProcessingEvent[UUID](tracking=tracking)
+        processing.collect_events(*collected)
+        try:
+            self._app._record(processing)
+        except BaseException:
+            self._audit_logs.clear()
+            self._rejection_log = None
+            raise
+
+    def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
+        log_id = audit_log_id(log, trial_id)
+        cached = self._audit_logs.get(log_id)
+        if cached is None:
+            try:
+                cached = cast(AuditLog, self._app.repository.get(log_id))
+            except AggregateNotFoundError:
+                cached = AuditLog.start(log, trial_id)
+            self._audit_logs[log_id] = cached
+        return cached
+
+    def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
+        """A store written before the ledger hashed its log: hash what it holds, marked so."""
+        if audit.size >= before - 1:
+            return
+        earlier = [
+            e.to_json_dict()
+            for e in self._stored_entries(trial_id, after=audit.size)
+            if e.position < before
+        ]
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["recorded_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
+
+    def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
+        if audit.size >= before - 1:
+            return
+        earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["rejected_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
+
+    def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
+        """The rejection log is the store's; its checkpoints name the store's first trial."""
+        trial_ids = self.trial_ids() or sorted(trials)
+        return trial_ids[0] if trial_ids else None
 
     def upstream_position(self, topic: str, partition: int) -> int | None:
         """The last offset of `topic`/`partition` whose effects are in the store."""
@@ -378,6 +510,8 @@ class LedgerService:
     def _forget(self, touched: Mapping[str, Trial]) -> None:
         for trial_id in touched:
             self._trials.pop(trial_id, None)
+        self._audit_logs.clear()
+        self._rejection_log = None
 
     def _load_rejection_log(self) -> RejectionLog:
         if self._rejection_log is None:
@@ -415,10 +549,14 @@ class LedgerService:
         """The trial's recorded events in ledger order, as known at `as_of` (None: all)."""
         if self.find_trial(trial_id) is None:
             raise LookupError(f"no trial {trial_id} in this ledger")
+        hashes = self._audit_log(LEDGER_LOG, trial_id).leaf_hashes
+        for entry in known_as_of(self._stored_entries(trial_id, after=after), as_of):
+            index = entry.position - 1
+            yield replace(entry, leaf_hash=hashes[index]) if index < len(hashes) else entry
+
+    def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]:
         events = self._app.events.get(trial_aggregate_id(trial_id), gt=after or None)
-        yield from known_as_of(
-            (_entry(cast(Trial.Event, event), trial_id) for event in events), as_of
-        )
+        return (_entry(cast(Trial.Event, event), trial_id) for event in events)
 
     def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
@@ -426,6 +564,80 @@ class LedgerService:
         for event in self._app.events.get(rejection_log_id(), gt=after + 1):
             if isinstance(event, RejectionLog.Rejected):
                 yield _rejection_message(event, sequence=event.originator_version - 1)
+
+    def rejection_leaf_hashes(self) -> list[str]:
+        return list(self._audit_log(REJECTIONS_LOG, None).leaf_hashes)
+
+    def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
+        """Every checkpoint of the trial's ledger log and of the rejection log, oldest first."""
+        logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
+        found = [seal.checkpoint for log in logs for seal in log.seals]
+        return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
+
+    def latest_checkpoints(self, trial_id: str) -> dict[str, dict[str, Any] | None]:
+        return {
+            LEDGER_LOG: self._audit_log(LEDGER_LOG, trial_id).latest_checkpoint,
+            REJECTIONS_LOG: self._audit_log(REJECTIONS_LOG, None).latest_checkpoint,
+        }
+
+    def public_keys(self, trial_id: str) -> dict[str, str]:
+        """The public halves of the keys that signed the logs' checkpoints, by key id."""
+        logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
+        return {key_id: pem for log in logs for key_id, pem in log.public_keys.items()}
+
+    def audit_source(self, trial_id: str) -> AuditSource:
+        """The store's logs as held, read row by row so that a tampered row that no longer
+        decodes is reported at its position instead of stopping the read."""
+        from ledger.audit.inspection import AuditSource, records_from_messages
+        from ledger.audit.verify import LogRecord
+
+        problems: list[tuple[str, str]] = []
+        try:
+            audit = self._audit_log(LEDGER_LOG, trial_id)
+            rejection_audit = self._audit_log(REJECTIONS_LOG, None)
+        except Exception as error:
+            problems.append(("undecodable", f"the audit log cannot be read: {error}"))
+            audit, rejection_audit = AuditLog.start(LEDGER_LOG, trial_id), AuditLog.start(
+                REJECTIONS_LOG, None
+            )
+        records: list[LogRecord] = []
+        for stored in self._app.recorder.select_events(trial_aggregate_id(trial_id)):
+            position = stored.originator_version
+            leaf = audit.leaf_hashes[position - 1] if position <= audit.size else None
+            try:
+                event = cast(Trial.Event, self._app.mapper.to_domain_event(stored))
+                entry = _entry(event, trial_id).to_json_dict()
+            except Exception as error:
+                records.append(LogRecord(position, None, leaf, f"{type(error).__name__}: {error}"))
+                continue
+            records.append(LogRecord(position, entry, leaf))
+        rejections: list[dict[str, Any]] = []
+        try:
+            for number, message in enumerate(self.rejections(), start=1):
+                if number <= rejection_audit.size:
+                    message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
+                rejections.append(message)
+        except Exception as error:
+            problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
+        checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
+        keys = {**audit.public_keys, **rejection_audit.public_keys}
+        return AuditSource(
+            description=f"store {self.store_description}",
+            trial_id=trial_id,
+            ledger=records,
+            rejections=records_from_messages(rejections, "sequence"),
+            checkpoints=checkpoints,
+            public_keys=keys,
+            hashed_later_through=max(
+                (seal.size for seal in audit.seals if seal.hashed_later), default=0
+            ),
+            problems=problems,
+        )
+
+    def hashed_later_through(self, trial_id: str) -> int:
+        """The last position hashed when first sealed rather than when recorded (0: none)."""
+        seals = self._audit_log(LEDGER_LOG, trial_id).seals
+        return max((seal.size for seal in seals if seal.hashed_later), default=0)
 
     def trial_at(self, trial_id: str, as_of: datetime | None) -> Trial:
         """The aggregate as it stood at `as_of` (transaction time)."""
@@ -531,3 +743,11 @@ def _entry(event: Trial.Event, trial_id: str) -> LedgerEntry:
 
 def environment_store() -> str:
     return os.environ.get("LEDGER_STORE", DEFAULT_STORE)
+
+
+def configured_signer(path: Path | None) -> Signer | None:
+    """The signing key from `--signing-key`, else LEDGER_SIGNING_KEY; None when neither is set."""
+    if path is None:
+        named = os.environ.get(SIGNING_KEY_ENV)
+        path = Path(named) if named else None
+    return load_signing_key(path) if path is not None else None

@@ -14,11 +14,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ledger import audit_cli
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
 from ledger.application import (
     LedgerService,
     bundled_protocol,
+    configured_signer,
     environment_store,
     load_protocol,
     redacted,
@@ -40,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except audit_cli.NotIntactError as error:
+        print(f"ledger {args.command}: {error}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError, LookupError, ProtocolInvalidError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"ledger {args.command}: error: {message}", file=sys.stderr)
@@ -107,7 +112,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _cohorts(args: argparse.Namespace) -> int:
     as_of = _as_of(args)
-    with _service(args) as ledger:
+    with _reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         table = cohort_table(ledger.entries(trial_id, as_of=as_of))
     if table.position == 0:
@@ -118,7 +123,7 @@ def _cohorts(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     as_of = _as_of(args)
-    with _service(args) as ledger:
+    with _reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         entries = [e for e in ledger.entries(trial_id, as_of=as_of) if e.subject_id == args.subject]
     if not entries:
@@ -180,15 +185,17 @@ def _export(args: argparse.Namespace) -> int:
     from ledger.projections.export import export_datasets
 
     as_of = _as_of(args)
-    with _service(args) as ledger:
+    with _reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
+        entries = list(ledger.entries(trial_id, as_of=as_of))
         manifest = export_datasets(
-            ledger.entries(trial_id, as_of=as_of),
+            entries,
             as_of=as_of,
             cutoff=args.cutoff,
             fmt=args.format,
             out=args.out,
             software_version=_software_version(),
+            audit=_provenance(entries, ledger.checkpoints(trial_id)),
         )
     document = manifest.to_json_dict()
     _emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
@@ -196,10 +203,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ledger.audit.checkpoints import generate_signing_key, load_signing_key
     from ledger.demo import run_demo
     from ledger.projections.export import export_report
 
-    run = run_demo(args.out, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    key_path = args.out / "signing-key.pem"
+    signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
+    (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
+    run = run_demo(args.out, args.seed, signer=signer)
     with LedgerService(run.store) as ledger:
         table = cohort_table(ledger.entries(run.trial_id))
         report = export_report(
@@ -218,7 +230,29 @@ def _demo(args: argparse.Namespace) -> int:
     print(report.headline)
     print(f"datasets, Kaplan–Meier plots and summary.txt in {args.out} (cutoff {run.last_day})")
     print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
+    print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
+          f"{args.out / 'public-key.pem'}")
     return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    with _reader(args) as ledger:
+        return audit_cli.checkpoint(args, ledger, _emit)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    return audit_cli.verify(args, lambda: _reader(args), _emit)
+
+
+def _archive(args: argparse.Namespace) -> int:
+    with _reader(args) as ledger:
+        return audit_cli.archive(args, ledger, _emit, _software_version())
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
+        raise UsageError("give an archive folder or --bootstrap (the trial.ledger topic)")
+    return audit_cli.replay(args, lambda: _reader(args), _emit, _software_version())
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -268,7 +302,29 @@ def _software_version() -> str:
 
 
 def _service(args: argparse.Namespace) -> LedgerService:
+    """The store for a command that writes: checkpoints signed with the configured key."""
+    signer = configured_signer(getattr(args, "signing_key", None))
+    if signer is None:
+        print(
+            f"ledger {args.command}: WARNING: no signing key (--signing-key or "
+            "LEDGER_SIGNING_KEY): checkpoints are recorded unsigned and `ledger verify` will say so",
+            file=sys.stderr,
+        )
+    return LedgerService(args.store, signer=signer)
+
+
+def _reader(args: argparse.Namespace) -> LedgerService:
+    """The store for a command that only reads."""
     return LedgerService(args.store)
+
+
+def _provenance(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from ledger.audit.inspection import provenance
+
+    hashes = [e.leaf_hash for e in entries]
+    if any(h is None for h in hashes):
+        return None  # a store written before the ledger hashed its log, not yet sealed
+    return provenance([str(h) for h in hashes], len(entries), checkpoints)
 
 
 def _as_of(args: argparse.Namespace) -> datetime | None:
@@ -330,7 +386,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    init = add("init", _init, "open the trial with a protocol definition", [store, as_json])
+    signing = argparse.ArgumentParser(add_help=False)
+    signing.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PEM",
+        help="Ed25519 private key (PEM) that signs checkpoints (env LEDGER_SIGNING_KEY)",
+    )
+
+    init = add(
+        "init", _init, "open the trial with a protocol definition", [store, as_json, signing]
+    )
     init.add_argument("--protocol", type=Path, help="protocol JSON (default: bundled NCT05406206)")
     init.add_argument(
         "--variant", choices=[v.value for v in Variant], help="override the 3+3 variant"
@@ -339,7 +405,10 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--reason", help="why the trial is opened (recorded)")
 
     submit = add(
-        "submit", _submit, "record submissions from a .jsonl file (no Kafka)", [store, as_json]
+        "submit",
+        _submit,
+        "record submissions from a .jsonl file (no Kafka)",
+        [store, as_json, signing],
     )
     submit.add_argument("file", type=Path, metavar="FILE.jsonl")
 
@@ -374,6 +443,54 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "xpt"], default="csv")
     export.add_argument("--out", type=Path, required=True)
 
+    checkpoint = add(
+        "checkpoint",
+        _checkpoint,
+        "the latest signed checkpoint of each log: the receipt an auditor keeps",
+        [store, as_json],
+    )
+    checkpoint.add_argument("--out", type=Path, help="write the receipt to this file")
+
+    verify = add(
+        "verify",
+        _verify,
+        "recompute every hash, the Merkle tree and the signatures; check against receipts",
+        [store, as_json],
+    )
+    verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="a receipt from `ledger checkpoint`; the log must extend it (repeatable)",
+    )
+    verify.add_argument(
+        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
+    )
+
+    archive = add(
+        "archive",
+        _archive,
+        "a self-contained, verifiable copy of the logs for auditors",
+        [store, as_json, as_of],
+    )
+    archive.add_argument("--out", type=Path, required=True)
+
+    replay = add(
+        "replay",
+        _replay,
+        "verify an archive (or the topics), then rebuild the datasets from it alone",
+        [store, as_json, as_of],
+    )
+    replay.add_argument("archive", type=Path, nargs="?", metavar="ARCHIVE_DIR")
+    replay.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
+    replay.add_argument("--format", choices=["csv", "xpt"], default="csv")
+    replay.add_argument("--out", type=Path, required=True)
+    replay.add_argument(
+        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
+    )
+
     from consumers.cli import add_bootstrap_argument, add_ingest_arguments
 
     kafka = argparse.ArgumentParser(add_help=False)
@@ -388,7 +505,7 @@ def _parser() -> argparse.ArgumentParser:
         "ingest",
         _ingest,
         "consume submissions, record, republish the ledger",
-        [store, kafka, as_json],
+        [store, kafka, as_json, signing],
     )
     add_ingest_arguments(ingest)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.trial import EXPANSION
+from ledger.audit.checkpoints import Signer
 from ledger.application import BatchReport, LedgerService
 from ledger.schemas.submissions import SCHEMA_VERSION
 
@@ -333,8 +334,9 @@ class SiteSimulator:
         return data
 
 
-def run_demo(out: Path, seed: int) -> DemoRun:
-    """Run the whole synthetic trial into `out/ledger.db` and `out/submissions.jsonl`."""
+def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
+    """Run the whole synthetic trial into `out/ledger.db` and `out/submissions.jsonl`, its
+    checkpoints signed with `signer`."""
     out.mkdir(parents=True, exist_ok=True)
     store = out / "ledger.db"
     for stale in (store, out / "submissions.jsonl"):
@@ -345,7 +347,7 @@ def run_demo(out: Path, seed: int) -> DemoRun:
     totals = BatchReport()
     submitted = 0
     with (
-        LedgerService(str(store), clock=calendar.now) as ledger,
+        LedgerService(str(store), clock=calendar.now, signer=signer) as ledger,
         (out / "submissions.jsonl").open("w") as jsonl,
     ):
         trial_id = ledger.ensure_trial()

@@ -26,6 +26,8 @@ class LedgerEntry:
     source: str | None = None
     entered_by: str | None = None
     reason: str | None = None
+    leaf_hash: str | None = None
+    """RFC 6962 leaf hash of the other fields (contract §6), recorded with the entry."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class LedgerEntry:
             "entered_by": self.entered_by,
             "reason": self.reason,
             "data": dict(self.data),
+            "leaf_hash": self.leaf_hash,
         }
 
     def to_json(self) -> str:
@@ -60,6 +63,7 @@ class LedgerEntry:
             source=raw.get("source"),
             entered_by=raw.get("entered_by"),
             reason=raw.get("reason"),
+            leaf_hash=raw.get("leaf_hash"),
         )
 
 

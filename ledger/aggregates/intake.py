@@ -33,7 +33,7 @@ class RejectionLog(Aggregate):
         message: str
         submission: str
         topic: str
-        partition: int
+        partition: int | None  # None: not from Kafka (a `ledger submit` file line)
         offset: int
         # "utf-8" (the text is the bytes) or "base64"; logs written before this field was added
         # decoded invalid UTF-8 lossily, and read as "utf-8".
@@ -52,7 +52,7 @@ class RejectionLog(Aggregate):
         submission: str,
         submission_encoding: str,
         topic: str,
-        partition: int,
+        partition: int | None,
         offset: int,
         rejected_at: datetime,
     ) -> None:

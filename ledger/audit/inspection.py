@@ -1,0 +1,322 @@
+"""What an auditor runs: verify a ledger from any source, write and read archives, provenance.
+
+A source (the store, an archive folder, the Kafka topics) is reduced to the same `AuditSource`:
+the entries of both logs as held, with the leaf hashes held beside them, the checkpoints and the
+public keys. `verify_source` checks it; `ledger replay` builds datasets from the entries of a source
+that verified, through the same fold `ledger export` uses on the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
+from ledger.audit.checkpoints import CHECKPOINT_FIELDS, load_public_key
+from ledger.audit.merkle import Frontier
+from ledger.audit.verify import LogRecord, LogReport, verify_log
+from ledger.entries import LedgerEntry
+
+ARCHIVE_FILES = {
+    LEDGER_LOG: "ledger.jsonl",
+    REJECTIONS_LOG: "rejections.jsonl",
+    "checkpoints": "checkpoints.jsonl",
+    "public_key": "public-key.pem",
+    "manifest": "manifest.json",
+}
+_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", re.S)
+
+
+@dataclass(slots=True)
+class AuditSource:
+    """Everything a verifier needs, however it was obtained."""
+
+    description: str
+    trial_id: str
+    ledger: list[LogRecord]
+    rejections: list[LogRecord]
+    checkpoints: list[dict[str, Any]]
+    public_keys: dict[str, str]
+    hashed_later_through: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    """Problems of the source itself (kind, detail), e.g. a topic that would lose history."""
+
+    def entries(self) -> list[LedgerEntry]:
+        return [LedgerEntry.from_json_dict(r.entry) for r in self.ledger if r.entry is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    source: str
+    trial_id: str
+    logs: Mapping[str, LogReport]
+    hashed_from: int
+    notes: tuple[str, ...]
+    source_problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def intact(self) -> bool:
+        return not self.source_problems and not any(r.problems for r in self.logs.values())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        ledger = self.logs[LEDGER_LOG]
+        problems = [p.to_json_dict() for report in self.logs.values() for p in report.problems]
+        problems += [
+            {"log": None, "position": None, "kind": kind, "detail": detail}
+            for kind, detail in self.source_problems
+        ]
+        return {
+            "intact": self.intact,
+            "source": self.source,
+            "trial_id": self.trial_id,
+            "size": ledger.size,
+            "root": ledger.root,
+            "hashed_from": self.hashed_from,
+            "logs": {
+                name: {"size": r.size, "root": r.root, "checkpoints": r.checkpoints}
+                for name, r in self.logs.items()
+            },
+            "problems": problems,
+            "warnings": [w for r in self.logs.values() for w in r.warnings],
+            "notes": list(self.notes),
+        }
+
+    def render(self) -> str:
+        document = self.to_json_dict()
+        verdict = "INTACT" if self.intact else "NOT INTACT"
+        lines = [
+            f"{verdict}: {self.source}, trial {self.trial_id}",
+            *(
+                f"  {name}: {log['size']} entries, root {log['root']}, "
+                f"{log['checkpoints']} checkpoints"
+                for name, log in document["logs"].items()
+            ),
+        ]
+        lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  warning: {warning}" for warning in document["warnings"]]
+        lines += [
+            f"  problem: {p['log'] or 'source'} position {p['position']}: {p['kind']}: {p['detail']}"
+            for p in document["problems"]
+        ]
+        return "\n".join(lines)
+
+
+def verify_source(
+    source: AuditSource,
+    *,
+    receipts: Sequence[Mapping[str, Any]] = (),
+    public_keys: Mapping[str, str] | None = None,
+) -> Verification:
+    """Check both logs of a source, against the keys given (else the ones the source holds)."""
+    notes: list[str] = []
+    if public_keys is None:
+        keys = _parsed_keys(source.public_keys)
+        if keys:
+            notes.append(
+                "signatures checked with the public key(s) the source itself holds; "
+                "give --public-key for a check that does not trust the source"
+            )
+    else:
+        keys = _parsed_keys(public_keys)
+    hashed_from = 1
+    if source.hashed_later_through:
+        notes.append(
+            f"positions 1..{source.hashed_later_through} were recorded before the ledger hashed "
+            "its log; their leaf hashes date from when they were first sealed"
+        )
+        hashed_from = source.hashed_later_through + 1
+    reports = {
+        log: verify_log(
+            log,
+            records,
+            [c for c in source.checkpoints if c.get("log") == log],
+            keys=keys,
+            receipts=[r for r in receipts if r.get("log") == log],
+            trial_id=source.trial_id if log == LEDGER_LOG else None,
+            time_field="recorded_at" if log == LEDGER_LOG else "rejected_at",
+        )
+        for log, records in ((LEDGER_LOG, source.ledger), (REJECTIONS_LOG, source.rejections))
+    }
+    return Verification(
+        source=source.description,
+        trial_id=source.trial_id,
+        logs=reports,
+        hashed_from=hashed_from,
+        notes=tuple(notes),
+        source_problems=tuple(source.problems),
+    )
+
+
+def _parsed_keys(pems: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
+    from ledger.audit.checkpoints import key_id_of
+
+    keys: dict[str, Ed25519PublicKey] = {}
+    for pem in pems.values():
+        key = load_public_key(pem)
+        keys[key_id_of(key)] = key
+    return keys
+
+
+def public_keys_from_pem(text: str) -> dict[str, str]:
+    """Every PEM public key block in a file, by key id; ValueError when there is none."""
+    from ledger.audit.checkpoints import key_id_of
+
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks:
+        raise ValueError("no PEM public key found")
+    return {key_id_of(load_public_key(block)): block + "\n" for block in blocks}
+
+
+def read_receipts(path: Path) -> list[dict[str, Any]]:
+    """Checkpoints from a `ledger checkpoint` receipt, a checkpoint object, or a list of them."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read checkpoint {path}: {error}") from None
+    if isinstance(document, dict) and "size" not in document:
+        document = [c for c in document.values() if c is not None]
+    found = document if isinstance(document, list) else [document]
+    if not found or not all(isinstance(c, dict) and "log" in c and "size" in c for c in found):
+        raise ValueError(f"{path} holds no checkpoint (objects with log, size, root, signature)")
+    return found
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def provenance(
+    leaf_hashes: Sequence[str], size: int, checkpoints: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The tree head over the first `size` entries and the latest ledger checkpoint within them,
+    for a manifest: the same whether computed from the store, an archive or the topic."""
+    frontier = Frontier()
+    for digest in leaf_hashes[:size]:
+        frontier.append(bytes.fromhex(digest))
+    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
+    latest = max(within, key=lambda c: int(c["size"]), default=None)
+    return {
+        "size": frontier.size,
+        "root": frontier.root().hex(),
+        "checkpoint": {k: latest.get(k) for k in CHECKPOINT_FIELDS} if latest else None,
+    }
+
+
+# --- archives -----------------------------------------------------------------------------------
+
+
+def write_archive(
+    out: Path,
+    *,
+    trial_id: str,
+    entries: Sequence[Mapping[str, Any]],
+    rejections: Sequence[Mapping[str, Any]],
+    checkpoints: Sequence[Mapping[str, Any]],
+    public_keys: Mapping[str, str],
+    as_of: str | None,
+    software_version: str,
+) -> dict[str, Any]:
+    """Write the folder an auditor takes away; returns its manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; archive into a new folder")
+    contents = {
+        ARCHIVE_FILES[LEDGER_LOG]: _jsonl(entries),
+        ARCHIVE_FILES[REJECTIONS_LOG]: _jsonl(rejections),
+        ARCHIVE_FILES["checkpoints"]: _jsonl(checkpoints),
+        ARCHIVE_FILES["public_key"]: "".join(public_keys[k] for k in sorted(public_keys)).encode(),
+    }
+    for name, data in contents.items():
+        (out / name).write_bytes(data)
+    ledger_checkpoints = [c for c in checkpoints if c.get("log") == LEDGER_LOG]
+    manifest = {
+        "trial_id": trial_id,
+        "as_of": as_of,
+        "size": len(entries),
+        "rejections": len(rejections),
+        "checkpoint": ledger_checkpoints[-1] if ledger_checkpoints else None,
+        "key_ids": sorted(public_keys),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+        "software_version": software_version,
+    }
+    (out / ARCHIVE_FILES["manifest"]).write_text(
+        json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def read_archive(folder: Path) -> AuditSource:
+    """An archive folder as a source; unreadable lines become `undecodable` records."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not an archive folder")
+    missing = [
+        name for key, name in ARCHIVE_FILES.items()
+        if key != "public_key" and not (folder / name).is_file()
+    ]
+    if missing:
+        raise ValueError(f"{folder} is not a ledger archive: {', '.join(missing)} missing")
+    try:
+        manifest = json.loads((folder / ARCHIVE_FILES["manifest"]).read_text(encoding="utf-8"))
+        trial_id = str(manifest["trial_id"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder}/manifest.json unreadable: {error}") from None
+    key_file = folder / ARCHIVE_FILES["public_key"]
+    keys = public_keys_from_pem(key_file.read_text()) if key_file.is_file() else {}
+    checkpoints = [
+        record.entry for record in _read_jsonl(folder / ARCHIVE_FILES["checkpoints"], "size")
+        if record.entry is not None
+    ]
+    return AuditSource(
+        description=f"archive {folder}",
+        trial_id=trial_id,
+        ledger=_read_jsonl(folder / ARCHIVE_FILES[LEDGER_LOG], "position"),
+        rejections=_read_jsonl(folder / ARCHIVE_FILES[REJECTIONS_LOG], "sequence"),
+        checkpoints=[dict(c) for c in checkpoints],
+        public_keys=keys,
+    )
+
+
+def records_from_messages(
+    messages: Iterable[Mapping[str, Any] | None], position_field: str
+) -> list[LogRecord]:
+    """Published messages (topic records, archive lines) as log records, in the order held; a
+    message that is not an object with a position (None) takes the slot after the last one."""
+    records: list[LogRecord] = []
+    last = 0
+    for number, message in enumerate(messages, start=1):
+        position = message.get(position_field) if message is not None else None
+        if message is None or not isinstance(position, int) or isinstance(position, bool):
+            last += 1
+            records.append(LogRecord(last, None, None, f"record {number}: no {position_field}"))
+            continue
+        stored = message.get("leaf_hash")
+        records.append(LogRecord(position, message, stored if isinstance(stored, str) else None))
+        last = position
+    return records
+
+
+def _read_jsonl(path: Path, position_field: str) -> list[LogRecord]:
+    messages: list[Mapping[str, Any] | None] = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            value = None
+        messages.append(value if isinstance(value, dict) else None)
+    return records_from_messages(messages, position_field)
+
+
+def _jsonl(items: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(
+        json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        + b"\n"
+        for item in items
+    )

@@ -1,0 +1,246 @@
+"""Verifying a log from whatever holds it (store, archive, topic): one pure check over records.
+
+The verifier trusts nothing it is handed: it recomputes every leaf hash from the entry's content,
+rebuilds the tree, and compares with the leaf hashes and signed checkpoints the source holds and with
+the receipts an auditor kept. Each problem names the first position it affects and its kind (the
+kinds are contract §6's: `hash_mismatch`, `missing`, `inserted`, `reordered`, `time_reversed`,
+`bad_signature`, `inconsistent_with_checkpoint`, plus `undecodable`, `unsealed`,
+`checkpoint_mismatch` and `foreign_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.audit.checkpoints import signature_problem
+from ledger.audit.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    consistency_proof,
+    verify_consistency,
+)
+from ledger.audit.sealing import HASH_FIELD, entry_leaf_hash
+
+_UNREADABLE_LEAF = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One entry as the source holds it."""
+
+    position: int
+    entry: Mapping[str, Any] | None
+    stored_leaf: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    log: str
+    position: int | None
+    kind: str
+    detail: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"log": self.log, "position": self.position, "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class LogReport:
+    log: str
+    size: int = 0
+    root: str = EMPTY_ROOT.hex()
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def problem(self, position: int | None, kind: str, detail: str) -> None:
+        self.problems.append(Problem(self.log, position, kind, detail))
+
+
+def verify_log(
+    log: str,
+    records: Sequence[LogRecord],
+    checkpoints: Sequence[Mapping[str, Any]],
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    receipts: Sequence[Mapping[str, Any]] = (),
+    hashed_from: int = 1,
+    trial_id: str | None = None,
+    time_field: str = "recorded_at",
+) -> LogReport:
+    """Check one log: positions, content hashes, times, stored checkpoints, receipts."""
+    report = LogReport(log)
+    wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if _is_size(c.get("size"))}
+    roots: dict[int, bytes] = {0: EMPTY_ROOT}
+    leaves: list[bytes] = []
+    frontier = Frontier()
+    seen: set[int] = set()
+    expected = 1
+    previous_time: str | None = None
+    for record in records:
+        slot = expected
+        if record.position > expected:
+            report.problem(expected, "missing", f"positions {expected}..{record.position - 1} absent")
+            slot = record.position
+        elif record.position < expected:
+            kind = "inserted" if record.position in seen else "reordered"
+            report.problem(expected, kind, f"position {record.position} found where {expected} belongs")
+        seen.add(record.position)
+        expected = max(expected, record.position) + 1
+        leaf = _check_content(report, slot, record, hashed_from)
+        if record.entry is not None:
+            moment = record.entry.get(time_field)
+            if isinstance(moment, str):
+                if previous_time is not None and moment < previous_time:
+                    report.problem(slot, "time_reversed", f"{time_field} {moment} < {previous_time}")
+                previous_time = moment
+        leaves.append(leaf)
+        frontier.append(leaf)
+        if frontier.size in wanted:
+            roots[frontier.size] = frontier.root()
+    report.size = frontier.size
+    report.root = frontier.root().hex()
+    _check_checkpoints(report, checkpoints, roots, keys, trial_id)
+    _check_receipts(report, receipts, leaves, roots, keys)
+    report.problems.sort(key=lambda p: (p.position if p.position is not None else 0, p.kind))
+    return report
+
+
+def _check_content(report: LogReport, slot: int, record: LogRecord, hashed_from: int) -> bytes:
+    if record.entry is None:
+        report.problem(slot, "undecodable", record.error or "the stored entry cannot be read")
+        return _UNREADABLE_LEAF
+    try:
+        computed = entry_leaf_hash(record.entry)
+    except (ValueError, TypeError) as error:
+        report.problem(slot, "undecodable", f"entry cannot be canonicalised: {error}")
+        return _UNREADABLE_LEAF
+    own_position = record.entry.get("position", record.entry.get("sequence"))
+    if own_position is not None and own_position != record.position:
+        report.problem(slot, "reordered", f"entry says position {own_position}")
+    if record.stored_leaf is None:
+        if slot >= hashed_from:
+            report.problem(slot, "unsealed", "no leaf hash was recorded for this entry")
+    elif record.stored_leaf != computed:
+        report.problem(slot, "hash_mismatch", "content does not match its recorded leaf hash")
+    return bytes.fromhex(computed)
+
+
+def _check_checkpoints(
+    report: LogReport,
+    checkpoints: Sequence[Mapping[str, Any]],
+    roots: Mapping[int, bytes],
+    keys: Mapping[str, Ed25519PublicKey],
+    trial_id: str | None,
+) -> None:
+    good_size = 0
+    last_size = 0
+    unsigned = 0
+    for checkpoint in checkpoints:
+        if checkpoint.get("log") != report.log or (
+            trial_id is not None and checkpoint.get("trial_id") not in (trial_id, None)
+        ):
+            report.problem(None, "foreign_checkpoint", f"checkpoint of another log: {checkpoint}")
+            continue
+        size = checkpoint.get("size")
+        if not _is_size(size):
+            report.problem(None, "checkpoint_mismatch", f"checkpoint without a valid size: {size!r}")
+            continue
+        assert isinstance(size, int)
+        report.checkpoints += 1
+        why = signature_problem(checkpoint, keys)
+        if why is not None and checkpoint.get("signature") is None:
+            unsigned += 1
+        elif why is not None:
+            report.problem(size, "bad_signature", f"checkpoint at size {size}: {why}")
+        if size < last_size:
+            report.problem(size + 1, "checkpoint_mismatch", f"size {size} after {last_size}")
+        last_size = max(last_size, size)
+        if size > report.size:
+            report.problem(
+                report.size + 1, "missing", f"a checkpoint covers {size} entries; {report.size} found"
+            )
+        elif roots.get(size, b"").hex() != checkpoint.get("root"):
+            report.problem(
+                _first_found(report, good_size + 1, size),
+                "checkpoint_mismatch",
+                f"root over the first {size} entries differs from the checkpoint's",
+            )
+        else:
+            good_size = max(good_size, size)
+    if unsigned:
+        report.warnings.append(
+            f"{unsigned} {report.log} checkpoint(s) unsigned: the ledger ran without a signing key"
+        )
+    if last_size < report.size and report.size:
+        report.problem(
+            last_size + 1, "unsealed", f"entries {last_size + 1}..{report.size} after the last checkpoint"
+        )
+
+
+def _check_receipts(
+    report: LogReport,
+    receipts: Sequence[Mapping[str, Any]],
+    leaves: Sequence[bytes],
+    roots: Mapping[int, bytes],
+    keys: Mapping[str, Ed25519PublicKey],
+) -> None:
+    current = bytes.fromhex(report.root)
+    for receipt in receipts:
+        if receipt.get("log") != report.log:
+            continue
+        size = receipt.get("size")
+        if not _is_size(size):
+            report.problem(None, "inconsistent_with_checkpoint", f"receipt without a size: {size!r}")
+            continue
+        assert isinstance(size, int)
+        why = signature_problem(receipt, keys)
+        if why is not None:
+            report.problem(size, "bad_signature", f"receipt at size {size}: {why}")
+        if size > report.size:
+            report.problem(
+                report.size + 1,
+                "inconsistent_with_checkpoint",
+                f"a receipt covers {size} entries; the log holds {report.size} (truncated)",
+            )
+            continue
+        try:
+            old_root = bytes.fromhex(str(receipt.get("root")))
+        except ValueError:
+            report.problem(None, "inconsistent_with_checkpoint", "receipt root is not hex")
+            continue
+        proof = consistency_proof(leaves, size)
+        if not verify_consistency(size, report.size, old_root, current, proof):
+            detail = "the log is not an extension of the receipt's tree"
+            if roots.get(size) != old_root:
+                detail += f" (root over its first {size} entries differs)"
+            report.problem(_first_found(report, 1, size), "inconsistent_with_checkpoint", detail)
+
+
+def _first_found(report: LogReport, first: int, last: int) -> int:
+    """Where a root over positions first..last went wrong: the first entry already found changed
+    in that range, else `first` (a rewrite that recomputed the hashes leaves no other trace)."""
+    found = [
+        p.position for p in report.problems
+        if p.position is not None and first <= p.position <= last and p.kind in _CONTENT_KINDS
+    ]
+    return min(found, default=first)
+
+
+_CONTENT_KINDS = frozenset(
+    {"hash_mismatch", "undecodable", "missing", "inserted", "reordered", "time_reversed"}
+)
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def stored_leaf_of(entry: Mapping[str, Any]) -> str | None:
+    value = entry.get(HASH_FIELD)
+    return value if isinstance(value, str) else None
