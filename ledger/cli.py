@@ -86,7 +86,11 @@ def _submit(args: argparse.Namespace) -> int:
         ledger.ensure_trial()
         for start in range(0, len(lines), SUBMIT_BATCH):
             batch = lines[start : start + SUBMIT_BATCH]
-            report = ledger.submit_many([raw for _, raw in batch])
+            report = ledger.submit_many(
+                [raw for _, raw in batch],
+                origin=f"file:{path.name}",
+                line_numbers=[number for number, _ in batch],
+            )
             accepted += report.accepted
             duplicates += report.duplicates
             for (line_number, _), result in zip(batch, report.results, strict=True):
@@ -247,6 +251,18 @@ def _verify(args: argparse.Namespace) -> int:
 def _archive(args: argparse.Namespace) -> int:
     with _reader(args) as ledger:
         return audit_cli.archive(args, ledger, _emit, _software_version())
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from ledger.projections.diff import diff_datasets, render_diff
+
+    before, after = parse_timestamp(args.from_), parse_timestamp(args.to)
+    with _reader(args) as ledger:
+        trial_id = args.trial or ledger.default_trial_id()
+        entries = list(ledger.entries(trial_id, as_of=after))
+    document = diff_datasets(entries, before=before, after=after, cutoff=args.cutoff)
+    _emit(args, document, render_diff(document))
+    return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -490,6 +506,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
     )
+
+    diff = add(
+        "diff",
+        _diff,
+        "dataset rows added, removed and changed between two as-of points, and why",
+        [store, as_json],
+    )
+    diff.add_argument("--from", dest="from_", required=True, metavar="T1", help="ISO-8601 UTC")
+    diff.add_argument("--to", required=True, metavar="T2", help="ISO-8601 UTC")
+    diff.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
 
     from consumers.cli import add_bootstrap_argument, add_ingest_arguments
 

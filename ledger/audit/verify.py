@@ -157,7 +157,8 @@ def _check_checkpoints(
         if why is not None and checkpoint.get("signature") is None:
             unsigned += 1
         elif why is not None:
-            report.problem(size, "bad_signature", f"checkpoint at size {size}: {why}")
+            # The first position a forged head could hide a change at: the first it newly covers.
+            report.problem(last_size + 1, "bad_signature", f"checkpoint at size {size}: {why}")
         if size < last_size:
             report.problem(size + 1, "checkpoint_mismatch", f"size {size} after {last_size}")
         last_size = max(last_size, size)
