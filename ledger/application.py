@@ -365,12 +365,18 @@ class LedgerService:
                 signer=self._signer,
             )
             collected += [*events, audit]
+        if rejection_log is None and collected:
+            rejection_log = self._load_rejection_log()  # to seal what an old store holds
         if rejection_log is not None:
             events = rejection_log.collect_events()
             rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
+            # The sequence of the first new rejection (or one past the stored ones).
+            first_new = rejected[0].originator_version - 1 if rejected else rejection_log.version
+            audit = self._audit_log(REJECTIONS_LOG, self._rejections_trial_id(trials))
+            if audit.size < first_new - 1:
+                self._seal_earlier_rejections(audit, before=first_new)
+                collected.append(audit)
             if rejected:
-                audit = self._audit_log(REJECTIONS_LOG, self._rejections_trial_id(trials))
-                self._seal_earlier_rejections(audit, before=rejected[0].originator_version - 1)
                 messages = [
                     _rejection_message(e, sequence=e.originator_version - 1) for e in rejected
                 ]
@@ -425,6 +431,8 @@ class LedgerService:
         if audit.size >= before - 1:
             return
         earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
+        if not earlier:
+            return
         seal_batch(
             audit,
             earlier,
@@ -628,9 +636,10 @@ class LedgerService:
             rejections=records_from_messages(rejections, "sequence"),
             checkpoints=checkpoints,
             public_keys=keys,
-            hashed_later_through=max(
-                (seal.size for seal in audit.seals if seal.hashed_later), default=0
-            ),
+            hashed_from={
+                LEDGER_LOG: _hashed_from(audit, len(records)),
+                REJECTIONS_LOG: _hashed_from(rejection_audit, len(rejections)),
+            },
             problems=problems,
         )
 
@@ -670,6 +679,14 @@ class LedgerService:
         if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
             return f"postgresql database {env.get('POSTGRES_DBNAME')}"
         return f"sqlite {env.get('SQLITE_DBNAME')}"
+
+
+def _hashed_from(audit: AuditLog, stored: int) -> int:
+    """The first position hashed when recorded: after what an upgrade sealed later, or after
+    everything stored when nothing was ever sealed (a store not written since the upgrade)."""
+    if not audit.seals:
+        return stored + 1
+    return max((seal.size for seal in audit.seals if seal.hashed_later), default=0) + 1
 
 
 def _check_sender(source: str, site: str | None) -> None:

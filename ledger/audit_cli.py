@@ -20,12 +20,15 @@ from ledger.audit.inspection import (
     public_keys_from_pem,
     read_archive,
     read_receipts,
+    records_from_messages,
     verify_source,
     write_archive,
 )
 from ledger.entries import format_timestamp, known_as_of, parse_timestamp
 
 Emit = Callable[[argparse.Namespace, Any, str], None]
+TopicReader = Callable[[argparse.Namespace], AuditSource]
+"""Reads the ledger's Kafka topics into a source (wired by ledger.cli, which may import Kafka)."""
 
 
 class NotIntactError(Exception):
@@ -46,10 +49,15 @@ def checkpoint(args: argparse.Namespace, service: LedgerService, emit: Emit) -> 
     return 0
 
 
-def verify(args: argparse.Namespace, open_service: Callable[[], LedgerService], emit: Emit) -> int:
+def verify(
+    args: argparse.Namespace,
+    open_service: Callable[[], LedgerService],
+    emit: Emit,
+    topics: TopicReader,
+) -> int:
     receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
-    keys = _public_keys(args.public_key)
-    source = _source(args, open_service)
+    keys = public_keys_of(args.public_key)
+    source = _source(args, open_service, topics)
     result = verify_source(source, receipts=receipts, public_keys=keys)
     emit(args, result.to_json_dict(), result.render())
     return 0 if result.intact else 1
@@ -62,14 +70,19 @@ def archive(args: argparse.Namespace, service: LedgerService, emit: Emit, versio
     if as_of is not None:
         # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
         checkpoints = [c for c in checkpoints if parse_timestamp(str(c["recorded_at"])) <= as_of]
-    last = {log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
-            for log in ("ledger", "rejections")}
-    entries = [
-        e.to_json_dict() for e in service.entries(trial_id) if e.position <= last["ledger"]
-    ] if as_of is not None else [e.to_json_dict() for e in service.entries(trial_id)]
+    last = {
+        log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
+        for log in ("ledger", "rejections")
+    }
+    entries = (
+        [e.to_json_dict() for e in service.entries(trial_id) if e.position <= last["ledger"]]
+        if as_of is not None
+        else [e.to_json_dict() for e in service.entries(trial_id)]
+    )
     source = service.audit_source(trial_id)
     rejections = [
-        r.entry for r in source.rejections
+        r.entry
+        for r in source.rejections
         if r.entry is not None and (as_of is None or r.position <= last["rejections"])
     ]
     manifest = write_archive(
@@ -91,11 +104,12 @@ def replay(
     open_service: Callable[[], LedgerService],
     emit: Emit,
     version: str,
+    topics: TopicReader,
 ) -> int:
     from ledger.projections.export import export_datasets
 
-    source = _source(args, open_service)
-    result = verify_source(source, public_keys=_public_keys(args.public_key))
+    source = _source(args, open_service, topics)
+    result = verify_source(source, public_keys=public_keys_of(args.public_key))
     if not result.intact:
         print(result.render(), file=sys.stderr)
         raise NotIntactError(f"{source.description} does not verify; nothing replayed")
@@ -115,19 +129,41 @@ def replay(
     return 0
 
 
-def _source(args: argparse.Namespace, open_service: Callable[[], LedgerService]) -> AuditSource:
+def _source(
+    args: argparse.Namespace, open_service: Callable[[], LedgerService], topics: TopicReader
+) -> AuditSource:
     if getattr(args, "archive", None):
         return read_archive(args.archive)
-    if getattr(args, "bootstrap", None):
-        from consumers.audit_source import topic_audit_source
-
-        return topic_audit_source(args)
+    if getattr(args, "bootstrap", None) or getattr(args, "kafka_config", None):
+        return topics(args)
     with open_service() as service:
         trial_id = args.trial or service.default_trial_id()
         return service.audit_source(trial_id)
 
 
-def _public_keys(path: Path | None) -> dict[str, str] | None:
+def source_from_topics(
+    trial_id: str,
+    description: str,
+    ledger: list[dict[str, Any]],
+    rejections: list[dict[str, Any]],
+    checkpoints: list[dict[str, Any]],
+    problems: list[str],
+    public_keys: dict[str, str],
+) -> AuditSource:
+    """What the topics hold, as a source: checkpoints are checked with the key given, since a
+    topic carries no key of its own."""
+    return AuditSource(
+        description=description,
+        trial_id=trial_id,
+        ledger=records_from_messages(ledger, "position"),
+        rejections=records_from_messages(rejections, "sequence"),
+        checkpoints=checkpoints,
+        public_keys=public_keys,
+        problems=[("topic_history", p) for p in problems],
+    )
+
+
+def public_keys_of(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
     try:

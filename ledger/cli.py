@@ -25,6 +25,7 @@ from ledger.application import (
     load_protocol,
     redacted,
 )
+from ledger.audit.inspection import AuditSource
 from ledger.entries import parse_timestamp
 from ledger.projections.cohorts import cohort_table
 from ledger.schemas.submissions import json_schemas
@@ -245,7 +246,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    return audit_cli.verify(args, lambda: _reader(args), _emit)
+    return audit_cli.verify(args, lambda: _reader(args), _emit, _topic_source)
 
 
 def _archive(args: argparse.Namespace) -> int:
@@ -268,7 +269,24 @@ def _diff(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
         raise UsageError("give an archive folder or --bootstrap (the trial.ledger topic)")
-    return audit_cli.replay(args, lambda: _reader(args), _emit, _software_version())
+    return audit_cli.replay(args, lambda: _reader(args), _emit, _software_version(), _topic_source)
+
+
+def _topic_source(args: argparse.Namespace) -> AuditSource:
+    """`trial.ledger`, `trial.rejections` and `trial.checkpoints` as an audit source."""
+    from consumers.audit import read_ledger_topics
+    from consumers.cli import connection
+
+    if args.public_key is None:
+        raise UsageError("--public-key is needed to check the topics' checkpoints")
+    keys = audit_cli.public_keys_of(args.public_key) or {}
+    trial_id = args.trial or bundled_protocol().trial_id
+    settings = connection(args.bootstrap, args.kafka_config)
+    snapshot = read_ledger_topics(settings, trial_id)
+    return audit_cli.source_from_topics(
+        trial_id, f"topics at {settings.bootstrap}", snapshot.ledger, snapshot.rejections,
+        snapshot.checkpoints, snapshot.problems, keys,
+    )
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -323,7 +341,7 @@ def _service(args: argparse.Namespace) -> LedgerService:
     if signer is None:
         print(
             f"ledger {args.command}: WARNING: no signing key (--signing-key or "
-            "LEDGER_SIGNING_KEY): checkpoints are recorded unsigned and `ledger verify` will say so",
+            "LEDGER_SIGNING_KEY): checkpoints are recorded unsigned; `ledger verify` will say so",
             file=sys.stderr,
         )
     return LedgerService(args.store, signer=signer)
@@ -521,6 +539,8 @@ def _parser() -> argparse.ArgumentParser:
 
     kafka = argparse.ArgumentParser(add_help=False)
     add_bootstrap_argument(kafka)
+    for reads_topics in (verify, replay):  # verify / replay the topics instead of the store
+        add_bootstrap_argument(reads_topics)
 
     publish = add(
         "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]

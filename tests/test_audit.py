@@ -35,23 +35,40 @@ def build_store(folder: Path, *, signer: Signer | None = SIGNER, batch: int = 15
     script = Script()
     envelopes: list[dict[str, Any]] = []
     for n, cohort in enumerate(["A", "A", "A", "B", "B", "B"]):
-        envelopes += script.subject(f"01-{n + 1:03d}", cohort,
-                                    DAY0 + timedelta(days=40 * (n // 3) + n), dlt=False)
+        envelopes += script.subject(
+            f"01-{n + 1:03d}", cohort, DAY0 + timedelta(days=40 * (n // 3) + n), dlt=False
+        )
     dosed = next(e for e in envelopes if e["type"] == "fruquintinib.dosed")
-    envelopes.append(script.envelope("record.corrected", dosed["subject_id"], DAY0,
-                                     {"target_event_id": dosed["event_id"], "data": {"dose_mg": 3}},
-                                     reason="transcription error"))
+    envelopes.append(
+        script.envelope(
+            "record.corrected",
+            dosed["subject_id"],
+            DAY0,
+            {"target_event_id": dosed["event_id"], "data": {"dose_mg": 3}},
+            reason="transcription error",
+        )
+    )
     alive = next(e for e in envelopes if e["type"] == "subject.alive")
-    envelopes.append(script.envelope("record.voided", alive["subject_id"], DAY0,
-                                     {"target_event_id": alive["event_id"]}, reason="wrong subject"))
+    envelopes.append(
+        script.envelope(
+            "record.voided",
+            alive["subject_id"],
+            DAY0,
+            {"target_event_id": alive["event_id"]},
+            reason="wrong subject",
+        )
+    )
     raw = [*lines(envelopes), "{not json", json.dumps({**envelopes[0], "source": "trial-ledger"})]
     store = str(folder / "ledger.db")
     with LedgerService(store, clock=FixedClock(), signer=signer) as service:
         service.ensure_trial()
         for start in range(0, len(raw), batch):
-            part = raw[start:start + batch]
-            service.submit_many(part, origin="file:test.jsonl",
-                                line_numbers=list(range(start + 1, start + 1 + len(part))))
+            part = raw[start : start + batch]
+            service.submit_many(
+                part,
+                origin="file:test.jsonl",
+                line_numbers=list(range(start + 1, start + 1 + len(part))),
+            )
     return store
 
 
@@ -141,13 +158,16 @@ def _edit_time(con: sqlite3.Connection, pos: int, rng: random.Random) -> None:
 
 
 def _delete(con: sqlite3.Connection, pos: int, _: random.Random) -> None:
-    con.execute("delete from stored_events where originator_id=? and originator_version=?",
-                (TRIAL_ID_HEX, pos))
+    con.execute(
+        "delete from stored_events where originator_id=? and originator_version=?",
+        (TRIAL_ID_HEX, pos),
+    )
 
 
 def _renumber_after(con: sqlite3.Connection, pos: int, step: int) -> None:
-    last = con.execute("select max(originator_version) from stored_events where originator_id=?",
-                       (TRIAL_ID_HEX,)).fetchone()[0]
+    last = con.execute(
+        "select max(originator_version) from stored_events where originator_id=?", (TRIAL_ID_HEX,)
+    ).fetchone()[0]
     versions = range(pos, last + 1) if step < 0 else range(last, pos - 1, -1)
     for version in versions:
         con.execute(
@@ -166,11 +186,16 @@ def _insert(con: sqlite3.Connection, pos: int, rng: random.Random) -> None:
     """A forged event slipped in at `pos`, later ones moved up one place."""
     forged = json.loads(_rows(con)(pos))
     forged["entered_by"] = "forger"
-    topic = con.execute("select topic from stored_events where originator_id=? and "
-                        "originator_version=?", (TRIAL_ID_HEX, pos)).fetchone()[0]
+    topic = con.execute(
+        "select topic from stored_events where originator_id=? and originator_version=?",
+        (TRIAL_ID_HEX, pos),
+    ).fetchone()[0]
     _renumber_after(con, pos, +1)
-    con.execute("insert into stored_events (originator_id, originator_version, topic, state) "
-                "values (?, ?, ?, ?)", (TRIAL_ID_HEX, pos, topic, json.dumps(forged).encode()))
+    con.execute(
+        "insert into stored_events (originator_id, originator_version, topic, state) "
+        "values (?, ?, ?, ?)",
+        (TRIAL_ID_HEX, pos, topic, json.dumps(forged).encode()),
+    )
 
 
 def _swap(con: sqlite3.Connection, pos: int, _: random.Random) -> None:
@@ -197,8 +222,10 @@ def test_store_tampering_is_found_at_its_first_position(
     """40 random tamperings of each kind on the SQLite rows: each found, at the right position."""
     rng = random.Random(f"store-{kind}")
     with closing(sqlite3.connect(pristine)) as con:
-        size = con.execute("select max(originator_version) from stored_events where "
-                           "originator_id=?", (TRIAL_ID_HEX,)).fetchone()[0]
+        size = con.execute(
+            "select max(originator_version) from stored_events where originator_id=?",
+            (TRIAL_ID_HEX,),
+        ).fetchone()[0]
     for attempt in range(40):
         copy = tmp_path / f"{attempt}.db"
         shutil.copy(pristine, copy)
@@ -223,16 +250,20 @@ def test_a_consistent_truncation_is_caught_only_by_a_receipt(pristine: str, tmp_
     shutil.copy(pristine, copy)
     audit_hex = audit_log_id(LEDGER_LOG, TRIAL_ID).hex
     with closing(sqlite3.connect(copy)) as con:
-        con.execute("delete from stored_events where originator_id=? and originator_version>?",
-                    (TRIAL_ID_HEX, keep))
+        con.execute(
+            "delete from stored_events where originator_id=? and originator_version>?",
+            (TRIAL_ID_HEX, keep),
+        )
         for version, state in con.execute(
             "select originator_version, state from stored_events where originator_id=?",
             (audit_hex,),
         ).fetchall():
             document = json.loads(state)
             if document.get("checkpoint", {}).get("size", 0) > keep:
-                con.execute("delete from stored_events where originator_id=? and "
-                            "originator_version=?", (audit_hex, version))
+                con.execute(
+                    "delete from stored_events where originator_id=? and originator_version=?",
+                    (audit_hex, version),
+                )
         con.commit()
     assert verify_store(str(copy))["intact"]
     report = verify_store(str(copy), receipts=[receipt])
@@ -252,8 +283,9 @@ def _archive_parts(store: str) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return entries, checkpoints, keys
 
 
-def _rehash(entries: list[dict[str, Any]], checkpoints: list[dict[str, Any]],
-            signer: Signer | None) -> list[dict[str, Any]]:
+def _rehash(
+    entries: list[dict[str, Any]], checkpoints: list[dict[str, Any]], signer: Signer | None
+) -> list[dict[str, Any]]:
     """What an attacker who rewrote history does next: recompute every hash and tree head."""
     frontier, roots = Frontier(), {}
     for entry in entries:
@@ -267,9 +299,16 @@ def _rehash(entries: list[dict[str, Any]], checkpoints: list[dict[str, Any]],
         elif signer is None:
             rewritten.append({**c, "root": roots.get(c["size"], c["root"])})
         else:
-            rewritten.append(make_checkpoint(trial_id=c["trial_id"], log=c["log"], size=c["size"],
-                                             root=roots.get(c["size"], c["root"]),
-                                             recorded_at=c["recorded_at"], signer=signer))
+            rewritten.append(
+                make_checkpoint(
+                    trial_id=c["trial_id"],
+                    log=c["log"],
+                    size=c["size"],
+                    root=roots.get(c["size"], c["root"]),
+                    recorded_at=c["recorded_at"],
+                    signer=signer,
+                )
+            )
     return rewritten
 
 
@@ -304,7 +343,7 @@ def test_a_thousand_archive_tamperings_are_found(pristine: str) -> None:
         elif kind == "truncate":  # at a checkpoint, so what is left looks complete
             pos = 1 + rng.choice([c["size"] for c in held if c["log"] == LEDGER_LOG][:-1])
             expected = pos
-            del lines_[pos - 1:]
+            del lines_[pos - 1 :]
             held = [c for c in held if c["log"] != LEDGER_LOG or c["size"] < pos]
             receipts = [receipt] if receipt else []
         else:  # rewrite history, then recompute every hash (and, with a stolen key, sign)
@@ -313,10 +352,12 @@ def test_a_thousand_archive_tamperings_are_found(pristine: str) -> None:
             if kind == "resign":
                 receipts, trusted = [], {"k": SIGNER.public_key_pem}
             # the earliest checkpoint covering pos is where a rehash can first be seen
-            expected = 1 + max((c["size"] for c in held if c["log"] == LEDGER_LOG
-                                and c["size"] < pos), default=0)
-        source = AuditSource("archive", TRIAL_ID, records_from_messages(lines_, "position"), [],
-                             held, keys)
+            expected = 1 + max(
+                (c["size"] for c in held if c["log"] == LEDGER_LOG and c["size"] < pos), default=0
+            )
+        source = AuditSource(
+            "archive", TRIAL_ID, records_from_messages(lines_, "position"), [], held, keys
+        )
         report = verify_source(source, receipts=receipts, public_keys=trusted).to_json_dict()
         assert not report["intact"], (kind, pos)
         assert first_position(report) == expected, (kind, pos, report["problems"][:3])

@@ -52,7 +52,12 @@ class AuditLog(Aggregate):
     class Event(Aggregate.Event):
         TOPIC = "trial-ledger:AuditLog.Event"
 
-    @event("Started", topic="trial-ledger:AuditLog.Started")
+    class Started(Event, Aggregate.Created):
+        TOPIC = "trial-ledger:AuditLog.Started"
+        log: str
+        trial_id: str | None
+
+    @event(Started)
     def __init__(self, log: str, trial_id: str | None) -> None:
         self.log = log
         self.trial_id = trial_id
@@ -62,9 +67,7 @@ class AuditLog(Aggregate):
 
     @classmethod
     def start(cls, log: str, trial_id: str | None) -> AuditLog:
-        return cls._create(
-            cls.Started, id=audit_log_id(log, trial_id), log=log, trial_id=trial_id
-        )
+        return cls._create(cls.Started, id=audit_log_id(log, trial_id), log=log, trial_id=trial_id)
 
     @property
     def size(self) -> int:

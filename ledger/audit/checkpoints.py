@@ -1,10 +1,10 @@
 """Checkpoints (signed tree heads) and the Ed25519 key that signs them (contract §6).
 
 A checkpoint is `{"trial_id", "log", "size", "root", "recorded_at", "key_id", "signature"}`; the
-signature is Ed25519 over the RFC 8785 bytes of the other fields. `key_id` is the first 16 hex digits
-of SHA-256 over the raw public key, so a receipt names the key that must check it. A checkpoint with
-no key (`key_id` and `signature` null) is recorded when the ledger runs without a signing key; verify
-reports each one.
+signature is Ed25519 over the RFC 8785 bytes of the other fields. `key_id` is the first 16 hex
+digits of SHA-256 over the raw public key, so a receipt names the key that must check it. A
+checkpoint with no key (`key_id` and `signature` null) is recorded when the ledger runs without a
+signing key; verify reports each one.
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def load_signing_key(path: Path) -> Signer:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"signing key {path} is not an unencrypted PEM private key: {error}") from None
+        raise ValueError(
+            f"signing key {path} is not an unencrypted PEM private key: {error}"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"signing key {path} is not an Ed25519 key")
     return Signer(key)

@@ -44,7 +44,9 @@ class AuditSource:
     rejections: list[LogRecord]
     checkpoints: list[dict[str, Any]]
     public_keys: dict[str, str]
-    hashed_later_through: int = 0
+    hashed_from: dict[str, int] = field(default_factory=dict)
+    """Per log, the first position whose leaf hash was recorded with it; earlier entries were
+    stored before the ledger hashed its logs (an old store)."""
     problems: list[tuple[str, str]] = field(default_factory=list)
     """Problems of the source itself (kind, detail), e.g. a topic that would lose history."""
 
@@ -102,7 +104,8 @@ class Verification:
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  warning: {warning}" for warning in document["warnings"]]
         lines += [
-            f"  problem: {p['log'] or 'source'} position {p['position']}: {p['kind']}: {p['detail']}"
+            f"  problem: {p['log'] or 'source'} position {p['position']}: "
+            f"{p['kind']}: {p['detail']}"
             for p in document["problems"]
         ]
         return "\n".join(lines)
@@ -125,13 +128,12 @@ def verify_source(
             )
     else:
         keys = _parsed_keys(public_keys)
-    hashed_from = 1
-    if source.hashed_later_through:
-        notes.append(
-            f"positions 1..{source.hashed_later_through} were recorded before the ledger hashed "
-            "its log; their leaf hashes date from when they were first sealed"
-        )
-        hashed_from = source.hashed_later_through + 1
+    for log, first in sorted(source.hashed_from.items()):
+        if first > 1:
+            notes.append(
+                f"{log} positions 1..{first - 1} were recorded before the ledger hashed its logs; "
+                "their leaf hashes (where present) date from when they were first sealed"
+            )
     reports = {
         log: verify_log(
             log,
@@ -141,6 +143,7 @@ def verify_source(
             receipts=[r for r in receipts if r.get("log") == log],
             trial_id=source.trial_id if log == LEDGER_LOG else None,
             time_field="recorded_at" if log == LEDGER_LOG else "rejected_at",
+            hashed_from=source.hashed_from.get(log, 1),
         )
         for log, records in ((LEDGER_LOG, source.ledger), (REJECTIONS_LOG, source.rejections))
     }
@@ -148,7 +151,7 @@ def verify_source(
         source=source.description,
         trial_id=source.trial_id,
         logs=reports,
-        hashed_from=hashed_from,
+        hashed_from=source.hashed_from.get(LEDGER_LOG, 1),
         notes=tuple(notes),
         source_problems=tuple(source.problems),
     )
@@ -256,7 +259,8 @@ def read_archive(folder: Path) -> AuditSource:
     if not folder.is_dir():
         raise ValueError(f"{folder} is not an archive folder")
     missing = [
-        name for key, name in ARCHIVE_FILES.items()
+        name
+        for key, name in ARCHIVE_FILES.items()
         if key != "public_key" and not (folder / name).is_file()
     ]
     if missing:
@@ -269,7 +273,8 @@ def read_archive(folder: Path) -> AuditSource:
     key_file = folder / ARCHIVE_FILES["public_key"]
     keys = public_keys_from_pem(key_file.read_text()) if key_file.is_file() else {}
     checkpoints = [
-        record.entry for record in _read_jsonl(folder / ARCHIVE_FILES["checkpoints"], "size")
+        record.entry
+        for record in _read_jsonl(folder / ARCHIVE_FILES["checkpoints"], "size")
         if record.entry is not None
     ]
     return AuditSource(
@@ -316,7 +321,6 @@ def _read_jsonl(path: Path, position_field: str) -> list[LogRecord]:
 
 def _jsonl(items: Iterable[Mapping[str, Any]]) -> bytes:
     return b"".join(
-        json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        + b"\n"
+        json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
         for item in items
     )

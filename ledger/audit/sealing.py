@@ -36,7 +36,7 @@ def seal_batch(
     signer: Signer | None,
     hashed_later: bool = False,
 ) -> dict[str, Any]:
-    """Append the entries' leaf hashes to the audit log with a checkpoint; returns the checkpoint."""
+    """Append the entries' leaf hashes and a checkpoint to the audit log; return the checkpoint."""
     frontier = Frontier.from_hex_list(audit.size, list(audit.frontier))
     hashes: list[str] = []
     for entry in entries:

@@ -1,9 +1,9 @@
 """Verifying a log from whatever holds it (store, archive, topic): one pure check over records.
 
 The verifier trusts nothing it is handed: it recomputes every leaf hash from the entry's content,
-rebuilds the tree, and compares with the leaf hashes and signed checkpoints the source holds and with
-the receipts an auditor kept. Each problem names the first position it affects and its kind (the
-kinds are contract §6's: `hash_mismatch`, `missing`, `inserted`, `reordered`, `time_reversed`,
+rebuilds the tree, and compares with the leaf hashes and signed checkpoints the source holds and
+with the receipts an auditor kept. Each problem names the first position it affects and its kind
+(the kinds are contract §6's: `hash_mismatch`, `missing`, `inserted`, `reordered`, `time_reversed`,
 `bad_signature`, `inconsistent_with_checkpoint`, plus `undecodable`, `unsealed`,
 `checkpoint_mismatch` and `foreign_checkpoint`).
 """
@@ -46,7 +46,12 @@ class Problem:
     detail: str
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"log": self.log, "position": self.position, "kind": self.kind, "detail": self.detail}
+        return {
+            "log": self.log,
+            "position": self.position,
+            "kind": self.kind,
+            "detail": self.detail,
+        }
 
 
 @dataclass(slots=True)
@@ -85,11 +90,15 @@ def verify_log(
     for record in records:
         slot = expected
         if record.position > expected:
-            report.problem(expected, "missing", f"positions {expected}..{record.position - 1} absent")
+            report.problem(
+                expected, "missing", f"positions {expected}..{record.position - 1} absent"
+            )
             slot = record.position
         elif record.position < expected:
             kind = "inserted" if record.position in seen else "reordered"
-            report.problem(expected, kind, f"position {record.position} found where {expected} belongs")
+            report.problem(
+                expected, kind, f"position {record.position} found where {expected} belongs"
+            )
         seen.add(record.position)
         expected = max(expected, record.position) + 1
         leaf = _check_content(report, slot, record, hashed_from)
@@ -97,7 +106,9 @@ def verify_log(
             moment = record.entry.get(time_field)
             if isinstance(moment, str):
                 if previous_time is not None and moment < previous_time:
-                    report.problem(slot, "time_reversed", f"{time_field} {moment} < {previous_time}")
+                    report.problem(
+                        slot, "time_reversed", f"{time_field} {moment} < {previous_time}"
+                    )
                 previous_time = moment
         leaves.append(leaf)
         frontier.append(leaf)
@@ -105,9 +116,15 @@ def verify_log(
             roots[frontier.size] = frontier.root()
     report.size = frontier.size
     report.root = frontier.root().hex()
-    _check_checkpoints(report, checkpoints, roots, keys, trial_id)
+    _check_checkpoints(report, checkpoints, roots, keys, trial_id, hashed_from)
     _check_receipts(report, receipts, leaves, roots, keys)
-    report.problems.sort(key=lambda p: (p.position if p.position is not None else 0, p.kind))
+    report.problems.sort(
+        key=lambda p: (
+            p.position if p.position is not None else 0,
+            p.kind not in _CONTENT_KINDS,
+            p.kind,
+        )
+    )
     return report
 
 
@@ -137,6 +154,7 @@ def _check_checkpoints(
     roots: Mapping[int, bytes],
     keys: Mapping[str, Ed25519PublicKey],
     trial_id: str | None,
+    hashed_from: int,
 ) -> None:
     good_size = 0
     last_size = 0
@@ -149,7 +167,9 @@ def _check_checkpoints(
             continue
         size = checkpoint.get("size")
         if not _is_size(size):
-            report.problem(None, "checkpoint_mismatch", f"checkpoint without a valid size: {size!r}")
+            report.problem(
+                None, "checkpoint_mismatch", f"checkpoint without a valid size: {size!r}"
+            )
             continue
         assert isinstance(size, int)
         report.checkpoints += 1
@@ -164,7 +184,9 @@ def _check_checkpoints(
         last_size = max(last_size, size)
         if size > report.size:
             report.problem(
-                report.size + 1, "missing", f"a checkpoint covers {size} entries; {report.size} found"
+                report.size + 1,
+                "missing",
+                f"a checkpoint covers {size} entries; {report.size} found",
             )
         elif roots.get(size, b"").hex() != checkpoint.get("root"):
             report.problem(
@@ -178,9 +200,11 @@ def _check_checkpoints(
         report.warnings.append(
             f"{unsigned} {report.log} checkpoint(s) unsigned: the ledger ran without a signing key"
         )
-    if last_size < report.size and report.size:
+    if max(last_size + 1, hashed_from) <= report.size:
         report.problem(
-            last_size + 1, "unsealed", f"entries {last_size + 1}..{report.size} after the last checkpoint"
+            last_size + 1,
+            "unsealed",
+            f"entries {last_size + 1}..{report.size} after the last checkpoint",
         )
 
 
@@ -197,7 +221,9 @@ def _check_receipts(
             continue
         size = receipt.get("size")
         if not _is_size(size):
-            report.problem(None, "inconsistent_with_checkpoint", f"receipt without a size: {size!r}")
+            report.problem(
+                None, "inconsistent_with_checkpoint", f"receipt without a size: {size!r}"
+            )
             continue
         assert isinstance(size, int)
         why = signature_problem(receipt, keys)
@@ -215,6 +241,10 @@ def _check_receipts(
         except ValueError:
             report.problem(None, "inconsistent_with_checkpoint", "receipt root is not hex")
             continue
+        if size == 0:  # RFC 9162 proves nothing from the empty tree: compare roots instead
+            if old_root != EMPTY_ROOT:
+                report.problem(1, "inconsistent_with_checkpoint", "empty-log receipt, wrong root")
+            continue
         proof = consistency_proof(leaves, size)
         if not verify_consistency(size, report.size, old_root, current, proof):
             detail = "the log is not an extension of the receipt's tree"
@@ -227,7 +257,8 @@ def _first_found(report: LogReport, first: int, last: int) -> int:
     """Where a root over positions first..last went wrong: the first entry already found changed
     in that range, else `first` (a rewrite that recomputed the hashes leaves no other trace)."""
     found = [
-        p.position for p in report.problems
+        p.position
+        for p in report.problems
         if p.position is not None and first <= p.position <= last and p.kind in _CONTENT_KINDS
     ]
     return min(found, default=first)

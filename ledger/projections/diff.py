@@ -69,8 +69,10 @@ def diff_datasets(
 
 
 def render_diff(document: Mapping[str, Any]) -> str:
-    lines = [f"datasets as known at {document['from']} → {document['to']}"
-             f" (cutoff {document['cutoff'] or 'none'})"]
+    lines = [
+        f"datasets as known at {document['from']} → {document['to']}"
+        f" (cutoff {document['cutoff'] or 'none'})"
+    ]
     events = document["events"]
     for name, change in document["datasets"].items():
         counts = {kind: len(change[kind]) for kind in ("added", "removed", "changed")}
@@ -79,7 +81,9 @@ def render_diff(document: Mapping[str, Any]) -> str:
             f"{counts['changed']} values changed"
         )
         for kind in ("added", "removed"):
-            lines += [f"  {kind} {_key_text(row['key'])}{_why(row, events)}" for row in change[kind]]
+            lines += [
+                f"  {kind} {_key_text(row['key'])}{_why(row, events)}" for row in change[kind]
+            ]
         lines += [
             f"  {_key_text(row['key'])} {row['variable']}: {row['from']!r} → {row['to']!r}"
             f"{_why(row, events)}"
@@ -139,13 +143,15 @@ def _diff_frame(
                 continue
             was, now = _plain(before.get(variable)), _plain(after.get(variable))
             if was != now:
-                result["changed"].append({
-                    "key": _named(keys, key),
-                    "variable": variable,
-                    "from": was,
-                    "to": now,
-                    "caused_by": caused(key),
-                })
+                result["changed"].append(
+                    {
+                        "key": _named(keys, key),
+                        "variable": variable,
+                        "from": was,
+                        "to": now,
+                        "caused_by": caused(key),
+                    }
+                )
     return result
 
 

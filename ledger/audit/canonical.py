@@ -1,0 +1,148 @@
+"""RFC 8785 (JSON Canonicalization Scheme) bytes of a JSON value: what each leaf hash is taken over.
+
+The serialiser is the `rfc8785` package, checked in `tests/test_canonical.py` against the
+reference test data of the scheme's author (cyberphone/json-canonicalization: the structural files
+and the ES6 number vectors). This module only narrows its errors to one-line `ValueError`s that say
+where in the value the problem is.
+
+Numbers are doubles, written the ECMAScript way (`1e+21`, `0.000001`, `4.5`, `3.0` → `3`), so a
+value that went through a JSON round trip as `3` or `3.0` hashes the same. An integer beyond
+±(2**53 − 1) is accepted only when its double prints back as the same digits (2**53, 10**16); one
+that would change (2**53 + 1, 10**21 → `1e+21`) is an error rather than a silent rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import rfc8785
+
+__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer RFC 8785 (through I-JSON, RFC 7493) represents exactly."""
+
+
+def canonical_bytes(value: object) -> bytes:
+    """RFC 8785 serialisation of a JSON value (dict, list, tuple, str, int, float, bool, None).
+
+    Raises `ValueError` with a one-line reason naming the first offending place (`$.data.dose_mg`)
+    for what JCS cannot represent: NaN or infinite floats, integers beyond 2**53 whose double would
+    print different digits, non-string object keys, strings with lone surrogates, other Python
+    types, or nesting too deep to walk.
+    """
+    try:
+        return rfc8785.dumps(_as_json(value))
+    except rfc8785.IntegerDomainError:
+        pass  # maybe a large integer a double holds exactly: retry below
+    except (ValueError, RecursionError) as exc:  # rfc8785.CanonicalizationError is a ValueError
+        raise ValueError(_explain(value, exc)) from None
+    try:
+        return rfc8785.dumps(_as_json(_large_integers_as_doubles(value, 0)))
+    except (ValueError, RecursionError, OverflowError) as exc:
+        raise ValueError(_explain(value, exc)) from None
+
+
+def _large_integers_as_doubles(value: object, depth: int) -> object:
+    """The value with each integer beyond ±(2**53 − 1) that a double carries as that double.
+
+    JSON numbers are doubles (RFC 8785 §3.2.2.3). A large integer is accepted when the double
+    nearest to it serialises back to the same digits (2**53, 10**16, 33882327968470790): then the
+    canonical bytes read back give the same integer, and no two accepted integers share bytes.
+    2**53 + 1 (its double prints as 9007199254740992) and 10**21 (prints as 1e+21) stay errors.
+    """
+    if depth > _MAX_DEPTH:
+        raise RecursionError
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return float(value) if _carried_by_double(value) else value
+    if isinstance(value, list | tuple):
+        return [_large_integers_as_doubles(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {key: _large_integers_as_doubles(item, depth + 1) for key, item in value.items()}
+    return value
+
+
+def _as_json(value: object) -> Any:
+    """The value as `rfc8785.dumps` types its argument (checking happens inside it)."""
+    return value
+
+
+def _explain(value: object, exc: BaseException) -> str:
+    """The one-line reason for a failed serialisation, located by a second (slow-path) walk."""
+    if isinstance(exc, RecursionError):
+        return "cannot canonicalise JSON: nesting too deep"
+    try:
+        found = _first_problem(value, "$", 0)
+    except RecursionError:
+        return "cannot canonicalise JSON: nesting too deep"
+    return f"cannot canonicalise JSON: {found or 'not representable in RFC 8785'}"
+
+
+_MAX_DEPTH = 500
+
+
+def _first_problem(value: object, path: str, depth: int) -> str | None:
+    """Where and why `value` is not RFC 8785 JSON, or None when this walk finds nothing wrong."""
+    if depth > _MAX_DEPTH:
+        return f"{path}: nesting deeper than {_MAX_DEPTH}"
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER and not _carried_by_double(value):
+            return f"{path}: integer beyond 2**53 that a JSON double does not carry exactly"
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{path}: {value!r} is not a JSON number"
+        return None
+    if isinstance(value, str):
+        return _string_problem(value, path)
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _first_problem(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: object key {_short(key)} is not a string"
+            found = _string_problem(key, f"{path} key {_short(key)}") or _first_problem(
+                item, _member(path, key), depth + 1
+            )
+            if found:
+                return found
+        return None
+    return f"{path}: {type(value).__name__} is not a JSON value"
+
+
+def _carried_by_double(value: int) -> bool:
+    """Whether the double nearest to `value` canonicalises to the digits of `value` itself."""
+    try:
+        return rfc8785.dumps(float(value)) == str(value).encode()
+    except (OverflowError, ValueError):  # beyond the double range; too many digits to print
+        return False
+
+
+def _string_problem(text: str, path: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{path}: lone surrogate U+{ord(text[exc.start]):04X} is not Unicode text"
+    return None
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _member(path: str, key: str) -> str:
+    """`$.data` for a plain key, `$['odd key']` (ASCII-escaped, shortened) for any other."""
+    return f"{path}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{path}[{_short(key)}]"
+
+
+def _short(key: object) -> str:
+    """A key as printable ASCII on one line, at most 40 characters."""
+    shown = ascii(key)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
