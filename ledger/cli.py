@@ -130,24 +130,29 @@ def _history(args: argparse.Namespace) -> int:
     as_of = _as_of(args)
     with _reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
-        entries = [e for e in ledger.entries(trial_id, as_of=as_of) if e.subject_id == args.subject]
+        # The USUBJID ({trial}-{subject}) names the same subject as its subject id.
+        subject = args.subject.removeprefix(f"{trial_id}-")
+        entries = [e for e in ledger.entries(trial_id, as_of=as_of) if e.subject_id == subject]
     if not entries:
         raise UsageError(f"no recorded events for subject {args.subject} in {trial_id}")
     document = {
         "trial_id": trial_id,
-        "subject_id": args.subject,
+        "subject_id": subject,
+        "usubjid": f"{trial_id}-{subject}",
         "entries": [entry.to_json_dict() for entry in entries],
     }
     rows = [
         f"{e.position:>6}  {e.recorded_at.strftime('%Y-%m-%d %H:%M:%SZ')}  "
-        f"{e.occurred_on or '':<10}  {e.type:<24} by {e.entered_by} via {e.source}"
+        f"{e.occurred_on.isoformat() if e.occurred_on else '':<10}  {e.type:<24} "
+        f"by {e.entered_by} via {e.source}"
         + (f" — why: {e.reason}" if e.reason else "")
+        + f"\n        event {e.event_id or '-'}  leaf {e.leaf_hash or '(not hashed)'}"
         + f"\n        {json.dumps(dict(e.data), sort_keys=True)}"
         for e in entries
     ]
     header = (
-        f"audit trail of {trial_id}-{args.subject}: position, recorded (UTC), "
-        "occurred, what, who, why"
+        f"audit trail of {trial_id}-{subject}: position, recorded (UTC), "
+        "occurred, what, who, why; event id and leaf hash; data"
     )
     _emit(args, document, "\n".join([header, *rows]))
     return 0
@@ -449,7 +454,9 @@ def _parser() -> argparse.ArgumentParser:
     add("cohorts", _cohorts, "the cohort table", [store, as_json, as_of])
 
     history = add("history", _history, "audit trail of one subject", [store, as_json, as_of])
-    history.add_argument("subject", metavar="SUBJECT")
+    history.add_argument(
+        "subject", metavar="SUBJECT", help="subject id (01-003) or USUBJID (NCT05406206-01-003)"
+    )
 
     simulate = add("simulate", _simulate, "operating characteristics of the 3+3 rules", [as_json])
     simulate.add_argument("--true-dlt", required=True, metavar="P1,P2,P3")

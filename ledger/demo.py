@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.trial import EXPANSION
-from ledger.audit.checkpoints import Signer
 from ledger.application import BatchReport, LedgerService
+from ledger.audit.checkpoints import Signer
 from ledger.schemas.submissions import SCHEMA_VERSION
 
 # True DLT probabilities the simulation draws from: C is too toxic, so the MTD lands below it.
@@ -107,7 +107,8 @@ class SiteSimulator:
         self, subject_id: str, cohort: str, dose_mg: float, enrolled_on: date, end: date
     ) -> None:
         rng = self._rng
-        site = SITES[int(subject_id[:2]) % len(SITES)]
+        # A subject is followed by the site that enrolled it (site NN sends subjects NN-...).
+        site = SITES[(int(subject_id[:2]) - 1) % len(SITES)]
         put = self._put(subject_id, site, end)
         c1d1 = enrolled_on + timedelta(days=rng.randint(2, 5))
         lesions = {f"T{i}": float(rng.randint(15, 55)) for i in range(1, rng.randint(2, 4) + 1)}
@@ -372,7 +373,7 @@ def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
                     subject_id,
                     today,
                     {"cohort": cohort},
-                    site=SITES[(number % 3)],
+                    site=SITES[int(subject_id[:2]) - 1],
                 )
                 sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
                 next_arrival = today + timedelta(days=rng.randint(3, 12))
