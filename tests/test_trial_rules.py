@@ -536,9 +536,9 @@ REJECTIONS: list[Any] = [
         id="void without a reason",
     ),
     pytest.param(
-        lambda s, svc: json.dumps(s.enroll("01-009", "A", DAY0) | {"schema_version": 2}),
+        lambda s, svc: json.dumps(s.enroll("01-009", "A", DAY0) | {"schema_version": 3}),
         "UNSUPPORTED_SCHEMA_VERSION",
-        id="schema version 2",
+        id="schema version 3",
     ),
     pytest.param(
         lambda s, svc: json.dumps(s.enroll("01-009", "A", DAY0) | {"trial_id": "NCT0"}),

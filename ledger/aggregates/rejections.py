@@ -28,6 +28,12 @@ class ReasonCode(StrEnum):
     OCCURRED_IN_FUTURE = "OCCURRED_IN_FUTURE"
     SOURCE_NOT_AUTHENTICATED = "SOURCE_NOT_AUTHENTICATED"
     FOREIGN_RECORD = "FOREIGN_RECORD"
+    # Reading the bytes of a submission (ledger/schemas/jsontext.py): explicit limits.
+    TOO_LARGE = "TOO_LARGE"
+    TOO_DEEP = "TOO_DEEP"
+    NUMBER_TOO_LONG = "NUMBER_TOO_LONG"
+    DUPLICATE_KEY = "DUPLICATE_KEY"
+    INVALID_TEXT = "INVALID_TEXT"
 
 
 class SubmissionRejectedError(Exception):

@@ -1,187 +1,68 @@
-"""Wire models for what integrators publish (contract §1–2), schema version 1.
+"""What integrators publish (contract §1, §2, §9), read at the edge: any bytes in, a checked
+`SubmissionMessage` or an `InvalidSubmissionError` out, nothing else.
 
-These exist only at the edges: `parse_submission` turns bytes into a checked message and
-`to_domain` into the aggregate's `Submission`. Unknown fields are errors, never ignored.
+Reading has explicit limits (`jsontext`: size, depth, number length, UTF-8, duplicate keys); the
+envelope's rules are one table (`catalogue`) that both this parser and the published JSON Schema
+(`published.submission_json_schema`) are made from. `to_domain` turns a message into the
+aggregate's `Submission`.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
-
-from ledger.aggregates.facts import Submission
+from ledger.aggregates.facts import AMENDMENT_TYPES, SUBMISSION_TYPES, Submission
 from ledger.aggregates.rejections import ReasonCode
+from ledger.schemas.catalogue import (
+    ENVELOPE,
+    SCHEMA_VERSIONS,
+    corrected_shapes,
+    shape_of,
+)
+from ledger.schemas.jsontext import UnreadableSubmissionError, read_json
+from ledger.schemas.published import submission_json_schema
+from ledger.schemas.values import UUID_PATTERN, RuleViolationError, show
 
+_UUID = re.compile(UUID_PATTERN)
+
+# The version the ledger writes when nothing needs more; it reads every one of SCHEMA_VERSIONS.
 SCHEMA_VERSION = 1
+LATEST_SCHEMA_VERSION = SCHEMA_VERSIONS[-1]
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-Dose = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EnrollmentData(_Strict):
-    cohort: Text = Field(description='"A", "B", "C" (dose levels of the protocol) or "EXPANSION"')
-
-
-class HaicData(_Strict):
-    cycle: int = Field(ge=1)
-    oxaliplatin_mg_m2: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    fluorouracil_mg_m2: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class FruquintinibData(_Strict):
-    dose_mg: Dose
+__all__ = [
+    "LATEST_SCHEMA_VERSION",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
+    "InvalidSubmissionError",
+    "SubmissionMessage",
+    "json_schemas",
+    "parse_submission",
+    "submission_json_schema",
+    "to_domain",
+    "to_wire",
+    "validate_corrected_data",
+    "validate_submission",
+]
 
 
-class DoseModificationData(_Strict):
-    dose_mg: Dose = Field(description="the subject's fruquintinib dose from occurred_on on")
-
-
-class AdverseEventData(_Strict):
-    ae_id: Text
-    term: Text
-    grade: int = Field(ge=1, le=5, description="CTCAE v5 grade")
-    serious: StrictBool
-    related: StrictBool
-
-
-class AdverseEventUpdateData(_Strict):
-    ae_id: Text
-    grade: int | None = Field(default=None, ge=1, le=5)
-    resolved: StrictBool | None = None
-
-
-class DltAdjudicationData(_Strict):
-    ae_id: Text
-    dlt: StrictBool
-
-
-class TargetLesionData(_Strict):
-    lesion_id: Text
-    diameter_mm: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None
-    nodal: StrictBool
-
-
-class TumorAssessmentData(_Strict):
-    baseline: StrictBool
-    target_lesions: list[TargetLesionData] = Field(max_length=5)
-    non_target: Literal["NONE", "CR", "NON_CR_NON_PD", "PD", "NE"]
-    new_lesions: StrictBool
-    investigator_response: Literal["CR", "PR", "SD", "PD", "NE"] | None = None
-
-    @model_validator(mode="after")
-    def _lesions_unique(self) -> TumorAssessmentData:
-        ids = [lesion.lesion_id for lesion in self.target_lesions]
-        if len(set(ids)) != len(ids):
-            raise ValueError("target lesion ids must be unique within an assessment")
-        return self
-
-
-class TherapyData(_Strict):
-    therapy: Text
-
-
-class DiscontinuationData(_Strict):
-    reason: Literal["progression", "toxicity", "withdrawal", "investigator_decision", "other"]
-
-
-class AliveData(_Strict):
-    pass
-
-
-class DeathData(_Strict):
-    cause: Text | None = None
-
-
-class WithdrawalData(_Strict):
-    reason: Literal["consent_withdrawn", "lost_to_follow_up"]
-
-
-class CorrectionData(_Strict):
-    target_event_id: UUID
-    data: dict[str, Any] = Field(description="the full corrected data of the target event")
-    occurred_on: date | None = Field(
-        default=None, description="the corrected clinical date, when the date was wrong"
-    )
-
-
-class VoidData(_Strict):
-    target_event_id: UUID
-
-
-DATA_MODELS: dict[str, type[_Strict]] = {
-    "subject.enrolled": EnrollmentData,
-    "haic.administered": HaicData,
-    "fruquintinib.dosed": FruquintinibData,
-    "dose.modified": DoseModificationData,
-    "adverse_event.reported": AdverseEventData,
-    "adverse_event.updated": AdverseEventUpdateData,
-    "dlt.adjudicated": DltAdjudicationData,
-    "tumor.assessed": TumorAssessmentData,
-    "anticancer_therapy.started": TherapyData,
-    "treatment.discontinued": DiscontinuationData,
-    "subject.alive": AliveData,
-    "subject.died": DeathData,
-    "subject.withdrawn": WithdrawalData,
-    "record.corrected": CorrectionData,
-    "record.voided": VoidData,
-}
-_AMENDMENTS = ("record.corrected", "record.voided")
-
-
-class SubmissionMessage(_Strict):
-    """The envelope of contract §1; `data` is checked against the model of `type`."""
+@dataclass(frozen=True, slots=True)
+class SubmissionMessage:
+    """The envelope of contract §1, checked; `data` is the checked data of `type`."""
 
     event_id: UUID
-    type: Literal[
-        "subject.enrolled",
-        "haic.administered",
-        "fruquintinib.dosed",
-        "dose.modified",
-        "adverse_event.reported",
-        "adverse_event.updated",
-        "dlt.adjudicated",
-        "tumor.assessed",
-        "anticancer_therapy.started",
-        "treatment.discontinued",
-        "subject.alive",
-        "subject.died",
-        "subject.withdrawn",
-        "record.corrected",
-        "record.voided",
-    ]
-    schema_version: Literal[1]
-    trial_id: Text
-    subject_id: Text | None = None
+    type: str
+    schema_version: int
+    trial_id: str
+    subject_id: str | None
     occurred_on: date
-    source: Text
-    entered_by: Text
-    reason: Annotated[str, Field(max_length=1000)] | None = None
+    source: str
+    entered_by: str
+    reason: str | None
     data: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _envelope_rules(self) -> SubmissionMessage:
-        if self.type in _AMENDMENTS:
-            if not (self.reason and self.reason.strip()):
-                raise ValueError(f"{self.type} needs a reason: why the record changes")
-        elif self.subject_id is None:
-            raise ValueError(f"{self.type} is a subject event: subject_id is required")
-        return self
 
 
 class InvalidSubmissionError(Exception):
@@ -194,50 +75,88 @@ class InvalidSubmissionError(Exception):
         self.event_id = event_id
 
 
-def parse_submission(raw: bytes | str) -> SubmissionMessage:
-    """Bytes or text of one envelope to a checked message, or a reason a coordinator can act on."""
+def parse_submission(raw: bytes | str, *, recorded_on: date | None = None) -> SubmissionMessage:
+    """Bytes or text of one envelope to a checked message, or a reason a coordinator can act on.
+
+    `recorded_on`, when given, is the day the ledger records it: a clinical date after it is
+    OCCURRED_IN_FUTURE. Never raises anything but `InvalidSubmissionError`.
+    """
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = read_json(raw)
+    except UnreadableSubmissionError as unreadable:
         raise InvalidSubmissionError(
-            ReasonCode.INVALID_JSON, f"not valid JSON: {error}", None
+            unreadable.reason_code, unreadable.message, unreadable.event_id
         ) from None
-    return validate_submission(document)
+    return validate_submission(document, recorded_on=recorded_on)
 
 
-def validate_submission(document: object) -> SubmissionMessage:
+def validate_submission(document: object, *, recorded_on: date | None = None) -> SubmissionMessage:
+    """A parsed JSON document checked against the envelope rules of its type and version."""
     event_id = _readable_event_id(document)
-    if isinstance(document, dict):
-        version = document.get("schema_version")
-        if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
-            raise InvalidSubmissionError(
-                ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
-                f"schema_version {version} is not supported; this ledger reads version "
-                f"{SCHEMA_VERSION}",
-                event_id,
-            )
     try:
-        message = SubmissionMessage.model_validate(document)
-        data = DATA_MODELS[message.type].model_validate(message.data)
-    except ValidationError as error:
-        prefix = "" if error.title == SubmissionMessage.__name__ else "data."
+        return _checked(document, recorded_on)
+    except RuleViolationError as violation:
+        raise InvalidSubmissionError(violation.reason_code, violation.message, event_id) from None
+    except (ValueError, TypeError, RecursionError) as error:  # a defect here, never a crash
         raise InvalidSubmissionError(
-            ReasonCode.SCHEMA_INVALID, _describe(error, prefix), event_id
+            ReasonCode.SCHEMA_INVALID, f"could not be checked: {show(str(error), 80)}", event_id
         ) from None
-    return message.model_copy(update={"data": data.model_dump(mode="json")})
+
+
+def _checked(document: object, recorded_on: date | None) -> SubmissionMessage:
+    if isinstance(document, dict) and "schema_version" in document:
+        ENVELOPE.fields["schema_version"].value.check(document["schema_version"], "schema_version")
+    envelope = ENVELOPE.check(document, "")
+    kind, version = envelope["type"], envelope["schema_version"]
+    data = shape_of(kind, version).check(envelope["data"], "data")
+    if kind in AMENDMENT_TYPES:
+        if envelope["reason"] is None:
+            raise RuleViolationError(f"reason: {kind} needs a reason: why the record changes")
+    elif envelope["subject_id"] is None:
+        raise RuleViolationError(f"subject_id: {kind} is a subject event: subject_id is required")
+    occurred_on = date.fromisoformat(envelope["occurred_on"])
+    if recorded_on is not None:
+        days = {"occurred_on": envelope["occurred_on"]}
+        if kind in AMENDMENT_TYPES and data.get("occurred_on") is not None:
+            days["data.occurred_on"] = data["occurred_on"]
+        for where, day in days.items():
+            if date.fromisoformat(day) > recorded_on:
+                raise RuleViolationError(
+                    f"{where}: {day} is after the day it is recorded ({recorded_on})",
+                    ReasonCode.OCCURRED_IN_FUTURE,
+                )
+    return SubmissionMessage(
+        event_id=UUID(envelope["event_id"]),
+        type=kind,
+        schema_version=version,
+        trial_id=envelope["trial_id"],
+        subject_id=envelope["subject_id"],
+        occurred_on=occurred_on,
+        source=envelope["source"],
+        entered_by=envelope["entered_by"],
+        reason=envelope["reason"],
+        data=data,
+    )
 
 
 def validate_corrected_data(target_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A correction carries the target's full data: it must pass the target type's schema."""
-    try:
-        checked = DATA_MODELS[target_type].model_validate(data)
-    except ValidationError as error:
+    """A correction carries the target's full data: it must be valid data of the target's type
+    (in any version the ledger reads); returned as the ledger stores it."""
+    if target_type in AMENDMENT_TYPES or target_type not in SUBMISSION_TYPES:
         raise InvalidSubmissionError(
-            ReasonCode.SCHEMA_INVALID,
-            f"corrected data is not valid {target_type} data: {_describe(error, 'data.data.')}",
-            None,
-        ) from None
-    return checked.model_dump(mode="json")
+            ReasonCode.SCHEMA_INVALID, f"{show(target_type)} records have no data to correct", None
+        )
+    problems = []
+    for shape in corrected_shapes(target_type):
+        try:
+            return shape.check(data, "data.data")
+        except RuleViolationError as violation:
+            problems.append(violation.message)
+    raise InvalidSubmissionError(
+        ReasonCode.SCHEMA_INVALID,
+        f"corrected data is not valid {target_type} data: {min(problems, key=len)}",
+        None,
+    )
 
 
 def to_domain(message: SubmissionMessage) -> Submission:
@@ -255,11 +174,12 @@ def to_domain(message: SubmissionMessage) -> Submission:
 
 
 def to_wire(submission: Submission) -> dict[str, Any]:
-    """The envelope JSON of a domain submission (used when writing `.jsonl` files)."""
+    """The envelope JSON of a domain submission (used when writing `.jsonl` files): version 1
+    unless its data needs a later version."""
     return {
         "event_id": submission.event_id,
         "type": submission.type,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": _wire_version(submission.type, dict(submission.data)),
         "trial_id": submission.trial_id,
         "subject_id": submission.subject_id,
         "occurred_on": submission.occurred_on.isoformat(),
@@ -271,26 +191,28 @@ def to_wire(submission: Submission) -> dict[str, Any]:
 
 
 def json_schemas() -> dict[str, Any]:
-    """JSON Schemas for integrators: the envelope and the `data` of every type."""
+    """The published schema (`envelope`: one JSON Schema 2020-12 document for every type and
+    version) and, under `data`, the same document narrowed to each type."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "envelope": TypeAdapter(SubmissionMessage).json_schema(),
-        "data": {name: model.model_json_schema() for name, model in DATA_MODELS.items()},
+        "schema_version": LATEST_SCHEMA_VERSION,
+        "envelope": submission_json_schema(),
+        "data": {kind: submission_json_schema(kind) for kind in SUBMISSION_TYPES},
     }
+
+
+def _wire_version(kind: str, data: dict[str, Any]) -> int:
+    for version in SCHEMA_VERSIONS:
+        try:
+            shape_of(kind, version).check(data, "data")
+        except RuleViolationError:
+            continue
+        return version
+    return SCHEMA_VERSION
 
 
 def _readable_event_id(document: object) -> str | None:
     if isinstance(document, dict):
         value = document.get("event_id")
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) == 36 and _UUID.search(value):
             return value
     return None
-
-
-def _describe(error: ValidationError, prefix: str = "") -> str:
-    problems = []
-    for item in error.errors()[:3]:
-        where = prefix + ".".join(str(part) for part in item["loc"]) or "envelope"
-        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    more = len(error.errors()) - 3
-    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
