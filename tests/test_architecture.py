@@ -45,6 +45,7 @@ def test_aggregates_import_only_the_standard_library_and_the_domain_module() -> 
         pytest.param("pandas", ("ledger/projections",), id="pandas only in projections"),
         pytest.param("lifelines", ("ledger/projections",), id="lifelines only in projections"),
         pytest.param("matplotlib", ("ledger/projections",), id="matplotlib only in projections"),
+        pytest.param("scipy", ("ledger/projections",), id="scipy only in projections"),
     ],
 )
 def test_heavy_packages_stay_in_their_layer(package: str, owners: tuple[str, ...]) -> None:

@@ -12,12 +12,16 @@ from lifelines import KaplanMeierFitter
 
 from ledger.projections.survival import (
     DAYS_PER_MONTH,
+    KM_SUMMARY_COLUMNS,
     KaplanMeierResult,
-    SurvivalAt,
+    MedianEstimate,
     fit_kaplan_meier,
     format_landmark,
     format_median,
     format_months,
+    km_summary,
+    km_summary_csv,
+    median_follow_up,
     summarise_endpoint,
 )
 
@@ -115,19 +119,34 @@ def test_hand_built_median_with_censoring() -> None:
 
 
 def test_median_where_curve_sits_exactly_at_half() -> None:
-    """Events at 1, 2, 3, 4: S(2) = 0.5 exactly, so the median is 2 (R would report 2.5)."""
-    assert fit_kaplan_meier([1, 2, 3, 4], [True] * 4, "exact").median_days == 2.0
+    """Events at 1, 2, 3, 4: S = 0.5 on [2, 3), so the median is the midpoint 2.5, as R's."""
+    assert fit_kaplan_meier([1, 2, 3, 4], [True] * 4, "exact").median_days == 2.5
 
 
 def test_median_survives_rounding_of_an_exact_half() -> None:
-    """Days 2, 15, 90, 153, 211+, 318: S(90) = 5/6·4/5·3/4 = 1/2 exactly, so the median is 90."""
+    """Days 2, 15, 90, 153, 211+, 318: S(90) = 5/6·4/5·3/4 = 1/2, so the median is (90 + 153)/2."""
     durations, events = [2, 15, 90, 153, 211, 318], [1, 1, 1, 1, 0, 1]
     result = fit_kaplan_meier(durations, events, "half")
-    assert result.median_days == 90.0
-    # lifelines' own median reads 0.5000000000000001 as above one half and moves on to day 153.
+    assert result.median_days == 121.5
+    # lifelines multiplies exp(Σ log(1 − d/n)), reads 0.5000000000000001 as above one half and
+    # moves on to day 153; R's tolerance of √ε keeps it at one half.
     kmf = KaplanMeierFitter().fit(durations, events)
     assert kmf.survival_function_.loc[90.0].iloc[0] > 0.5
     assert kmf.median_survival_time_ == 153.0
+
+
+def test_median_at_half_until_the_end_is_the_start_of_the_stretch() -> None:
+    """Days 1, 2, 3+, 4+: S stays 0.5 from day 2 on, and R's print(fit) gives 2 (no midpoint)."""
+    result = fit_kaplan_meier([1, 2, 3, 4], [1, 1, 0, 0], "tail")
+    assert (result.median_days, result.median_estimate.median) == (2.0, 2.0)
+
+
+def test_limits_are_not_reached_when_everyone_at_risk_has_the_event() -> None:
+    """Three deaths on day 100: S drops from 1 to 0, R gives median 100 with both limits NA."""
+    result = fit_kaplan_meier([100, 100, 100], [1, 1, 1], "all at once")
+    assert result.median_estimate == MedianEstimate(100.0, None, None)
+    assert result.median_ci == (math.inf, math.inf)
+    assert format_median(result, "OS") == "median OS 3.3 months (95% CI NR–NR)"
 
 
 def test_median_not_reached_without_events() -> None:
@@ -155,9 +174,18 @@ def test_landmark_beyond_follow_up_is_not_estimable() -> None:
 
 
 def test_landmark_after_curve_reaches_zero_is_zero() -> None:
-    """When the last subject had the event, S stays 0 after it."""
-    result = fit_kaplan_meier([30, 60], [1, 1], "all events")
-    assert result.survival_at[12] == SurvivalAt(0.0, 0.0, 0.0)
+    """When the last subject had the event, S stays 0 after it, with no interval (R: NA)."""
+    estimate, lower, upper = fit_kaplan_meier([30, 60], [1, 1], "all events").survival_at[12]
+    assert estimate == 0.0
+    assert math.isnan(lower)
+    assert math.isnan(upper)
+
+
+def test_landmark_at_one_after_a_censored_time_has_no_interval() -> None:
+    """S(6 m) = 1 after a censoring at day 100 prints without limits, R's NA."""
+    result = fit_kaplan_meier([100, 400, 500], [0, 1, 0], "late events")
+    assert result.survival_at[6].estimate == 1.0
+    assert format_landmark(result, 6, "OS") == "6-month OS rate 100.0% (95% CI NE)"
 
 
 def test_results_are_deterministic_values() -> None:
@@ -270,3 +298,79 @@ def test_format_landmark_percentages() -> None:
 def test_format_months(days: float, expected: str) -> None:
     """Months print half-up to one decimal, with NR/NE for inf/NaN."""
     assert format_months(days) == expected
+
+
+def test_median_follow_up_is_the_reverse_kaplan_meier_median() -> None:
+    """Days 10, 20+, 30+: reversed, G = 1/2 on [20, 30) and 0 at 30, so the median is 25."""
+    result = median_follow_up([10, 20, 30], [1, 0, 0], "fu")
+    assert (result.n, result.censored) == (3, 2)
+    assert result.estimate.median == 25.0
+    assert list(result.summary.columns) == [
+        "n", "censored", "median_days", "median_lower_95", "median_upper_95",
+    ]  # fmt: skip
+
+
+def test_km_summary_rows_follow_summarise_endpoint() -> None:
+    """One row per PARAMCD × stratum: overall first, then each group; NaN where R gives NA."""
+    frame = km_summary(aml_adtte(), "TRT01A")
+    assert tuple(frame.columns) == KM_SUMMARY_COLUMNS
+    assert list(zip(frame["PARAMCD"], frame["STRATUM"], strict=True)) == [
+        ("OS", "overall"), ("OS", "Maintained"), ("OS", "Nonmaintained"),
+        ("PFS", "overall"), ("PFS", "Maintained"), ("PFS", "Nonmaintained"),
+    ]  # fmt: skip
+    maintained = frame.iloc[4]
+    assert (maintained["N"], maintained["EVENTS"]) == (11, 7)
+    assert (maintained["MEDIAN"], maintained["LCL"]) == (31.0, 13.0)
+    assert math.isnan(maintained["UCL"])
+
+
+def test_km_summary_of_an_empty_adtte_is_an_empty_table() -> None:
+    """No rows (nobody enrolled yet): the header only."""
+    empty = pd.DataFrame(columns=["USUBJID", "PARAMCD", "AVAL", "CNSR", "DOSELVL"])
+    assert km_summary_csv(km_summary(empty)) == (",".join(KM_SUMMARY_COLUMNS) + "\n").encode()
+
+
+def test_km_summary_csv_writes_fixed_floats_and_empty_cells() -> None:
+    """Floats to 10 significant digits, integers as integers, an empty cell for NA."""
+    frame = km_summary(pd.DataFrame(
+        {"PARAMCD": "OS", "AVAL": [200, 200, 200], "CNSR": 0, "DOSELVL": "A"}
+    ))  # fmt: skip
+    lines = km_summary_csv(frame).decode().splitlines()
+    # R: all die on day 200, so both median limits are NA; S(182.625) is read before the first
+    # time, where survfit0 gives 1 (1–1); S(365.25) is 0 with no interval.
+    assert lines[1] == "OS,overall,3,3,200,,,1,1,1,0,,"
+    frame.loc[0, "S6"] = 1 / 3
+    assert km_summary_csv(frame).decode().splitlines()[1].split(",")[7] == "0.3333333333"
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        pytest.param(
+            pd.DataFrame({"PARAMCD": ["OS"], "AVAL": [3], "CNSR": [0]}),
+            "lacks column.*DOSELVL", id="no dose level column",
+        ),
+        pytest.param(
+            pd.DataFrame({"PARAMCD": ["OS"], "AVAL": ["3 days"], "CNSR": [0], "DOSELVL": ["A"]}),
+            "AVAL must be numeric", id="text AVAL",
+        ),
+        pytest.param(
+            pd.DataFrame({"PARAMCD": [None], "AVAL": [3], "CNSR": [0], "DOSELVL": ["A"]}),
+            "PARAMCD is missing", id="missing PARAMCD",
+        ),
+        pytest.param(
+            pd.DataFrame({"PARAMCD": ["OS"], "AVAL": [3], "CNSR": [0], "DOSELVL": ["overall"]}),
+            "called 'overall'", id="dose level named overall",
+        ),
+    ],
+)  # fmt: skip
+def test_km_summary_rejects_bad_frames(frame: pd.DataFrame, message: str) -> None:
+    """Malformed ADTTE input fails with one line naming the problem."""
+    with pytest.raises(ValueError, match=message):
+        km_summary(frame)
+
+
+def test_km_summary_csv_refuses_another_table() -> None:
+    """Writing a frame without the §8 columns is refused, naming what is missing."""
+    with pytest.raises(ValueError, match="lacks MEDIAN"):
+        km_summary_csv(km_summary(aml_adtte(), "TRT01A").drop(columns="MEDIAN"))

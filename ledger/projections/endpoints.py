@@ -32,12 +32,13 @@ assessment is censored at C1D1 whatever the reason. Events carry ``CNSDTDSC = No
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 from typing import Final
+
+from scipy.stats import binomtest
 
 from ledger.projections.recist import NE, PD, AssessmentRules, TimePointResponse
 
@@ -329,47 +330,11 @@ def overall_survival(course: SubjectCourse, cutoff: date | None) -> TimeToEvent 
     return _row(course.usubjid, "OS", c1d1, outcome)
 
 
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(X ≤ k) for X ~ Binomial(n, p), summed in log space so large n cannot overflow."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    if p <= 0.0:
-        return 1.0
-    if p >= 1.0:
-        return 0.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_n_fact = math.lgamma(n + 1)
-    terms = (
-        math.exp(
-            log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        )
-        for i in range(k + 1)
-    )
-    return min(1.0, math.fsum(terms))
-
-
-def _solve_decreasing(target: float, k: int, n: int) -> float:
-    """The p in (0, 1) with binomial_cdf(k, n, p) = target, by bisection (the CDF falls in p)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _binomial_cdf(k, n, mid) > target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-15:
-            break
-    return (lo + hi) / 2
-
-
 def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper–Pearson) two-sided interval for a binomial proportion, standard library only.
+    """Exact (Clopper–Pearson) two-sided interval for a binomial proportion, as R ``binom.test``.
 
-    Uses the binomial/beta duality: the lower bound is the p with P(X ≥ x | p) = α/2, i.e. the
-    Beta(x, n − x + 1) quantile α/2, and the upper bound the p with P(X ≤ x | p) = α/2, the
-    Beta(x + 1, n − x) quantile 1 − α/2; 0 and 1 at the edges. Solved by bisection to ~1e-15.
+    The lower bound is the Beta(x, n − x + 1) quantile α/2, the upper the Beta(x + 1, n − x)
+    quantile 1 − α/2; 0 and 1 at the edges. Computed by ``scipy.stats.binomtest``.
     """
     if isinstance(successes, bool) or isinstance(n, bool):
         raise TypeError("successes and n are counts")
@@ -377,7 +342,5 @@ def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float,
         raise ValueError(f"need 0 ≤ successes ≤ n and n ≥ 1, got {successes}/{n}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    alpha = 1.0 - level
-    low = 0.0 if successes == 0 else _solve_decreasing(1.0 - alpha / 2, successes - 1, n)
-    high = 1.0 if successes == n else _solve_decreasing(alpha / 2, successes, n)
-    return low, high
+    interval = binomtest(successes, n).proportion_ci(confidence_level=level, method="exact")
+    return float(interval.low), float(interval.high)

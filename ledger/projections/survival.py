@@ -1,25 +1,34 @@
-"""Kaplan–Meier estimates for ADTTE-shaped data, read out of lifelines into frozen results.
+"""Kaplan–Meier estimates for ADTTE-shaped data, equal to R's ``survival::survfit``.
 
-The lifelines way: fit a ``KaplanMeierFitter``, then read what it computed into small frozen
-objects with a ``.summary`` frame. The fitter itself never escapes this module, so results are
-plain data (tuples of floats), equal for equal input and safe to keep, compare and plot.
+The lifelines way: fit, then read what was computed into small frozen objects with a ``.summary``
+frame, so results are plain data (tuples of floats), equal for equal input and safe to keep,
+compare and plot. The arithmetic itself follows R (survival 3.5, ``survfitkm.c``, ``survmean``,
+``survfit_confint``, ``summary.survfit``) step by step, because a regulator re-runs the numbers as
 
-Conventions, each deliberate:
+    fit <- survfit(Surv(AVAL, CNSR == 0) ~ 1, conf.type = "log-log")
+
+and ``tests/fixtures/r/km_reference.R`` holds exactly that check. Conventions, each R's:
 
 * Durations are in days (ADTTE ``AVAL``); ``CNSR`` is 0 for an event and a positive code for a
   censored observation.
-* Confidence intervals are lifelines' pointwise 95 % **log-log** ("exponential Greenwood")
-  intervals. R's ``survfit`` defaults to ``conf.type = "log"``, so its default intervals differ;
-  they agree with R's ``conf.type = "log-log"``.
-* The median is the first time S(t) ≤ 0.5, ``math.inf`` when never reached ("NR"). R takes the
-  midpoint when S(t) sits exactly at 0.5 over an interval; lifelines (and this module) does not.
-  The comparison allows 1e-9 for rounding: lifelines' own ``median_survival_time_`` misses a
-  curve that is exactly 0.5 but computed as 0.5000000000000001 (e.g. 6 subjects, 3 events).
-  The median's interval is ``lifelines.utils.median_survival_times`` applied to the log-log band.
+* S(t) is the product of (n − d)/n over event times ≤ t; its standard error is Greenwood's
+  (of log S). Intervals are pointwise 95 % **log-log** (R ``conf.type = "log-log"``; R's default
+  is ``"log"``): S^exp(±z·se/log S). Where S is 1 or 0 R reports no interval (NA; NaN here), in
+  particular once everyone still at risk has had the event, where the Greenwood term is infinite
+  (lifelines sets that term to 0, so its band collapses onto the curve; R does not). At time 0
+  (before any observation) the interval is 1–1, as R's ``survfit0``.
+* The median and its limits are R's ``print(fit)``/``summary(fit)$table`` values: the first time
+  the curve (or the lower/upper limit curve) is below 0.5 + √ε, except that where it sits at 0.5
+  (within √ε) over an interval, the midpoint of that interval (as SAS LIFETEST does). A curve that
+  stays at 0.5 to the end gives the start of that stretch. Never reached: ``math.inf`` ("NR") in
+  :class:`KaplanMeierResult`, ``None`` in :class:`MedianEstimate`, an empty cell in the CSV.
 * One month is 30.4375 days (365.25 / 12), the usual ADaM/SAP convention; landmark survival at
-  6 and 12 months is read at 182.625 and 365.25 days.
-* Landmarks beyond the last follow-up are not estimable and come back as NaN ("NE"), as R's
-  ``summary(fit, times = ...)`` leaves them out, unless the curve has already reached 0.
+  6 and 12 months is read at exactly 182.625 and 365.25 days, as R
+  ``summary(fit, times = c(182.625, 365.25), extend = TRUE)``, and reported only when the landmark
+  is within follow-up (≤ the longest duration) or S has already reached 0 there; otherwise not
+  estimable (NaN, "NE"), as R's default ``extend = FALSE`` leaves such times out.
+* Median follow-up is the median of the reverse Kaplan–Meier curve (censoring as the event):
+  R ``survfit(Surv(AVAL, CNSR != 0) ~ 1, conf.type = "log-log")``, same median rule.
 * Printed figures are rounded half-up (SAS ``ROUND``), never banker's rounding.
 """
 
@@ -30,26 +39,35 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Final, NamedTuple
+from statistics import NormalDist
+from typing import Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from lifelines import KaplanMeierFitter
-from lifelines.utils import median_survival_times
 
 __all__ = [
     "CONFIDENCE_LEVEL",
     "DAYS_PER_MONTH",
+    "FOLLOW_UP_COLUMNS",
+    "KM_CSV_FLOAT_FORMAT",
+    "KM_SUMMARY_COLUMNS",
+    "LANDMARK_DAYS",
     "LANDMARK_MONTHS",
     "EndpointSummary",
+    "FollowUpResult",
     "KaplanMeierResult",
+    "MedianEstimate",
     "SurvivalAt",
     "days_to_months",
     "fit_kaplan_meier",
+    "follow_up_summary",
     "format_landmark",
     "format_median",
     "format_months",
+    "km_summary",
+    "km_summary_csv",
+    "median_follow_up",
     "summarise_endpoint",
 ]
 
@@ -59,13 +77,22 @@ DAYS_PER_MONTH: Final = 30.4375
 LANDMARK_MONTHS: Final = (6, 12)
 """Months at which survival is read by default."""
 
+LANDMARK_DAYS: Final = {months: months * DAYS_PER_MONTH for months in LANDMARK_MONTHS}
+"""The exact days at which the landmarks are read: 182.625 and 365.25."""
+
 CONFIDENCE_LEVEL: Final = 0.95
-"""Level of every interval in this module (lifelines ``alpha=0.05``)."""
+"""Level of every interval in this module."""
 
 OVERALL_LABEL: Final = "Overall"
 
 _NOT_REACHED: Final = "NR"
 _NOT_ESTIMABLE: Final = "NE"
+
+_Z: Final = NormalDist().inv_cdf(1.0 - (1.0 - CONFIDENCE_LEVEL) / 2)
+"""R's ``qnorm(0.975)``."""
+
+_R_TOLERANCE: Final = math.sqrt(2.0**-52)
+"""R's ``sqrt(.Machine$double.eps)``: how close to 0.5 counts as "at 0.5" for the median."""
 
 
 def days_to_months(days: float) -> float:
@@ -74,7 +101,10 @@ def days_to_months(days: float) -> float:
 
 
 class SurvivalAt(NamedTuple):
-    """S(t) with its pointwise log-log 95 % interval; NaN throughout when not estimable."""
+    """S(t) with its pointwise log-log 95 % interval; NaN where R reports NA.
+
+    All three are NaN beyond follow-up; the limits alone are NaN where S is 1 or 0.
+    """
 
     estimate: float
     lower: float
@@ -82,20 +112,32 @@ class SurvivalAt(NamedTuple):
 
 
 @dataclass(frozen=True)
+class MedianEstimate:
+    """A median time in days with its 95 % log-log limits; ``None`` where R reports NA."""
+
+    median: float | None
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True)
 class KaplanMeierResult:
-    """A fitted Kaplan–Meier curve, read out of lifelines; times are in days."""
+    """A fitted Kaplan–Meier curve with R's numbers; times are in days."""
 
     label: str
     n: int
     events: int
     median_days: float
+    """R's median (midpoint rule); ``math.inf`` when not reached."""
     median_ci: tuple[float, float]
+    """R's 95 % log-log limits of the median; ``math.inf`` where R reports NA."""
     survival_at: dict[int, SurvivalAt] = field(hash=False)
     """Landmark month -> (S, lower, upper)."""
     timeline_days: tuple[float, ...]
     """Step times, starting at 0: every distinct event or censoring time."""
     survival: tuple[float, ...]
     ci_lower: tuple[float, ...]
+    """Pointwise log-log limits at each timeline time; 1 at time 0, NaN where S is 1 or 0."""
     ci_upper: tuple[float, ...]
     at_risk: tuple[int, ...]
     """Subjects at risk just before each timeline time (duration ≥ that time)."""
@@ -106,6 +148,15 @@ class KaplanMeierResult:
     def censored(self) -> int:
         """Number of censored subjects."""
         return self.n - self.events
+
+    @property
+    def median_estimate(self) -> MedianEstimate:
+        """Median and limits with ``None`` for not reached (R's NA), as in the §8 table."""
+        return MedianEstimate(
+            median=_none_if_missing(self.median_days),
+            lower=_none_if_missing(self.median_ci[0]),
+            upper=_none_if_missing(self.median_ci[1]),
+        )
 
     @property
     def median_months(self) -> float:
@@ -194,6 +245,71 @@ def fit_kaplan_meier(
 
     Note that ``events`` is the event indicator, the opposite of ADTTE ``CNSR``.
     """
+    durations, observed = _checked(durations_days, events, label)
+    curve = _product_limit(durations, observed)
+    median = _r_median(curve)
+    return KaplanMeierResult(
+        label=label,
+        n=len(durations),
+        events=int(observed.sum()),
+        median_days=_inf_if_none(median.median),
+        median_ci=(_inf_if_none(median.lower), _inf_if_none(median.upper)),
+        survival_at={
+            m: _read_step(curve.times, curve.survival, curve.lower, curve.upper, m * DAYS_PER_MONTH)
+            for m in landmarks_months
+        },
+        timeline_days=curve.times,
+        survival=curve.survival,
+        ci_lower=curve.lower,
+        ci_upper=curve.upper,
+        at_risk=curve.at_risk,
+        censored_days=tuple(t for t, c in zip(curve.times, curve.censored, strict=True) if c > 0),
+    )
+
+
+@dataclass(frozen=True)
+class FollowUpResult:
+    """Median follow-up by reverse Kaplan–Meier (censoring counted as the event); days."""
+
+    label: str
+    n: int
+    censored: int
+    estimate: MedianEstimate
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row, indexed by label: n, censored, median follow-up with its interval."""
+        row = {
+            "n": self.n,
+            "censored": self.censored,
+            "median_days": _nan_if_none(self.estimate.median),
+            "median_lower_95": _nan_if_none(self.estimate.lower),
+            "median_upper_95": _nan_if_none(self.estimate.upper),
+        }
+        return pd.DataFrame([row], index=pd.Index([self.label], name="label"))
+
+
+def median_follow_up(
+    durations_days: npt.ArrayLike, events: npt.ArrayLike, label: str
+) -> FollowUpResult:
+    """Median follow-up: the reverse Kaplan–Meier median (R ``Surv(AVAL, CNSR != 0)``).
+
+    ``events`` is the event indicator (1/True = event), as for :func:`fit_kaplan_meier`; the
+    reverse curve treats the censored subjects as the events.
+    """
+    durations, observed = _checked(durations_days, events, label)
+    curve = _product_limit(durations, ~observed)
+    return FollowUpResult(
+        label=label,
+        n=len(durations),
+        censored=int((~observed).sum()),
+        estimate=_r_median(curve),
+    )
+
+
+def _checked(
+    durations_days: npt.ArrayLike, events: npt.ArrayLike, label: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     durations = np.asarray(durations_days, dtype=float)
     flags = np.asarray(events)
     if durations.ndim != 1 or flags.ndim != 1:
@@ -206,58 +322,95 @@ def fit_kaplan_meier(
         raise ValueError(f"durations for {label!r} must be finite and ≥ 0")
     if not np.all(np.isin(flags, (0, 1))):
         raise ValueError(f"events for {label!r} must be 0/1 or booleans (1 = event)")
-    observed = flags.astype(bool)
-
-    kmf = KaplanMeierFitter(alpha=1.0 - CONFIDENCE_LEVEL)
-    kmf.fit(durations, event_observed=observed, label=label)
-
-    timeline = tuple(float(t) for t in kmf.survival_function_.index)
-    survival = tuple(float(s) for s in kmf.survival_function_.iloc[:, 0])
-    ci = kmf.confidence_interval_
-    ci_lower = tuple(float(v) for v in ci.iloc[:, 0])
-    ci_upper = tuple(float(v) for v in ci.iloc[:, 1])
-    table = kmf.event_table
-    at_risk = tuple(int(v) for v in table["at_risk"])
-    if tuple(float(t) for t in table.index) != timeline:  # pragma: no cover - lifelines invariant
-        raise RuntimeError("lifelines event table and survival function disagree on times")
-    censored_days = tuple(
-        float(t) for t, c in zip(table.index, table["censored"], strict=True) if c > 0
-    )
-    median_ci = median_survival_times(ci)
-
-    return KaplanMeierResult(
-        label=label,
-        n=len(durations),
-        events=int(observed.sum()),
-        median_days=_median(timeline, survival),
-        median_ci=(float(median_ci.iloc[0, 0]), float(median_ci.iloc[0, 1])),
-        survival_at={
-            m: _read_step(timeline, survival, ci_lower, ci_upper, m * DAYS_PER_MONTH)
-            for m in landmarks_months
-        },
-        timeline_days=timeline,
-        survival=survival,
-        ci_lower=ci_lower,
-        ci_upper=ci_upper,
-        at_risk=at_risk,
-        censored_days=censored_days,
-    )
+    return durations, flags.astype(bool)
 
 
-_HALF_TOLERANCE: Final = 1e-9
+class _Curve(NamedTuple):
+    """R's survfit curve with a time-0 row in front (``survfit0``); NaN where R has NA."""
+
+    times: tuple[float, ...]
+    at_risk: tuple[int, ...]
+    censored: tuple[int, ...]
+    survival: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
 
 
-def _median(timeline: Sequence[float], survival: Sequence[float]) -> float:
-    """First time S(t) ≤ 0.5, allowing for rounding in lifelines' product; inf if never.
+def _product_limit(durations: npt.NDArray[np.float64], observed: npt.NDArray[np.bool_]) -> _Curve:
+    """The product-limit curve, its Greenwood error and log-log band, in R's order of operations.
 
-    lifelines multiplies the factors as ``exp(Σ log(1 − d/n))``, so a curve that is exactly 0.5
-    can come out as 0.5000000000000001 and ``median_survival_time_`` then jumps to the next
-    event time. Comparing with a tolerance gives the value the rule defines.
+    Each distinct time gets a row, event or not. At a time with d events among n at risk,
+    ``S *= (n − d)/n`` and the Greenwood sum grows by d/(n(n − d)), infinite when d = n.
     """
-    for time, value in zip(timeline, survival, strict=True):
-        if value <= 0.5 + _HALF_TOLERANCE:
-            return time
-    return math.inf
+    order = np.sort(durations)
+    times = [float(t) for t in np.unique(durations)]
+    at_risk = [int(len(order) - np.searchsorted(order, t, side="left")) for t in times]
+    deaths = [int(np.count_nonzero(observed & (durations == t))) for t in times]
+    censored = [int(np.count_nonzero(~observed & (durations == t))) for t in times]
+    survival: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    km, greenwood = 1.0, 0.0
+    for n, d in zip(at_risk, deaths, strict=True):
+        if d > 0:
+            km *= (n - d) / n
+            greenwood = math.inf if d == n else greenwood + d / (n * (n - d))
+        low, high = _log_log_limits(km, math.sqrt(greenwood))
+        survival.append(km)
+        lower.append(low)
+        upper.append(high)
+    if times[0] > 0.0:  # survfit0: the curve starts at (0, 1) with the interval 1–1
+        return _Curve(
+            times=(0.0, *times),
+            at_risk=(len(durations), *at_risk),
+            censored=(0, *censored),
+            survival=(1.0, *survival),
+            lower=(1.0, *lower),
+            upper=(1.0, *upper),
+        )
+    return _Curve(
+        tuple(times), tuple(at_risk), tuple(censored), tuple(survival), tuple(lower), tuple(upper)
+    )
+
+
+def _log_log_limits(survival: float, std_err: float) -> tuple[float, float]:
+    """R ``survfit_confint(conf.type = "log-log")``: NA (NaN) where S is 0 or 1."""
+    if survival in (0.0, 1.0):
+        return math.nan, math.nan
+    log_s = math.log(survival)
+    shift = _Z * std_err / log_s
+    centre = math.log(-log_s)
+    return math.exp(-math.exp(centre - shift)), math.exp(-math.exp(centre + shift))
+
+
+def _r_median(curve: _Curve) -> MedianEstimate:
+    """Median and 95 % limits as R's ``survmean``: the limit curves read by the same rule."""
+    return MedianEstimate(
+        median=_r_half_time(curve.times, curve.survival),
+        lower=_r_half_time(curve.times, curve.lower),
+        upper=_r_half_time(curve.times, curve.upper),
+    )
+
+
+def _r_half_time(times: Sequence[float], values: Sequence[float]) -> float | None:
+    """R ``survmean``'s ``minmin``: first time below 0.5 + tol; a flat 0.5 gives the midpoint.
+
+    NA (NaN) values are skipped. If the first value kept is 0.5 within the tolerance and a lower
+    value follows, the result is halfway between their times; ``None`` if nothing is kept.
+    """
+    kept = [
+        (t, v)
+        for t, v in zip(times, values, strict=True)
+        if not math.isnan(v) and v < 0.5 + _R_TOLERANCE
+    ]
+    if not kept:
+        return None
+    first_time, first_value = kept[0]
+    if abs(first_value - 0.5) < _R_TOLERANCE:
+        for time, value in kept:
+            if value < first_value:
+                return (first_time + time) / 2
+    return first_time
 
 
 def _read_step(
@@ -276,11 +429,43 @@ def _read_step(
     return SurvivalAt(survival[i], lower[i], upper[i])
 
 
+def _inf_if_none(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _none_if_missing(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
 _ADTTE_COLUMNS: Final = ("PARAMCD", "AVAL", "CNSR")
 
 
 def summarise_endpoint(adtte: pd.DataFrame, paramcd: str, group_col: str) -> EndpointSummary:
     """Fit Kaplan–Meier for one PARAMCD of an ADTTE frame, overall and per ``group_col`` value."""
+    rows, values = _endpoint_rows(adtte, paramcd, group_col)
+
+    def fit(subset: pd.DataFrame, label: str) -> KaplanMeierResult:
+        return fit_kaplan_meier(
+            subset["AVAL"].to_numpy(dtype=float), subset["CNSR"].to_numpy() == 0, label
+        )
+
+    groups = tuple(fit(rows.loc[rows[group_col] == v], str(v)) for v in values)
+    return EndpointSummary(
+        paramcd=paramcd,
+        group_col=group_col,
+        overall=fit(rows, OVERALL_LABEL),
+        groups=groups,
+    )
+
+
+def _endpoint_rows(
+    adtte: pd.DataFrame, paramcd: str, group_col: str
+) -> tuple[pd.DataFrame, list[object]]:
+    """The checked rows of one PARAMCD and its group values in order (numbers by value)."""
     missing = [c for c in (*_ADTTE_COLUMNS, group_col) if c not in adtte.columns]
     if missing:
         raise ValueError(f"ADTTE frame lacks column(s): {', '.join(missing)}")
@@ -294,27 +479,128 @@ def summarise_endpoint(adtte: pd.DataFrame, paramcd: str, group_col: str) -> End
     for column in ("AVAL", "CNSR", group_col):
         if rows[column].isna().any():
             raise ValueError(f"PARAMCD {paramcd!r}: {column} is missing on some rows")
+    for column in ("AVAL", "CNSR"):
+        if not pd.api.types.is_numeric_dtype(rows[column]):
+            raise ValueError(f"PARAMCD {paramcd!r}: {column} must be numeric")
     cnsr = rows["CNSR"].to_numpy(dtype=float)
     if np.any(cnsr < 0) or np.any(cnsr != np.floor(cnsr)):
         raise ValueError(f"PARAMCD {paramcd!r}: CNSR must be 0 (event) or a positive integer")
-
-    def fit(subset: pd.DataFrame, label: str) -> KaplanMeierResult:
-        return fit_kaplan_meier(
-            subset["AVAL"].to_numpy(dtype=float), subset["CNSR"].to_numpy() == 0, label
-        )
-
     values = list(rows[group_col].unique())
     try:
         values.sort()
     except TypeError:
         values.sort(key=str)
-    groups = tuple(fit(rows.loc[rows[group_col] == v], str(v)) for v in values)
-    return EndpointSummary(
-        paramcd=paramcd,
-        group_col=group_col,
-        overall=fit(rows, OVERALL_LABEL),
-        groups=groups,
+    return rows, values
+
+
+KM_SUMMARY_COLUMNS: Final = (
+    "PARAMCD", "STRATUM", "N", "EVENTS", "MEDIAN", "LCL", "UCL",
+    "S6", "S6_LCL", "S6_UCL", "S12", "S12_LCL", "S12_UCL",
+)  # fmt: skip
+"""The columns of ``km_summary.csv`` (contract §8), in order."""
+
+FOLLOW_UP_COLUMNS: Final = ("PARAMCD", "STRATUM", "N", "CENSORED", "MEDIAN", "LCL", "UCL")
+"""The columns of :func:`follow_up_summary`, in order."""
+
+KM_CSV_FLOAT_FORMAT: Final = "%.10g"
+"""Ten significant digits, as the exported datasets (``export.CSV_FLOAT_FORMAT``)."""
+
+OVERALL_STRATUM: Final = "overall"
+_Fit = TypeVar("_Fit", KaplanMeierResult, FollowUpResult)
+_DOSE_LEVEL_COLUMN: Final = "DOSELVL"
+
+
+def km_summary(adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN) -> pd.DataFrame:
+    """The §8 ``km_summary`` table: one row per PARAMCD × stratum, times in days.
+
+    PARAMCDs in code-point order; within each, ``overall`` first, then each dose level (by
+    value). MEDIAN, LCL, UCL and the landmark columns are NaN where R reports NA (not reached,
+    not estimable); N and EVENTS are integers. An ADTTE without rows gives an empty table.
+    """
+    rows: list[dict[str, object]] = []
+    for paramcd in _paramcds(adtte, group_col):
+        summary = summarise_endpoint(adtte, paramcd, group_col)
+        for stratum, result in _strata(summary.overall, summary.groups):
+            median = result.median_estimate
+            row: dict[str, object] = {
+                "PARAMCD": paramcd,
+                "STRATUM": stratum,
+                "N": result.n,
+                "EVENTS": result.events,
+                "MEDIAN": _nan_if_none(median.median),
+                "LCL": _nan_if_none(median.lower),
+                "UCL": _nan_if_none(median.upper),
+            }
+            for months in LANDMARK_MONTHS:
+                estimate, lower, upper = result.survival_at_day(LANDMARK_DAYS[months])
+                row[f"S{months}"] = estimate
+                row[f"S{months}_LCL"] = lower
+                row[f"S{months}_UCL"] = upper
+            rows.append(row)
+    return _typed_frame(rows, KM_SUMMARY_COLUMNS, ("N", "EVENTS"))
+
+
+def follow_up_summary(adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN) -> pd.DataFrame:
+    """Median follow-up (reverse Kaplan–Meier) per PARAMCD × stratum, in km_summary's order."""
+    rows: list[dict[str, object]] = []
+    for paramcd in _paramcds(adtte, group_col):
+        subset, values = _endpoint_rows(adtte, paramcd, group_col)
+
+        def fit(frame: pd.DataFrame, label: str) -> FollowUpResult:
+            events = frame["CNSR"].to_numpy() == 0
+            return median_follow_up(frame["AVAL"].to_numpy(dtype=float), events, label)
+
+        overall = fit(subset, OVERALL_LABEL)
+        groups = tuple(fit(subset.loc[subset[group_col] == v], str(v)) for v in values)
+        for stratum, result in _strata(overall, groups):
+            rows.append(
+                {
+                    "PARAMCD": paramcd,
+                    "STRATUM": stratum,
+                    "N": result.n,
+                    "CENSORED": result.censored,
+                    "MEDIAN": _nan_if_none(result.estimate.median),
+                    "LCL": _nan_if_none(result.estimate.lower),
+                    "UCL": _nan_if_none(result.estimate.upper),
+                }
+            )
+    return _typed_frame(rows, FOLLOW_UP_COLUMNS, ("N", "CENSORED"))
+
+
+def km_summary_csv(frame: pd.DataFrame) -> bytes:
+    """The table as UTF-8 CSV: ``\\n`` line ends, floats to 10 significant digits, NaN empty."""
+    missing = [c for c in KM_SUMMARY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"not a km_summary table: lacks {', '.join(missing)}")
+    text = frame.loc[:, list(KM_SUMMARY_COLUMNS)].to_csv(
+        index=False, lineterminator="\n", float_format=KM_CSV_FLOAT_FORMAT, na_rep=""
     )
+    return text.encode("utf-8")
+
+
+def _paramcds(adtte: pd.DataFrame, group_col: str) -> list[str]:
+    missing = [c for c in (*_ADTTE_COLUMNS, group_col) if c not in adtte.columns]
+    if missing:
+        raise ValueError(f"ADTTE frame lacks column(s): {', '.join(missing)}")
+    if adtte["PARAMCD"].isna().any():
+        raise ValueError("ADTTE: PARAMCD is missing on some rows")
+    return sorted({str(p) for p in adtte["PARAMCD"]})
+
+
+def _strata(overall: _Fit, groups: tuple[_Fit, ...]) -> list[tuple[str, _Fit]]:
+    if any(g.label == OVERALL_STRATUM for g in groups):
+        raise ValueError(f"a group is called {OVERALL_STRATUM!r}, the name of the whole-set row")
+    strata = [(OVERALL_STRATUM, overall)]
+    strata.extend((g.label, g) for g in groups)
+    return strata
+
+
+def _typed_frame(
+    rows: list[dict[str, object]], columns: tuple[str, ...], counts: tuple[str, ...]
+) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    dtypes = {c: ("int64" if c in counts else "float64") for c in columns[2:]}
+    return frame.astype({"PARAMCD": object, "STRATUM": object, **dtypes})
 
 
 def _round_half_up(value: float, digits: int) -> str:
@@ -348,5 +634,8 @@ def format_landmark(
         estimate = result.survival_at_day(months * DAYS_PER_MONTH)
     if math.isnan(estimate.estimate):
         return f"{months}-month {endpoint} rate {_NOT_ESTIMABLE}"
-    s, low, high = (_round_half_up(100.0 * v, digits) for v in estimate)
-    return f"{months}-month {endpoint} rate {s}% (95% CI {low}–{high}%)"
+    rate = _round_half_up(100.0 * estimate.estimate, digits)
+    if math.isnan(estimate.lower) or math.isnan(estimate.upper):  # S is 1 or 0: R gives NA
+        return f"{months}-month {endpoint} rate {rate}% (95% CI {_NOT_ESTIMABLE})"
+    low, high = (_round_half_up(100.0 * v, digits) for v in estimate[1:])
+    return f"{months}-month {endpoint} rate {rate}% (95% CI {low}–{high}%)"
