@@ -461,7 +461,11 @@ class LedgerService:
     ) -> SubmissionResult:
         event_id: str | None = None
         try:
-            message = item if isinstance(item, SubmissionMessage) else parse_submission(item)
+            message = (
+                item
+                if isinstance(item, SubmissionMessage)
+                else parse_submission(item, recorded_on=self._clock().date())
+            )
             event_id = str(message.event_id)
             _check_sender(message.source, site)
             trial = self.find_trial(message.trial_id)

@@ -28,7 +28,7 @@ from ledger.application import (
 from ledger.audit.inspection import AuditSource
 from ledger.entries import parse_timestamp
 from ledger.projections.cohorts import cohort_table
-from ledger.schemas.submissions import json_schemas
+from ledger.schemas.submissions import submission_json_schema
 
 SUBMIT_BATCH = 1000
 
@@ -42,7 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        if getattr(args, "unsigned", False):
+            print(
+                f"ledger {args.command}: WARNING: no signing key (--signing-key or "
+                "LEDGER_SIGNING_KEY): checkpoints were recorded unsigned; `ledger verify` says so",
+                file=sys.stderr,
+            )
+        return code
     except audit_cli.NotIntactError as error:
         print(f"ledger {args.command}: {error}", file=sys.stderr)
         return 1
@@ -182,12 +189,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    schemas = json_schemas()
-    if args.type:
-        if args.type not in schemas["data"]:
-            raise UsageError(f"no event type {args.type!r}; types: {', '.join(schemas['data'])}")
-        schemas = schemas["data"][args.type]
-    print(json.dumps(schemas, indent=2, sort_keys=True))
+    try:
+        schema = submission_json_schema(args.type)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps(schema, indent=2, sort_keys=True))
     return 0
 
 
@@ -343,12 +349,7 @@ def _software_version() -> str:
 def _service(args: argparse.Namespace) -> LedgerService:
     """The store for a command that writes: checkpoints signed with the configured key."""
     signer = configured_signer(getattr(args, "signing_key", None))
-    if signer is None:
-        print(
-            f"ledger {args.command}: WARNING: no signing key (--signing-key or "
-            "LEDGER_SIGNING_KEY): checkpoints are recorded unsigned; `ledger verify` will say so",
-            file=sys.stderr,
-        )
+    args.unsigned = signer is None  # said loudly once the command has run (main)
     return LedgerService(args.store, signer=signer)
 
 
@@ -466,8 +467,13 @@ def _parser() -> argparse.ArgumentParser:
         "--variant", choices=[v.value for v in Variant], default=Variant.STRICT_SIX.value
     )
 
-    schema = add("schema", _schema, "JSON Schemas of the submission envelope and event data", [])
-    schema.add_argument("--type", help="only this event type's data schema")
+    schema = add(
+        "schema",
+        _schema,
+        "the JSON Schema (2020-12) of the submission envelope: every type and schema version",
+        [],
+    )
+    schema.add_argument("--type", help="only this event type's envelopes")
 
     export = add(
         "export",
