@@ -17,6 +17,7 @@ import pytest
 from ledger.application import LedgerService
 from ledger.demo import run_demo
 from ledger.projections.datasets import build_datasets
+from ledger.projections.define_xml import DEFINE_NAME
 from ledger.projections.export import (
     MANIFEST_NAME,
     export_datasets,
@@ -161,7 +162,9 @@ def test_export_as_of_t1_is_byte_identical_after_later_corrections(
     again = tmp_path / "t1-again"
     export(ledger, again, T1)
     assert files_of(first) == files_of(again)
-    assert sorted(files_of(first)) == [*sorted(f"{n}.csv" for n in FILES), MANIFEST_NAME]
+    assert sorted(files_of(first)) == sorted(
+        [*(f"{n}.csv" for n in FILES), DEFINE_NAME, MANIFEST_NAME]
+    )
 
 
 def test_export_as_of_t2_reflects_corrections_and_late_data(
@@ -206,12 +209,12 @@ def test_manifest_hashes_match_the_files(
     ledger, _, _ = store
     manifest = export(ledger, tmp_path / "out", None)
     listed = {f["name"]: f for f in manifest["files"]}
-    assert list(listed) == [f"{n}.csv" for n in FILES]
+    assert list(listed) == [*(f"{n}.csv" for n in FILES), DEFINE_NAME]
     for name, entry in listed.items():
         data = (tmp_path / "out" / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["bytes"] == len(data)
-        assert entry["rows"] == data.count(b"\n") - 1
+        assert entry["rows"] == (None if name == DEFINE_NAME else data.count(b"\n") - 1)
         assert b"\r" not in data
     text = (tmp_path / "out" / MANIFEST_NAME).read_text()
     assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
@@ -276,3 +279,23 @@ def test_demo_report(tmp_path: Path) -> None:
     assert "median OS" in report.headline
     adsl = pd.read_csv(tmp_path / "demo" / "adsl.csv")
     assert len(adsl) == 27
+
+
+def test_manifest_carries_the_audit_provenance_when_given(
+    store: tuple[LedgerService, Clock, dict[str, str]], tmp_path: Path
+) -> None:
+    """root, size and checkpoint given to export_datasets land in manifest.json; nothing else."""
+    ledger, _, _ = store
+    audit = {"root": "ab" * 32, "size": 7, "checkpoint": {"size": 7, "signature": "x"},
+             "other": "ignored"}
+    export_datasets(
+        ledger.entries(TRIAL), as_of=None, cutoff=None, fmt="csv", out=tmp_path / "a",
+        software_version="9.9.9-test", audit=audit,
+    )
+    manifest = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
+    assert (manifest["root"], manifest["size"], manifest["checkpoint"]) == (
+        "ab" * 32, 7, {"size": 7, "signature": "x"}
+    )
+    assert "other" not in manifest
+    plain = export(ledger, tmp_path / "b", None)
+    assert "root" not in plain

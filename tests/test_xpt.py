@@ -12,7 +12,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from ledger.projections.xpt import write_xpt
+from ledger.projections.xpt import split_utf8, write_xpt
 
 CREATED = dt.datetime(2026, 7, 1, 9, 30, 5)
 LABELS = {
@@ -256,3 +256,20 @@ def test_created_must_be_a_datetime(tmp_path: Path) -> None:
     """A bare date is not a time stamp: there is no wall-clock fallback."""
     with pytest.raises(TypeError, match="created must be a datetime"):
         write(tmp_path, created=dt.date(2026, 7, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "sizes"),
+    [
+        pytest.param("a" * 200, [200], id="200 bytes fit in one piece"),
+        pytest.param("Ü" * 150, [200, 100], id="2-byte characters split at 200 bytes"),
+        pytest.param("a" * 199 + "€b", [199, 4], id="a 3-byte character is never cut"),
+        pytest.param("a" * 198 + "  bc", [198, 4], id="blanks move to the next piece"),
+        pytest.param(" " * 250, [200, 50], id="nothing but blanks still splits"),
+    ],
+)
+def test_split_utf8_rows(text: str, sizes: list[int]) -> None:
+    """Pieces of at most 200 bytes, whole characters, that join back to the text."""
+    pieces = split_utf8(text)
+    assert [len(p.encode("utf-8")) for p in pieces] == sizes
+    assert "".join(pieces) == text

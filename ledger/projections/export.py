@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -23,18 +23,17 @@ import pandas as pd
 
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.datasets import (
-    ADAE_COLUMNS,
-    ADRS_COLUMNS,
-    ADSL_COLUMNS,
-    ADTTE_COLUMNS,
+    DATASET_COLUMNS,
+    DATASET_KEYS,
     DATASET_LABELS,
     AnalysisDatasets,
     Column,
     build_datasets,
 )
+from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.km_plot import plot_kaplan_meier
 from ledger.projections.survival import format_median
-from ledger.projections.xpt import write_xpt
+from ledger.projections.xpt import split_long_text, write_xpt
 
 __all__ = [
     "CSV_FLOAT_FORMAT",
@@ -56,13 +55,10 @@ MANIFEST_NAME: Final = "manifest.json"
 CSV_FLOAT_FORMAT: Final = "%.10g"
 """Ten significant digits: exact for diameters and day counts, stable across platforms."""
 
-_SCHEMAS: Final[dict[str, tuple[Column, ...]]] = {
-    "adsl": ADSL_COLUMNS,
-    "adtte": ADTTE_COLUMNS,
-    "adrs": ADRS_COLUMNS,
-    "adae": ADAE_COLUMNS,
-}
+_SCHEMAS: Final[Mapping[str, tuple[Column, ...]]] = DATASET_COLUMNS
 _FORMATS: Final = ("csv", "xpt")
+AUDIT_KEYS: Final = ("root", "size", "checkpoint")
+"""The manifest's provenance keys from the Merkle log (contract §6), when the caller gives them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +66,8 @@ class ManifestFile:
     name: str
     sha256: str
     size: int
-    rows: int
+    rows: int | None
+    """Data rows of a dataset file; None for the metadata (define.xml)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +84,11 @@ class Manifest:
     format: str
     software_version: str
     files: tuple[ManifestFile, ...]
+    audit: Mapping[str, Any] | None = field(default=None)
+    """``root``, ``size`` and ``checkpoint`` of the ledger state read (contract §6), when known."""
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "trial_id": self.trial_id,
             "protocol_id": self.protocol_id,
             "protocol_version": self.protocol_version,
@@ -104,6 +103,9 @@ class Manifest:
                 for f in self.files
             ],
         }
+        if self.audit is not None:
+            document.update({key: self.audit[key] for key in AUDIT_KEYS if key in self.audit})
+        return document
 
     def to_json(self) -> str:
         return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -117,38 +119,52 @@ def export_datasets(
     fmt: ExportFormat,
     out: Path,
     software_version: str,
+    audit: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Build the datasets from ``entries`` and write adsl, adtte, adrs, adae and manifest.json."""
+    """Build the datasets from ``entries`` and write adsl, adtte, adrs, adae, define.xml and
+    manifest.json. ``audit`` (``root``, ``size``, ``checkpoint``) goes into the manifest as given.
+    """
     if fmt not in _FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
     datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
-    return write_datasets(datasets, fmt=fmt, out=out, software_version=software_version)
+    return write_datasets(
+        datasets, fmt=fmt, out=out, software_version=software_version, audit=audit
+    )
 
 
 def write_datasets(
-    datasets: AnalysisDatasets, *, fmt: ExportFormat, out: Path, software_version: str
+    datasets: AnalysisDatasets,
+    *,
+    fmt: ExportFormat,
+    out: Path,
+    software_version: str,
+    audit: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Write already-built datasets and their manifest into ``out`` (created if missing)."""
+    """Write already-built datasets, define.xml and the manifest into ``out`` (created if
+    missing)."""
     if fmt not in _FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
     out.mkdir(parents=True, exist_ok=True)
     provenance = datasets.provenance
     files = []
+    tables = []
     for stem, frame in datasets.frames().items():
         path = out / f"{stem}.{fmt}"
+        columns = _SCHEMAS[stem]
+        written = frame
         if fmt == "csv":
             _write_bytes(path, _csv_bytes(frame))
         else:
-            _write_xpt(frame, path, stem, _SCHEMAS[stem], provenance.last_recorded_at)
-        data = path.read_bytes()
-        files.append(
-            ManifestFile(
-                name=path.name,
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-                rows=len(frame),
+            written, columns = _write_xpt(
+                frame, path, stem, columns, provenance.last_recorded_at
             )
+        tables.append(
+            DefineTable(stem, DATASET_LABELS[stem], columns, written, path.name, DATASET_KEYS[stem])
         )
+        files.append(_manifest_file(path, len(frame)))
+    define_path = out / DEFINE_NAME
+    _write_bytes(define_path, define_xml(tables, _study_info(datasets, fmt, software_version)))
+    files.append(_manifest_file(define_path, None))
     manifest = Manifest(
         trial_id=provenance.trial_id,
         protocol_id=provenance.protocol_id,
@@ -160,6 +176,7 @@ def write_datasets(
         format=fmt,
         software_version=software_version,
         files=tuple(files),
+        audit=None if audit is None else dict(audit),
     )
     _write_bytes(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return manifest
@@ -170,9 +187,36 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return text.encode("utf-8")
 
 
+def _manifest_file(path: Path, rows: int | None) -> ManifestFile:
+    data = path.read_bytes()
+    return ManifestFile(
+        name=path.name, sha256=hashlib.sha256(data).hexdigest(), size=len(data), rows=rows
+    )
+
+
+def _study_info(datasets: AnalysisDatasets, fmt: str, software_version: str) -> StudyInfo:
+    provenance = datasets.provenance
+    levels = tuple((name, f"Fruquintinib {mg:g} mg") for name, mg in datasets.dose_levels.items())
+    return StudyInfo(
+        trial_id=provenance.trial_id,
+        protocol_id=provenance.protocol_id,
+        protocol_version=provenance.protocol_version,
+        created=provenance.last_recorded_at,
+        software_version=software_version,
+        file_format=fmt,
+        extra_codelists={
+            "DOSELVL": levels or (("", "No dose level"),),
+            "COHORT": (*levels, ("EXPANSION", "Expansion at the MTD")),
+        },
+    )
+
+
 def _write_xpt(
     frame: pd.DataFrame, path: Path, stem: str, schema: tuple[Column, ...], created: datetime
-) -> None:
+) -> tuple[pd.DataFrame, tuple[Column, ...]]:
+    """Write one transport file; text over 200 bytes goes into continuation variables.
+
+    Returns the frame as written and its variables (the schema plus any continuations)."""
     # Date columns go out as datetime64 so that an all-missing date column is still numeric
     # (a SAS date), and a column keeps its SAS type whatever the data happen to hold.
     converted = frame.copy()
@@ -183,14 +227,22 @@ def _write_xpt(
             ).astype("datetime64[ns]")
         elif column.kind == "text":
             converted[column.name] = frame[column.name].astype(object)
-    write_xpt(
-        converted,
-        path,
-        stem.upper(),
-        DATASET_LABELS[stem],
-        {c.name: c.label for c in schema},
-        created,
-    )
+    split, labels, continuations = split_long_text(converted, {c.name: c.label for c in schema})
+    write_xpt(split, path, stem.upper(), DATASET_LABELS[stem], labels, created)
+    columns: list[Column] = []
+    for column in schema:
+        columns.append(column)
+        for k, extra in enumerate(continuations.get(column.name, ()), start=1):
+            columns.append(
+                replace(
+                    column,
+                    name=extra,
+                    label=labels[extra],
+                    method=f"Continuation {k} of {column.name}: its UTF-8 bytes beyond "
+                    f"{200 * k} (ADaM: text over 200 bytes split across variables).",
+                )
+            )
+    return split, tuple(columns)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -51,6 +51,8 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_NAME_LENGTH",
     "SAS_EPOCH",
+    "split_long_text",
+    "split_utf8",
     "write_xpt",
 ]
 
@@ -142,6 +144,82 @@ def write_xpt(
     finally:
         partial.unlink(missing_ok=True)
     return out
+
+
+def split_utf8(text: str, limit: int = MAX_CHARACTER_BYTES) -> list[str]:
+    """``text`` in pieces of at most ``limit`` UTF-8 bytes, never splitting a character.
+
+    A piece does not end in whitespace where that can be helped (SAS drops trailing blanks, so
+    a space at the end of a piece would be lost on reading): the break moves before the blanks,
+    which then start the next piece. Joining the pieces gives ``text`` back.
+    """
+    if limit < 4:
+        raise ValueError(f"limit must be at least 4 bytes (one UTF-8 character), got {limit}")
+    pieces: list[str] = []
+    rest = text
+    while len(rest.encode("utf-8")) > limit:
+        size = 0
+        cut = 0
+        for char in rest:
+            width = len(char.encode("utf-8"))
+            if size + width > limit:
+                break
+            size += width
+            cut += 1
+        trimmed = len(rest[:cut].rstrip())
+        if 0 < trimmed < cut:
+            cut = trimmed
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces
+
+
+def split_long_text(
+    frame: pd.DataFrame, column_labels: Mapping[str, str], limit: int = MAX_CHARACTER_BYTES
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, tuple[str, ...]]]:
+    """Character values longer than ``limit`` bytes split the ADaM way into continuation variables.
+
+    A column with a value over ``limit`` UTF-8 bytes keeps the first piece and gains ``NAME1``,
+    ``NAME2``, … right after it (the base name shortened when the number would make it longer
+    than 8 characters: ``CNSDTDSC`` → ``CNSDTDS1``), labelled as the base with `` (1)``, …
+    appended. Returns the new frame, labels for every column, and base name → its continuation
+    names (empty when nothing needed splitting). Raises ValueError when a continuation name is
+    already a column.
+    """
+    out: dict[str, pd.Series[Any]] = {}
+    labels: dict[str, str] = {}
+    added: dict[str, tuple[str, ...]] = {}
+    for name in frame.columns:
+        column = frame[name]
+        labels[name] = column_labels.get(name, "")
+        values = list(column)
+        texts = [v if isinstance(v, str) else None for v in values]
+        if not any(t is not None and len(t.encode("utf-8")) > limit for t in texts):
+            out[name] = column
+            continue
+        pieces = [split_utf8(t, limit) if t is not None else [] for t in texts]
+        count = max(len(p) for p in pieces)
+        out[name] = pd.Series(
+            [p[0] if p else v for p, v in zip(pieces, values, strict=True)],
+            dtype=object, index=column.index,
+        )
+        names = []
+        for k in range(1, count):
+            suffix = str(k)
+            extra = f"{str(name)[: MAX_NAME_LENGTH - len(suffix)]}{suffix}"
+            if extra in frame.columns or extra in out:
+                raise ValueError(
+                    f"column {name}: continuation variable {extra} would clash with a column"
+                )
+            out[extra] = pd.Series(
+                [p[k] if len(p) > k else None for p in pieces], dtype=object, index=column.index
+            )
+            base_label = labels[name][: MAX_LABEL_LENGTH - len(suffix) - 3]
+            labels[extra] = f"{base_label} ({suffix})"
+            names.append(extra)
+        added[str(name)] = tuple(names)
+    return pd.DataFrame(out, index=frame.index), labels, added
 
 
 def _check_name(name: object, what: str) -> None:
