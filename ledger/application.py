@@ -10,18 +10,22 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qsl, unquote, urlparse
+from urllib.parse import parse_qsl, quote, unquote, urlparse
 from uuid import UUID
 
+import stamina
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
+    IntegrityError,
     JSONTranscoder,
+    OperationalError,
     PersistenceError,
     ProcessRecorder,
     Tracking,
@@ -75,8 +79,13 @@ class _LedgerStore(Application[UUID]):
         transcoder.register(DateAsISO())
 
 
-def store_environment(store: str) -> dict[str, str]:
-    """`--store` (a SQLite path or a postgresql:// URL) as eventsourcing's settings."""
+def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:
+    """`--store` (a SQLite path or a postgresql:// URL) as eventsourcing's settings.
+
+    `read_only`: a SQLite file must exist and is opened read-only (an auditor's copy; nothing is
+    ever created by a read). A URL without a password takes it from PGPASSWORD or ~/.pgpass,
+    as libpq would, so no password needs to be on a command line.
+    """
     if store.startswith(("postgresql://", "postgres://")):
         url = urlparse(store)
         options = dict(parse_qsl(url.query))
@@ -95,7 +104,16 @@ def store_environment(store: str) -> dict[str, str]:
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
-            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_PASSWORD": (
+                unquote(url.password)
+                if url.password is not None
+                else _password_from_environment(
+                    url.hostname or "127.0.0.1",
+                    url.port or 5432,
+                    url.path.strip("/"),
+                    unquote(url.username or "postgres"),
+                )
+            ),
             # eventsourcing's default is 30 s, then a pool error that hides the real cause. (It
             # bounds waiting for a pooled connection too, which a single-threaded service
             # never does for long.)
@@ -106,7 +124,38 @@ def store_environment(store: str) -> dict[str, str]:
         raise ValueError(f"store {store!r} is a directory; give a SQLite file path")
     if not path.parent.exists():
         raise ValueError(f"store {store!r}: folder {path.parent} does not exist")
+    if read_only:
+        if not path.is_file():
+            raise LookupError(
+                f"no store at {store} (give --store or LEDGER_STORE; a read creates nothing)"
+            )
+        # SQLite's URI form: mode=ro opens the file without ever writing to it.
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": f"file:{quote(str(path.resolve()))}?mode=ro",
+        }
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+def _password_from_environment(host: str, port: int, database: str, user: str) -> str:
+    """PGPASSWORD, else the first matching line of PGPASSFILE / ~/.pgpass (libpq's format:
+    host:port:database:user:password, `*` matches anything, `\\:` is a literal colon)."""
+    if "PGPASSWORD" in os.environ:
+        return os.environ["PGPASSWORD"]
+    passfile = Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
+    try:
+        lines = passfile.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    wanted = (host, str(port), database, user)
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [f.replace("\\:", ":").replace("\\\\", "\\")
+                  for f in re.split(r"(?<!\\):", line, maxsplit=4)]
+        if len(fields) == 5 and all(f in ("*", w) for f, w in zip(fields, wanted, strict=False)):
+            return fields[4]
+    return ""
 
 
 def redacted(store: str) -> str:
@@ -188,9 +237,11 @@ class LedgerService:
         clock: Callable[[], datetime] = utc_now,
         *,
         signer: Signer | None = None,
+        read_only: bool = False,
     ) -> None:
+        env = store_environment(store, read_only=read_only)
         try:
-            self._app = _LedgerStore(env=store_environment(store))
+            self._app = _LedgerStore(env=env)
         except PersistenceError as error:
             cause = error.__cause__ or error
             raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
@@ -274,10 +325,25 @@ class LedgerService:
         With `origin` (e.g. `file:submissions.jsonl`) each rejection is also kept in the rejection
         log, with its line number as its offset, like a rejected Kafka delivery.
         """
+        numbers = line_numbers if line_numbers is not None else range(1, len(items) + 1)
+        # Another writer on the same store (a second `ledger submit`) moves the trial on under
+        # us: the commit conflicts, so decide the batch again on the fresh trial.
+        for attempt in stamina.retry_context(
+            on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
+        ):
+            with attempt:
+                return self._submit_once(items, origin, numbers)
+        raise AssertionError("unreachable: stamina re-raises the last failure")
+
+    def _submit_once(
+        self,
+        items: Sequence[bytes | str | SubmissionMessage],
+        origin: str | None,
+        numbers: Sequence[int],
+    ) -> BatchReport:
         report = BatchReport()
         touched: dict[str, Trial] = {}
         log = self._load_rejection_log() if origin is not None else None
-        numbers = line_numbers if line_numbers is not None else range(1, len(items) + 1)
         try:
             for item, number in zip(items, numbers, strict=True):
                 result = self._record_one(item, touched)
@@ -671,10 +737,11 @@ class LedgerService:
     def default_trial_id(self) -> str:
         """The store's trial when it holds exactly one (the usual case)."""
         trial_ids = self.trial_ids()
+        where = self.store_description
         if not trial_ids:
-            raise LookupError("the store holds no trial yet: run `ledger init` or submit events")
+            raise LookupError(f"{where} holds no trial yet: run `ledger init` or submit events")
         if len(trial_ids) > 1:
-            raise LookupError(f"the store holds several trials ({', '.join(trial_ids)}): name one")
+            raise LookupError(f"{where} holds several trials ({', '.join(trial_ids)}): name one")
         return trial_ids[0]
 
     @property

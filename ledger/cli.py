@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ledger import audit_cli
 from ledger.aggregates.escalation import Variant
@@ -37,11 +38,20 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
+EXIT_OK = 0
+EXIT_REJECTED = 1  # some submissions were rejected, or a ledger did not verify
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 3  # the command could not do its work: store unreachable, a bug, ...
+EXIT_INTERRUPTED = 130
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        _refuse_password_on_command_line(args)
         code = handler(args)
         if getattr(args, "unsigned", False):
             print(
@@ -50,15 +60,60 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return code
+    except BrokenPipeError:
+        # The reader went away (`ledger history ... | head`): nothing more to say to anyone.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except audit_cli.NotIntactError as error:
         print(f"ledger {args.command}: {error}", file=sys.stderr)
-        return 1
-    except (UsageError, ValueError, LookupError, ProtocolInvalidError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"ledger {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_REJECTED
+    except (UsageError, ValueError, LookupError, ProtocolInvalidError) as error:
+        _mark_incomplete(args, error)
+        print(f"ledger {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        return 130
+        _mark_incomplete(args, "interrupted (Ctrl-C)")
+        print(f"ledger {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        _mark_incomplete(args, error)
+        if os.environ.get("LEDGER_DEBUG"):
+            raise
+        print(
+            f"ledger {args.command}: failed: {type(error).__name__}: {_one_line(error)} "
+            "(LEDGER_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error)
+    return text.splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _mark_incomplete(args: argparse.Namespace, why: object) -> None:
+    """A command that writes a folder and stopped half-way leaves a file saying so, so a partial
+    output never passes for a complete one."""
+    out = getattr(args, "out", None)
+    if isinstance(out, Path) and out.is_dir():
+        (out / INCOMPLETE_MARKER).write_text(
+            f"`ledger {args.command}` stopped before finishing: {why}\n"
+            "The files in this folder are partial; run the command again.\n",
+            encoding="utf-8",
+        )
+
+
+def _refuse_password_on_command_line(args: argparse.Namespace) -> None:
+    store = getattr(args, "store", None)
+    if store is None or store == os.environ.get("LEDGER_STORE"):
+        return
+    if "://" in store and urlparse(store).password is not None:
+        raise UsageError(
+            "a password in --store is visible to every user (ps); use PGPASSWORD, ~/.pgpass, "
+            "or the whole URL in LEDGER_STORE"
+        )
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -88,38 +143,57 @@ def _init(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     path: Path = args.file
     lines = _read_lines(path)
-    accepted = duplicates = 0
+    accepted = duplicates = done = 0
     rejected: list[dict[str, Any]] = []
-    with _service(args) as ledger:
-        ledger.ensure_trial()
-        for start in range(0, len(lines), SUBMIT_BATCH):
-            batch = lines[start : start + SUBMIT_BATCH]
-            report = ledger.submit_many(
-                [raw for _, raw in batch],
-                origin=f"file:{path.name}",
-                line_numbers=[number for number, _ in batch],
+    try:
+        with _service(args) as ledger:
+            ledger.ensure_trial()
+            for start in range(0, len(lines), SUBMIT_BATCH):
+                batch = lines[start : start + SUBMIT_BATCH]
+                report = ledger.submit_many(
+                    [raw for _, raw in batch],
+                    origin=f"file:{path.name}",
+                    line_numbers=[number for number, _ in batch],
+                )
+                accepted += report.accepted
+                duplicates += report.duplicates
+                for (line_number, _), result in zip(batch, report.results, strict=True):
+                    if result.rejected:
+                        assert result.reason_code is not None
+                        rejected.append(
+                            {
+                                "line": line_number,
+                                "event_id": result.event_id,
+                                "reason_code": result.reason_code.value,
+                                "message": result.message,
+                            }
+                        )
+                done += len(batch)
+    finally:
+        if done < len(lines):  # stopped early: say exactly what was and was not recorded
+            print(
+                f"{path}: stopped after line {done} of {len(lines)}: {accepted} accepted, "
+                f"{duplicates} duplicates, {len(rejected)} rejected; lines {done + 1}.."
+                f"{len(lines)} were not submitted (a batch is all or nothing: resubmit the file, "
+                "recorded lines count as duplicates)",
+                file=sys.stderr,
             )
-            accepted += report.accepted
-            duplicates += report.duplicates
-            for (line_number, _), result in zip(batch, report.results, strict=True):
-                if result.rejected:
-                    assert result.reason_code is not None
-                    rejected.append(
-                        {
-                            "line": line_number,
-                            "event_id": result.event_id,
-                            "reason_code": result.reason_code.value,
-                            "message": result.message,
-                        }
-                    )
-    document = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
-    text = [f"{path}: {accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected"]
+    document = {
+        "lines": len(lines),
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+    }
+    text = [
+        f"{path}: {len(lines)} lines: {accepted} accepted, {duplicates} duplicates, "
+        f"{len(rejected)} rejected"
+    ]
     text += [
         f"  line {r['line']}: {r['reason_code']}: {r['message']} (event {r['event_id']})"
         for r in rejected
     ]
     _emit(args, document, "\n".join(text))
-    return 1 if rejected else 0
+    return EXIT_REJECTED if rejected else EXIT_OK
 
 
 def _cohorts(args: argparse.Namespace) -> int:
@@ -223,7 +297,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ledger.demo import run_demo
     from ledger.projections.export import export_report
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    _claim_demo_folder(args.out)
     key_path = args.out / "signing-key.pem"
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
     (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
@@ -248,7 +322,23 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
     print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
           f"{args.out / 'public-key.pem'}")
+    (args.out / INCOMPLETE_MARKER).unlink()
     return 0
+
+
+DEMO_MARKER = ".ledger-demo"
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """The demo replaces only what an earlier demo wrote: a store it did not make is refused."""
+    store = out / "ledger.db"
+    if store.exists() and not (out / DEMO_MARKER).exists():
+        raise UsageError(
+            f"{store} exists and was not made by `ledger demo`; choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("made by `ledger demo`; it may replace this folder\n")
+    (out / INCOMPLETE_MARKER).write_text("`ledger demo` is running or was stopped\n")
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
@@ -354,8 +444,8 @@ def _service(args: argparse.Namespace) -> LedgerService:
 
 
 def _reader(args: argparse.Namespace) -> LedgerService:
-    """The store for a command that only reads."""
-    return LedgerService(args.store)
+    """The store for a command that only reads: opened read-only, never created."""
+    return LedgerService(args.store, read_only=True)
 
 
 def _provenance(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -372,14 +462,11 @@ def _as_of(args: argparse.Namespace) -> datetime | None:
 
 
 def _read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """Every line, blank ones too: each is accounted for as accepted, duplicate or rejected."""
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     with path.open("rb") as handle:
-        return [
-            (number, line.rstrip(b"\r\n"))
-            for number, line in enumerate(handle, start=1)
-            if line.strip()
-        ]
+        return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)]
 
 
 def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
@@ -399,6 +486,9 @@ def _iso_date(text: str) -> date:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ledger", description="Event-sourced ledger for the NCT05406206 dose-finding trial."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_software_version()}"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -441,7 +531,11 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--variant", choices=[v.value for v in Variant], help="override the 3+3 variant"
     )
-    init.add_argument("--entered-by", default=os.environ.get("USER", "ledger-cli"))
+    init.add_argument(
+        "--entered-by",
+        default=os.environ.get("USER", "ledger-cli"),
+        help="who opens the trial (recorded; default: $USER)",
+    )
     init.add_argument("--reason", help="why the trial is opened (recorded)")
 
     submit = add(
@@ -450,7 +544,7 @@ def _parser() -> argparse.ArgumentParser:
         "record submissions from a .jsonl file (no Kafka)",
         [store, as_json, signing],
     )
-    submit.add_argument("file", type=Path, metavar="FILE.jsonl")
+    submit.add_argument("file", type=Path, metavar="FILE.jsonl", help="one envelope per line")
 
     add("cohorts", _cohorts, "the cohort table", [store, as_json, as_of])
 
@@ -460,11 +554,16 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     simulate = add("simulate", _simulate, "operating characteristics of the 3+3 rules", [as_json])
-    simulate.add_argument("--true-dlt", required=True, metavar="P1,P2,P3")
-    simulate.add_argument("--runs", type=int, default=10_000)
-    simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument(
-        "--variant", choices=[v.value for v in Variant], default=Variant.STRICT_SIX.value
+        "--true-dlt", required=True, metavar="P1,P2,P3", help="true DLT rate at each dose level"
+    )
+    simulate.add_argument("--runs", type=int, default=10_000, help="simulated trials")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same result)")
+    simulate.add_argument(
+        "--variant",
+        choices=[v.value for v in Variant],
+        default=Variant.STRICT_SIX.value,
+        help="3+3 variant",
     )
 
     schema = add(
@@ -487,8 +586,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="D",
         help="ISO date: clinical facts up to this day; follow-up censored there",
     )
-    export.add_argument("--format", choices=["csv", "xpt"], default="csv")
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder to write")
 
     checkpoint = add(
         "checkpoint",
@@ -522,7 +623,7 @@ def _parser() -> argparse.ArgumentParser:
         "a self-contained, verifiable copy of the logs for auditors",
         [store, as_json, as_of],
     )
-    archive.add_argument("--out", type=Path, required=True)
+    archive.add_argument("--out", type=Path, required=True, help="a new, empty folder")
 
     replay = add(
         "replay",
@@ -530,10 +631,14 @@ def _parser() -> argparse.ArgumentParser:
         "verify an archive (or the topics), then rebuild the datasets from it alone",
         [store, as_json, as_of],
     )
-    replay.add_argument("archive", type=Path, nargs="?", metavar="ARCHIVE_DIR")
+    replay.add_argument(
+        "archive", type=Path, nargs="?", metavar="ARCHIVE_DIR", help="from `ledger archive`"
+    )
     replay.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
-    replay.add_argument("--format", choices=["csv", "xpt"], default="csv")
-    replay.add_argument("--out", type=Path, required=True)
+    replay.add_argument(
+        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
+    )
+    replay.add_argument("--out", type=Path, required=True, help="folder to write")
     replay.add_argument(
         "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
     )
@@ -558,7 +663,7 @@ def _parser() -> argparse.ArgumentParser:
     publish = add(
         "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]
     )
-    publish.add_argument("file", type=Path, metavar="FILE.jsonl")
+    publish.add_argument("file", type=Path, metavar="FILE.jsonl", help="one envelope per line")
 
     ingest = add(
         "ingest",
@@ -574,8 +679,10 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--nodes", type=int, choices=[1, 3], default=1)
 
     demo = add("demo", _demo, "run a seeded synthetic trial on the embedded store", [])
-    demo.add_argument("--out", type=Path, default=Path("demo-out"))
-    demo.add_argument("--seed", type=int, default=12)
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
+    )
+    demo.add_argument("--seed", type=int, default=12, help="random seed (same seed, same trial)")
     return parser
 
 

@@ -100,7 +100,7 @@ BAD_INPUT = [
         ("simulate", "--true-dlt", "0.1,x,0.3"), "expected numbers", id="rates that are not numbers"
     ),
     pytest.param(("simulate", "--true-dlt", "0.1,0.3"), "needs 3 rates", id="too few rates"),
-    pytest.param(("history", "01-001"), "no trial", id="history on an empty store"),
+    pytest.param(("history", "01-001"), "no store at", id="history on a missing store"),
     pytest.param(
         ("init", "--protocol", "nope.json"), "cannot read protocol", id="protocol file missing"
     ),
@@ -121,13 +121,14 @@ def test_bad_input_exits_non_zero_with_one_line(
 
 
 def test_unreachable_postgresql_store_is_one_line_without_the_password(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A PostgreSQL URL nobody answers: exit 2 within the connect timeout; the password is
-    never printed."""
+    """A PostgreSQL URL nobody answers: exit 3 (failed) within the connect timeout; the
+    password (from the environment, never the command line) is never printed."""
     store = "postgresql://auditor:s3cret@127.0.0.1:1/ledger?connect_timeout=1"
+    monkeypatch.setenv("LEDGER_STORE", store)
     code, out, err = run(capsys, "cohorts", "--store", store)
-    assert code == 2
+    assert code == 3
     assert len(err.strip().splitlines()) == 1
     assert "cannot open the store postgresql://auditor:***@127.0.0.1:1/ledger" in err
     assert "s3cret" not in out + err
