@@ -558,7 +558,7 @@ def _parser() -> argparse.ArgumentParser:
         "--true-dlt", required=True, metavar="P1,P2,P3", help="true DLT rate at each dose level"
     )
     simulate.add_argument("--runs", type=int, default=10_000, help="simulated trials")
-    simulate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same result)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same runs)")
     simulate.add_argument(
         "--variant",
         choices=[v.value for v in Variant],
