@@ -1,11 +1,12 @@
 """Ingest throughput: a bare kafka-python consumer vs. ingest end to end (record + publish).
 
-    python bench/bench_ingest.py [--count 20000] [--bootstrap HOST:PORT] [--max-batch 500]
+    python bench/bench_ingest.py [--count 20000] [--kafka-config FILE] [--bootstrap HOST:PORT]
+                                 [--max-batch 500]
 
 Publishes COUNT valid submissions (cohort A's 3 subjects on the protocol's schedule) to a fresh
 topic, then times (1) a plain consumer reading them all and (2) `run_ingest` until idle into a fresh
-SQLite store, and prints both rates and their ratio. Without --bootstrap it starts (and stops) its
-own broker with deploy.broker.
+SQLite store, and prints both rates and their ratio. Without --kafka-config/--bootstrap it starts
+(and stops) its own secure broker with deploy.broker and connects as its `admin` (SASL/SCRAM).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from consumers._kafka import kafka
+from consumers._kafka import (
+    Connection,
+    client_settings,
+    kafka,
+    load_client_properties,
+    resolve_settings,
+)
 from consumers.ingest import run_ingest
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
@@ -58,11 +65,12 @@ def submissions(count: int) -> Iterator[bytes]:
     yield from stream[:count]
 
 
-def bare_read(bootstrap: str, topic: str, count: int) -> float:
+def bare_read(bootstrap: Connection, topic: str, count: int) -> float:
     """Seconds a plain consumer needs to read `count` messages from the beginning."""
     consumer = kafka().KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+        topic, **client_settings(bootstrap, "bench-bare"),
+        group_id=f"bench-bare-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+        enable_auto_commit=False, max_poll_records=500)
     with closing(consumer):
         seen = 0
         started = time.perf_counter()
@@ -72,7 +80,7 @@ def bare_read(bootstrap: str, topic: str, count: int) -> float:
         return time.perf_counter() - started
 
 
-def run(bootstrap: str, count: int, max_batch: int, work: Path) -> dict[str, float]:
+def run(bootstrap: Connection, count: int, max_batch: int, work: Path) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     topics = {"submissions_topic": f"bench-sub-{tag}", "ledger_topic": f"bench-led-{tag}",
               "rejections_topic": f"bench-rej-{tag}"}
@@ -111,18 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--kafka-config", default=None, help="client properties (admin rights)")
     parser.add_argument("--max-batch", type=int, default=500)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
-        if args.bootstrap:
-            figures = run(args.bootstrap, args.count, args.max_batch, work)
+        if args.bootstrap or args.kafka_config:
+            settings = resolve_settings(args.bootstrap, args.kafka_config)
+            figures = run(settings, args.count, args.max_batch, work)
         else:
             from deploy import broker
 
             cluster = broker.start(work / "kafka", nodes=1)
             try:
-                figures = run(cluster.bootstrap, args.count, args.max_batch, work)
+                settings = load_client_properties(cluster.client_config("admin"))
+                figures = run(settings, args.count, args.max_batch, work)
             finally:
                 cluster.stop()
     print(f"submissions:            {figures['count']:>10.0f}")

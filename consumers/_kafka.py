@@ -3,14 +3,120 @@
 kafka-python 3.0.x calls the deprecated `importlib.resources.read_text` while importing; that
 warning is silenced here (and only here) so warnings-as-errors test runs can import it.
 
-Every client is built from `client_settings`, which carries the settings failover needs.
+Every client is built from `client_settings`, which carries the settings failover needs and the
+principal's credentials from its client properties file (`load_client_properties`, contract §7).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+#: The client properties file every Kafka command reads when `--kafka-config` is not given.
+KAFKA_CONFIG_ENV = "LEDGER_KAFKA_CONFIG"
+#: The extra key of a site's properties file naming the topic it writes its submissions to.
+SUBMISSIONS_TOPIC_KEY = "ledger.submissions.topic"
+_SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+_SASL_MECHANISMS = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+
+
+class KafkaConfigError(ValueError):
+    """A client properties file is missing, unreadable or incomplete (one-line reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """Where a Kafka client connects and as whom: one principal's client properties."""
+
+    bootstrap: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    submissions_topic: str | None = None
+    """`ledger.submissions.topic` of a site's file: the topic that site may write."""
+    source: str | None = None
+    """The file these settings came from, for messages."""
+
+    def with_bootstrap(self, bootstrap: str | None) -> KafkaSettings:
+        """The same principal at another address (`--bootstrap` overrides the file's)."""
+        return self if not bootstrap else replace(self, bootstrap=bootstrap)
+
+    def describe(self) -> str:
+        who = self.username or "anonymous"
+        return f"{self.bootstrap} as {who} ({self.security_protocol})"
+
+
+#: What a Kafka function accepts: a principal's settings, or a bare bootstrap (anonymous).
+Connection = KafkaSettings | str
+
+
+def as_settings(connection: Connection) -> KafkaSettings:
+    return connection if isinstance(connection, KafkaSettings) else KafkaSettings(connection)
+
+
+def load_client_properties(path: Path | str) -> KafkaSettings:
+    """A principal's settings from a Kafka client `.properties` file (contract §7).
+
+    Reads `bootstrap.servers`, `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    `sasl.password`, `ssl.ca.location` and `ledger.submissions.topic`; other keys are ignored.
+    """
+    from deploy.broker import read_properties
+
+    file = Path(path).expanduser()
+    try:
+        values = read_properties(file)
+    except OSError as error:
+        raise KafkaConfigError(f"Kafka config {file}: {error.strerror or error}") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise KafkaConfigError(f"Kafka config {file}: {error}") from None
+    bootstrap = values.get("bootstrap.servers", "")
+    protocol = values.get("security.protocol", "PLAINTEXT").upper()
+    mechanism = values.get("sasl.mechanism", "").upper() or None
+    if protocol not in _SECURITY_PROTOCOLS:
+        raise KafkaConfigError(f"Kafka config {file}: unknown security.protocol {protocol!r}")
+    sasl = protocol.startswith("SASL_")
+    if sasl and mechanism not in _SASL_MECHANISMS:
+        raise KafkaConfigError(f"Kafka config {file}: sasl.mechanism must be one of "
+                               f"{', '.join(sorted(_SASL_MECHANISMS))}")
+    username, password = values.get("sasl.username"), values.get("sasl.password")
+    if sasl and not (username and password):
+        raise KafkaConfigError(f"Kafka config {file}: sasl.username and sasl.password are needed "
+                               f"for {protocol}")
+    return KafkaSettings(
+        bootstrap=bootstrap,
+        security_protocol=protocol,
+        sasl_mechanism=mechanism if sasl else None,
+        username=username if sasl else None,
+        password=password if sasl else None,
+        ssl_cafile=values.get("ssl.ca.location") or None,
+        submissions_topic=values.get(SUBMISSIONS_TOPIC_KEY) or None,
+        source=str(file),
+    )
+
+
+def resolve_settings(bootstrap: str | None, kafka_config: Path | str | None) -> KafkaSettings:
+    """What a Kafka command connects with: `--kafka-config` (or env `LEDGER_KAFKA_CONFIG`), its
+    address overridden by `--bootstrap`; a bare `--bootstrap` alone is an anonymous client."""
+    config = kafka_config or os.environ.get(KAFKA_CONFIG_ENV) or None
+    if config:
+        settings = load_client_properties(config).with_bootstrap(bootstrap)
+    elif bootstrap:
+        settings = KafkaSettings(bootstrap)
+    else:
+        raise KafkaConfigError(
+            "no Kafka connection: give --kafka-config FILE (env LEDGER_KAFKA_CONFIG) or "
+            "--bootstrap HOST:PORT (env LEDGER_BOOTSTRAP)"
+        )
+    if not settings.bootstrap:
+        raise KafkaConfigError(f"Kafka config {settings.source}: no bootstrap.servers "
+                               f"(give --bootstrap HOST:PORT)")
+    return settings
 
 
 def kafka() -> Any:
@@ -29,13 +135,22 @@ def kafka() -> Any:
 METADATA_MAX_AGE_MS = 3000
 
 
-def client_settings(bootstrap: str, client_id: str) -> dict[str, Any]:
+def client_settings(connection: Connection, client_id: str) -> dict[str, Any]:
     """The settings every producer, consumer and admin client of the ledger starts from."""
-    return {
-        "bootstrap_servers": bootstrap,
+    settings = as_settings(connection)
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
         "client_id": client_id,
         "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+        "security_protocol": settings.security_protocol,
     }
+    if settings.sasl_mechanism is not None:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.username
+        config["sasl_plain_password"] = settings.password
+    if settings.ssl_cafile is not None:
+        config["ssl_cafile"] = settings.ssl_cafile
+    return config
 
 
 def kafka_errors() -> Any:

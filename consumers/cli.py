@@ -1,4 +1,8 @@
-"""Handlers behind `ledger publish`, `ledger ingest` and `ledger broker` (contract §5).
+"""Handlers behind `ledger publish`, `ledger ingest` and `ledger broker` (contract §5, §7).
+
+Every Kafka command connects as the principal of a client properties file: `--kafka-config FILE`
+(env `LEDGER_KAFKA_CONFIG`), whose address `--bootstrap` (env `LEDGER_BOOTSTRAP`) overrides; a
+bare `--bootstrap` is an anonymous client, which the broker of `ledger broker start` refuses.
 
 Each returns `(exit_code, text, json_document)`; the `ledger` command prints `text` (or the document
 with `--json`). Bad input and an unreachable broker raise `KafkaCommandError` (a `ValueError`) with
@@ -19,11 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from consumers._kafka import kafka_errors
+from consumers._kafka import (
+    KAFKA_CONFIG_ENV,
+    KafkaConfigError,
+    KafkaSettings,
+    kafka_errors,
+    resolve_settings,
+)
 from consumers.ingest import DEFAULT_GROUP, run_ingest
+from consumers.outbox import UntrustedTopicError
 from consumers.publisher import publish_file
+from consumers.security import DEMO_SITE, ProvisioningError, add_site, provision
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC
 from ledger.application import LedgerService
+from ledger.audit.checkpoints import Signer
 
 Result = tuple[int, str, dict[str, Any]]
 
@@ -32,11 +45,26 @@ class KafkaCommandError(ValueError):
     """A Kafka command could not run: no bootstrap, broker unreachable, broker failed to start."""
 
 
-def cmd_publish(path: Path, bootstrap: str | None, topic: str = SUBMISSIONS_TOPIC) -> Result:
-    """Validate FILE.jsonl and publish its valid lines; exit 1 when some lines were refused."""
+def connection(bootstrap: str | None, kafka_config: Path | str | None = None) -> KafkaSettings:
+    """The settings a Kafka command connects with (`--kafka-config`, env, `--bootstrap`)."""
+    try:
+        return resolve_settings(bootstrap, kafka_config)
+    except KafkaConfigError as error:
+        raise KafkaCommandError(str(error)) from None
+
+
+def cmd_publish(
+    path: Path, bootstrap: str | None, topic: str | None = None,
+    kafka_config: Path | str | None = None,
+) -> Result:
+    """Validate FILE.jsonl and publish its valid lines; exit 1 when some lines were refused.
+
+    The topic is `topic`, else the site's own topic named in its properties file, else the
+    shared `trial.submissions`."""
+    settings = connection(bootstrap, kafka_config)
     with _kafka_failures("publish"):
-        report = publish_file(Path(path), _required(bootstrap), topic)
-    lines = [f"published {report.published} submissions to {topic}"
+        report = publish_file(Path(path), settings, topic)
+    lines = [f"published {report.published} submissions to {report.topic}"
              f"{f', refused {len(report.invalid)} lines' if report.invalid else ''}"]
     lines += [f"  line {bad.line}: {bad.reason_code}: {bad.message}" for bad in report.invalid]
     return (0 if report.ok else 1), "\n".join(lines), report.to_json_dict()
@@ -47,24 +75,33 @@ def cmd_ingest(
     bootstrap: str | None,
     until_idle: bool,
     *,
-    submissions_topic: str = SUBMISSIONS_TOPIC,
+    kafka_config: Path | str | None = None,
+    submissions_topic: str | None = SUBMISSIONS_TOPIC,
     ledger_topic: str = LEDGER_TOPIC,
     rejections_topic: str = REJECTIONS_TOPIC,
     group_id: str = DEFAULT_GROUP,
     group_instance_id: str | None = None,
     max_batch: int = 500,
+    signer: Signer | None = None,
 ) -> Result:
-    """Consume, record and republish; SIGTERM or Ctrl-C stops cleanly after the current batch."""
-    server = _required(bootstrap)
+    """Consume, record and republish; SIGTERM or Ctrl-C stops cleanly after the current batch.
+
+    Reads `submissions_topic` and every site topic `<submissions_topic>.<SITE>`."""
+    server = connection(bootstrap, kafka_config)
+    submissions_topic = submissions_topic or SUBMISSIONS_TOPIC
     stop = threading.Event()
-    with _as_a_service(stop), _kafka_failures("ingest"), LedgerService(store) as service:
+    with (
+        _as_a_service(stop),
+        _kafka_failures("ingest"),
+        LedgerService(store, signer=signer) as service,
+    ):
         report = run_ingest(
             service, server, until_idle=until_idle, submissions_topic=submissions_topic,
             ledger_topic=ledger_topic, rejections_topic=rejections_topic, group_id=group_id,
             group_instance_id=group_instance_id, max_batch=max_batch, stop=stop,
         )
     text = (
-        f"consumed {report.consumed} submissions from {submissions_topic}: "
+        f"consumed {report.consumed} submissions from {submissions_topic}[.SITE]: "
         f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected} rejected\n"
         f"published {report.published_events} records to {ledger_topic} and "
         f"{report.published_rejections} rejections to {rejections_topic}\n"
@@ -74,7 +111,8 @@ def cmd_ingest(
 
 
 def cmd_broker_start(data_dir: Path | None, nodes: int = 1) -> Result:
-    """Start (or find running) a local broker; the text's last line is the bootstrap address."""
+    """Start (or find running) a local secure broker (SASL/SCRAM, ACLs; contract §7), set up its
+    principals, topics and ACLs; the text's last line is the bootstrap address."""
     from deploy import broker
 
     if nodes not in (1, 3):
@@ -82,11 +120,42 @@ def cmd_broker_start(data_dir: Path | None, nodes: int = 1) -> Result:
     directory = Path(data_dir) if data_dir is not None else broker.default_data_dir()
     try:
         cluster = broker.start(directory, nodes=nodes)
-    except broker.BrokerError as error:
+        files = provision(cluster.data_dir, sites=(DEMO_SITE,))
+    except (broker.BrokerError, ProvisioningError, KafkaConfigError) as error:
         raise KafkaCommandError(_one_line(error)) from None
-    text = (f"Kafka {broker.kafka_version()}, {len(cluster.nodes)} node(s), data in "
-            f"{cluster.data_dir}\n{cluster.bootstrap}")
-    return 0, text, broker.status(directory)
+    lines = [f"Kafka {broker.kafka_version()}, {len(cluster.nodes)} node(s), SASL/SCRAM-SHA-512 "
+             f"and ACLs, data in {cluster.data_dir}"]
+    lines += [f"  {name}: {path}" for name, path in files.items()]
+    lines.append(f"(use a file with --kafka-config FILE or {KAFKA_CONFIG_ENV}=FILE)")
+    lines.append(cluster.bootstrap)
+    document = {**broker.status(directory), "clients": {k: str(v) for k, v in files.items()}}
+    return 0, "\n".join(lines), document
+
+
+def cmd_broker_add_site(data_dir: Path | None, site: str | None) -> Result:
+    """Add a site principal (SCRAM user), its topic `trial.submissions.SITE` and its ACL; the
+    text's last line is its client properties file."""
+    from deploy import broker
+
+    if not site:
+        raise KafkaCommandError("broker add-site needs the SITE name (its submissions' source)")
+    directory = Path(data_dir) if data_dir is not None else broker.default_data_dir()
+    try:
+        path = add_site(directory, site)
+    except (broker.BrokerError, ProvisioningError, KafkaConfigError) as error:
+        raise KafkaCommandError(_one_line(error)) from None
+    text = (f"site {site} may write {broker.read_properties(path)['ledger.submissions.topic']} "
+            f"and nothing else\n{path}")
+    return 0, text, {"site": site, "kafka_config": str(path)}
+
+
+def cmd_broker(args: argparse.Namespace) -> Result:
+    """`ledger broker start|stop|add-site` from the options of `add_broker_arguments`."""
+    if args.action == "start":
+        return cmd_broker_start(args.data, args.nodes)
+    if args.action == "add-site":
+        return cmd_broker_add_site(args.data, args.site)
+    return cmd_broker_stop(args.data)
 
 
 def cmd_broker_stop(data_dir: Path | None) -> Result:
@@ -103,14 +172,6 @@ def cmd_broker_stop(data_dir: Path | None) -> Result:
     return 0, f"stopped the broker in {directory}", broker.status(directory)
 
 
-def _required(bootstrap: str | None) -> str:
-    if not bootstrap:
-        raise KafkaCommandError(
-            "no Kafka bootstrap: give --bootstrap HOST:PORT or set LEDGER_BOOTSTRAP"
-        )
-    return bootstrap
-
-
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -120,10 +181,15 @@ def _one_line(error: BaseException) -> str:
 def _kafka_failures(command: str) -> Iterator[None]:
     try:
         yield
+    except UntrustedTopicError as error:
+        raise KafkaCommandError(f"{command}: {_one_line(error)}") from None
     except kafka_errors().KafkaError as error:
         reason = _one_line(error)
         if not reason.startswith(type(error).__name__):
             reason = f"{type(error).__name__}: {reason}"
+        if "Unable to bootstrap" in reason:
+            reason += (" (the broker is unreachable, or refused the connection: an anonymous "
+                       "client or a wrong password; check --kafka-config)")
         raise KafkaCommandError(f"{command}: Kafka: {reason}") from None
 
 
@@ -154,19 +220,51 @@ def _as_a_service(stop: threading.Event) -> Iterator[None]:
         faulthandler.unregister(signal.SIGUSR1)
 
 
+def add_kafka_config_argument(parser: argparse.ArgumentParser) -> None:
+    """`--kafka-config FILE`, default env `LEDGER_KAFKA_CONFIG`."""
+    parser.add_argument(
+        "--kafka-config", type=Path, default=os.environ.get(KAFKA_CONFIG_ENV) or None,
+        metavar="FILE",
+        help=f"Kafka client properties of the principal to connect as, e.g. "
+             f"DATA/clients/ledger.properties from `ledger broker start` (env {KAFKA_CONFIG_ENV})",
+    )
+
+
 def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
+    """`--kafka-config`, `--bootstrap` and `--submissions-topic` (every Kafka command)."""
+    add_kafka_config_argument(parser)
     parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_BOOTSTRAP"),
-                        help="Kafka HOST:PORT[,...] (env LEDGER_BOOTSTRAP)")
-    parser.add_argument("--submissions-topic", default=SUBMISSIONS_TOPIC)
+                        help="Kafka HOST:PORT[,...], overriding the --kafka-config file's "
+                             "address (env LEDGER_BOOTSTRAP)")
+    parser.add_argument("--submissions-topic", default=None,
+                        help=f"publish: default the site's topic from its --kafka-config file, "
+                             f"else {SUBMISSIONS_TOPIC}; ingest: reads it and every "
+                             f"TOPIC.SITE (default {SUBMISSIONS_TOPIC})")
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ledger broker start|stop|add-site`."""
+    parser.add_argument("action", choices=["start", "stop", "add-site"],
+                        help="start or stop the local broker, or add a site principal")
+    parser.add_argument("site", nargs="?", default=None,
+                        help="add-site: the site's name, the `source` its submissions carry")
+    parser.add_argument("--data", type=Path,
+                        help="broker data directory (env LEDGER_KAFKA_DATA)")
+    parser.add_argument("--nodes", type=int, choices=[1, 3], default=1,
+                        help="start: one node, or three (replication factor 3)")
 
 
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ledger ingest` beyond the bootstrap and the store."""
     parser.add_argument("--until-idle", action="store_true",
                         help="stop once every assigned partition is consumed and published")
-    parser.add_argument("--ledger-topic", default=LEDGER_TOPIC)
-    parser.add_argument("--rejections-topic", default=REJECTIONS_TOPIC)
-    parser.add_argument("--group-id", default=DEFAULT_GROUP)
+    parser.add_argument("--ledger-topic", default=LEDGER_TOPIC,
+                        help=f"where recorded events are published (default {LEDGER_TOPIC})")
+    parser.add_argument("--rejections-topic", default=REJECTIONS_TOPIC,
+                        help=f"where rejections are published (default {REJECTIONS_TOPIC})")
+    parser.add_argument("--group-id", default=DEFAULT_GROUP,
+                        help=f"consumer group (default {DEFAULT_GROUP}; the ACLs allow only it)")
     parser.add_argument("--group-instance-id", default=None,
                         help="static group membership: a restarted process takes over at once")
-    parser.add_argument("--max-batch", type=int, default=500)
+    parser.add_argument("--max-batch", type=int, default=500,
+                        help="most submissions recorded in one store transaction")

@@ -1,4 +1,11 @@
-"""Exactly-once ingest: `trial.submissions` → the store → `trial.ledger` / `trial.rejections`.
+"""Exactly-once ingest: submissions topics → the store → `trial.ledger` / `trial.rejections`.
+
+Submissions come from the shared topic `trial.submissions` and from every site's own topic
+`trial.submissions.<SITE>` (one pattern subscription: a site added while ingest runs is picked up
+at the next metadata refresh, within `METADATA_MAX_AGE_MS`, and its partitions assigned by a
+rebalance). Only the site `<SITE>` may write its topic (consumers/security.py), so a delivery from
+it carries `site=<SITE>`, the sender as the broker authenticated it; the ledger refuses a
+submission whose `source` is another.
 
 The store's tracking records are the source of truth for consumer positions: on every assignment
 each partition is sought to the offset after the last one whose effects are in the store, and each
@@ -13,19 +20,22 @@ dumps its threads' stacks on SIGUSR1.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from consumers._kafka import client_settings, kafka, kafka_errors
+from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.outbox import LedgerOutbox
 from consumers.topics import (
+    HISTORY_CONFIGS,
     LEDGER_TOPIC,
     REJECTIONS_TOPIC,
     SUBMISSIONS_TOPIC,
     ensure_topics,
+    site_of_topic,
     wait_for_partitions,
 )
 from ledger.application import Delivery, LedgerService
@@ -84,9 +94,14 @@ class _SeekToStore:
         self.on_partitions_revoked(lost)
 
 
+def submissions_pattern(submissions_topic: str = SUBMISSIONS_TOPIC) -> str:
+    """The topics ingest reads: the shared one and every site's (`<topic>.<SITE>`)."""
+    return rf"^{re.escape(submissions_topic)}(\..+)?$"
+
+
 def run_ingest(
     service: LedgerService,
-    bootstrap: str,
+    bootstrap: Connection,
     *,
     until_idle: bool,
     submissions_topic: str = SUBMISSIONS_TOPIC,
@@ -102,7 +117,9 @@ def run_ingest(
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
     service.ensure_trial()
-    ensure_topics(bootstrap, [submissions_topic, ledger_topic, rejections_topic])
+    # The ledger's own topics keep history forever; the submissions topics are the operator's
+    # (`ledger broker start` / `add-site`): ingest only reads them.
+    ensure_topics(bootstrap, [ledger_topic, rejections_topic], configs=HISTORY_CONFIGS)
     report = IngestReport()
     k = kafka()
     outbox = LedgerOutbox(
@@ -127,13 +144,13 @@ def run_ingest(
             wait_for_partitions(consumer, submissions_topic)
             # kafka-python insists on its own base class; the behaviour is all in _SeekToStore.
             listener = type("SeekToStore", (_SeekToStore, k.ConsumerRebalanceListener), {})
-            consumer.subscribe(
-                [submissions_topic], listener=listener(consumer, service, positions)
-            )
+            consumer.subscribe(pattern=submissions_pattern(submissions_topic),
+                               listener=listener(consumer, service, positions))
             while not (stop is not None and stop.is_set()):
                 polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
                 for tp, records in polled.items():
-                    _record(service, consumer, tp, records, positions, max_batch, report)
+                    site = site_of_topic(tp.topic, submissions_topic)
+                    _record(service, consumer, tp, records, positions, max_batch, report, site)
                 if polled:
                     published = outbox.publish_pending()
                     _log.info("consumed %d, published %d (totals: %d consumed, %d published)",
@@ -154,7 +171,7 @@ def run_ingest(
 
 def _record(
     service: LedgerService, consumer: Any, tp: Any, records: Sequence[Any],
-    positions: dict[Any, int], max_batch: int, report: IngestReport,
+    positions: dict[Any, int], max_batch: int, report: IngestReport, site: str | None,
 ) -> None:
     last = positions.get(tp)
     if last is None:  # revoked while this poll's records were in flight
@@ -163,7 +180,8 @@ def _record(
     for start in range(0, len(fresh), max_batch):
         chunk = fresh[start:start + max_batch]
         batch = service.submit_tracked(
-            [Delivery(r.value if r.value is not None else b"", r.topic, r.partition, r.offset)
+            [Delivery(r.value if r.value is not None else b"", r.topic, r.partition, r.offset,
+                      site=site)
              for r in chunk]
         )
         positions[tp] = chunk[-1].offset

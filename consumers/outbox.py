@@ -7,6 +7,13 @@ was already published — the highest `position` per trial and the highest rejec
 publishing resumes right after it. Each round is one transaction, so a crash either publishes a
 whole round or none of it, and the next start neither repeats nor skips a record.
 
+The outbox never trusts what it cannot check: every record of the tail it resumes from must be
+the store's entry at that position (the whole JSON object, and its leaf hash when the record has
+one), each trial's positions consecutive, each rejection the store's one with that sequence.
+Anything else on a topic (a forged record, a position beyond the store, a gap or a duplicate) is
+logged as an error and raised as `UntrustedTopicError`: publishing stops, because resuming after
+such a record would skip real records and resuming before it would publish them twice.
+
 The same restart is how a failed round is recovered while running (a broker died, a transaction
 timed out): the producer is dropped, a new one fences it and aborts its transaction, the tails are
 read again, and the round is retried from there.
@@ -24,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers._kafka import (
+    Connection,
     client_settings,
     commit_transaction,
     discard_producer,
@@ -56,9 +64,13 @@ RETRY_PAUSE_S = 2.0
 _log = logging.getLogger("trial_ledger.outbox")
 
 
+#: Every transactional id of the ledger's publishers starts so (the `ledger` principal's ACL).
+TRANSACTIONAL_ID_PREFIX = "trial-ledger-publisher"
+
+
 def default_transactional_id(ledger_topic: str, rejections_topic: str) -> str:
     """Stable per pair of output topics: one live publisher for them, any older one fenced."""
-    return f"trial-ledger-publisher:{ledger_topic}:{rejections_topic}"
+    return f"{TRANSACTIONAL_ID_PREFIX}:{ledger_topic}:{rejections_topic}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +85,39 @@ class Outgoing:
 
 
 @dataclass(frozen=True, slots=True)
+class TailRecord:
+    """One committed record read back from the end of a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
 class PublishedTail:
-    """What the topics already hold: last position per trial, last rejection sequence."""
+    """What the topics already hold: last position per trial, last rejection sequence, and the
+    tail records those were read from (checked against the store by `verify_tail`)."""
 
     positions: dict[str, int]
     rejection_sequence: int
+    ledger_records: tuple[TailRecord, ...] = ()
+    rejection_records: tuple[TailRecord, ...] = ()
+
+
+class UntrustedTopicError(RuntimeError):
+    """A published topic holds records the store does not vouch for: publishing stops."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        super().__init__(
+            f"refusing to publish: {problems[0]}{more}; the topic was written by someone other "
+            f"than this ledger, or the store is not the one it was published from"
+        )
 
 
 class LedgerOutbox:
@@ -86,7 +126,7 @@ class LedgerOutbox:
     def __init__(
         self,
         service: LedgerService,
-        bootstrap: str,
+        bootstrap: Connection,
         *,
         ledger_topic: str = LEDGER_TOPIC,
         rejections_topic: str = REJECTIONS_TOPIC,
@@ -128,6 +168,7 @@ class LedgerOutbox:
 
         On a restart, records the tail shows beyond what this outbox counted were committed by
         its previous producer after all (a commit whose acknowledgement was lost): they count.
+        Raises `UntrustedTopicError` if the tail is not what the store published.
         """
         self._discard_producer()
         self._producer = kafka().KafkaProducer(**self._config)
@@ -135,6 +176,12 @@ class LedgerOutbox:
         trial_ids = self._service.trial_ids()
         tail = read_published_tail(self._bootstrap, self.ledger_topic, self.rejections_topic,
                                    trial_ids)
+        problems = verify_tail(self._service, tail)
+        if problems:
+            self._discard_producer()
+            for problem in problems:
+                _log.error("untrusted record on a published topic: %s", problem)
+            raise UntrustedTopicError(problems)
         positions = {t: tail.positions.get(t, 0) for t in trial_ids}
         if self._started:
             self.published_events += sum(
@@ -176,7 +223,10 @@ class LedgerOutbox:
                 break
             except (kafka_errors().KafkaError, TimeoutError) as error:
                 self._discard_producer()
-                if attempt == PUBLISH_ATTEMPTS or _final(error):
+                final = _final(error)
+                if final is not None and final is not error:
+                    raise final from error  # the real cause (fenced), not kafka-python's wrapper
+                if attempt == PUBLISH_ATTEMPTS or final is not None:
                     raise
                 if self._stop is not None and self._stop.is_set():
                     _log.warning("publishing failed (%s) while stopping; the next start resumes",
@@ -235,13 +285,21 @@ class LedgerOutbox:
         self.close()
 
 
-def _final(error: BaseException) -> bool:
-    """Errors a restart must not retry: fenced means a newer publisher took over (retrying would
-    fence it in turn), and a refused authorization will be refused again."""
+def _final(error: BaseException) -> BaseException | None:
+    """The error a restart must not retry, if `error` is or wraps one: fenced means a newer
+    publisher took over (retrying would fence it in turn), and a refused authorization will be
+    refused again.
+
+    kafka-python 3.0.12 may report the fencing of an earlier request as a generic KafkaError
+    ("Cannot perform send because at least one previous transactional or idempotent request has
+    failed", ProducerFencedError()) when the send comes after it: its arguments are looked into.
+    """
     errors = kafka_errors()
     # A send fenced mid-transaction fails with the broker's InvalidProducerEpochError instead.
-    fenced = errors.ProducerFencedError | errors.InvalidProducerEpochError
-    return isinstance(error, fenced | errors.AuthorizationError)
+    final = (errors.ProducerFencedError | errors.InvalidProducerEpochError
+             | errors.AuthorizationError)
+    causes = [error, error.__cause__, *(a for a in error.args if isinstance(a, BaseException))]
+    return next((cause for cause in causes if isinstance(cause, final)), None)
 
 
 def _trial_of(submission: str) -> str | None:
@@ -254,16 +312,15 @@ def _trial_of(submission: str) -> str | None:
 
 
 def read_published_tail(
-    bootstrap: str, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str]
+    bootstrap: Connection, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str]
 ) -> PublishedTail:
-    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections.
+    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections,
+    with the tail records they were read from.
 
     Reads backwards from each partition's end (last stable offset) in growing windows until every
     store trial has been seen or the partition's beginning is reached.
     """
     wanted = set(trial_ids)
-    positions: dict[str, int] = {}
-    sequence = 0
     consumer = kafka().KafkaConsumer(
         **client_settings(bootstrap, "trial-ledger-tail"),
         group_id=None,
@@ -271,44 +328,156 @@ def read_published_tail(
         isolation_level="read_committed",
     )
     with closing(consumer):
-        for value in _tail_values(consumer, rejections_topic, lambda _seen: True):
-            sequence = max(sequence, _field(value, "sequence"))
+        rejections = _tail_records(consumer, rejections_topic, lambda _seen: True)
 
-        def found_all(seen: list[bytes]) -> bool:
-            for value in seen:
-                document = _document(value)
-                if document is not None and isinstance(document.get("trial_id"), str):
-                    trial = document["trial_id"]
-                    positions[trial] = max(positions.get(trial, 0), _field(value, "position"))
-            return wanted <= positions.keys()
+        def found_all(seen: list[TailRecord]) -> bool:
+            trials = {d.get("trial_id") for d in map(_document, (r.value for r in seen)) if d}
+            return wanted <= trials
 
-        for _value in _tail_values(consumer, ledger_topic, found_all):
-            pass
-    return PublishedTail(positions, sequence)
+        ledger = _tail_records(consumer, ledger_topic, found_all)
+    positions: dict[str, int] = {}
+    for record in ledger:
+        document = _document(record.value)
+        if document is not None and isinstance(document.get("trial_id"), str):
+            trial = document["trial_id"]
+            positions[trial] = max(positions.get(trial, 0), _field(record.value, "position"))
+    sequence = max((_field(r.value, "sequence") for r in rejections), default=0)
+    return PublishedTail(positions, sequence, tuple(ledger), tuple(rejections))
 
 
-def _tail_values(consumer: Any, topic: str, enough: Any) -> Iterator[bytes]:
-    """Values from the end of every partition of `topic`, widening until `enough(values)`."""
+def verify_tail(service: LedgerService, tail: PublishedTail) -> list[str]:
+    """What in `tail` the store does not vouch for (empty: every record checked out).
+
+    Each `trial.ledger` record must be the store's entry at its position (the whole JSON object,
+    and the leaf hash when the record carries one), each trial's positions must follow each other
+    one by one in offset order, and each rejection must be the store's one with its sequence.
+    """
+    problems: list[str] = []
+    known = set(service.trial_ids())
+    by_trial: dict[str, list[tuple[TailRecord, dict[str, Any]]]] = {}
+    for record in sorted(tail.ledger_records, key=lambda r: (r.partition, r.offset)):
+        document = _document(record.value)
+        trial = document.get("trial_id") if document is not None else None
+        position = document.get("position") if document is not None else None
+        if document is None or not isinstance(trial, str) or not _is_int(position):
+            problems.append(f"{record.where()}: not a ledger record")
+        elif trial not in known:
+            problems.append(f"{record.where()}: trial {trial!r} is not in the store")
+        else:
+            by_trial.setdefault(trial, []).append((record, document))
+    for trial, records in by_trial.items():
+        problems += _check_trial_tail(service, trial, records)
+    problems += _check_rejection_tail(service, tail.rejection_records)
+    return problems
+
+
+def _check_trial_tail(
+    service: LedgerService, trial: str, records: list[tuple[TailRecord, dict[str, Any]]]
+) -> list[str]:
+    problems: list[str] = []
+    first = min(int(d["position"]) for _, d in records)
+    last = max(int(d["position"]) for _, d in records)
+    store: dict[int, dict[str, Any]] = {}
+    for entry in service.entries(trial, after=max(0, first - 1)):
+        if entry.position > last:
+            break
+        store[entry.position] = json.loads(entry.to_json())
+    previous: int | None = None
+    for record, document in records:
+        position = int(document["position"])
+        if previous is not None and position != previous + 1:
+            kind = "a duplicate" if position <= previous else "a gap"
+            problems.append(f"{record.where()}: {trial} position {position} follows position "
+                            f"{previous} ({kind})")
+        previous = position
+        expected = store.get(position)
+        if expected is None:
+            problems.append(f"{record.where()}: {trial} position {position} is beyond the "
+                            f"store's {max(store, default=first - 1)}")
+        elif not _same_entry(document, expected):
+            problems.append(f"{record.where()}: {trial} position {position} differs from the "
+                            f"store's entry")
+    return problems
+
+
+def _same_entry(published: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """The whole record equals the store's entry; a published leaf hash must be the store's."""
+    hash_on_topic = published.get("leaf_hash")
+    rest = {k: v for k, v in published.items() if k != "leaf_hash"}
+    if rest != {k: v for k, v in stored.items() if k != "leaf_hash"}:
+        return False
+    return hash_on_topic is None or hash_on_topic == stored.get("leaf_hash")
+
+
+def _check_rejection_tail(service: LedgerService, records: Iterable[TailRecord]) -> list[str]:
+    problems: list[str] = []
+    checked: list[tuple[TailRecord, int, dict[str, Any]]] = []
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        document = _document(record.value)
+        sequence = document.get("sequence") if document is not None else None
+        if document is None or not isinstance(sequence, int) or _is_bool(sequence) \
+                or sequence < 1:
+            problems.append(f"{record.where()}: not a rejection record")
+        else:
+            checked.append((record, sequence, document))
+    if not checked:
+        return problems
+    first = min(sequence for _, sequence, _ in checked)
+    last = max(sequence for _, sequence, _ in checked)
+    store: dict[int, dict[str, Any]] = {}
+    for message in service.rejections(after=first - 1):
+        if message["sequence"] > last:
+            break
+        store[message["sequence"]] = json.loads(json.dumps(message))
+    seen: set[int] = set()
+    previous: dict[int, int] = {}
+    for record, sequence, document in checked:
+        if sequence in seen or sequence <= previous.get(record.partition, 0):
+            problems.append(f"{record.where()}: rejection {sequence} is a duplicate or out of "
+                            f"order")
+        seen.add(sequence)
+        previous[record.partition] = sequence
+        expected = store.get(sequence)
+        if expected is None:
+            problems.append(f"{record.where()}: rejection {sequence} is beyond the store's "
+                            f"{max(store, default=first - 1)}")
+        elif document != expected:
+            problems.append(f"{record.where()}: rejection {sequence} differs from the store's")
+    return problems
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tail_records(consumer: Any, topic: str, enough: Any) -> list[TailRecord]:
+    """The last records of every partition of `topic`, widening the window until
+    `enough(records)` or every partition's beginning is reached."""
     structs = kafka()
     partitions = wait_for_partitions(consumer, topic, TAIL_TIMEOUT_S)
     tps = [structs.TopicPartition(topic, p) for p in partitions]
     if not tps:
-        return
+        return []
     consumer.assign(tps)
     begin = consumer.beginning_offsets(tps)
     end = consumer.end_offsets(tps)
     window = TAIL_WINDOW
     while True:
         starts = {tp: max(begin[tp], end[tp] - window) for tp in tps}
-        values = _read_range(consumer, starts, end)
-        yield from values
-        if enough(values) or all(starts[tp] == begin[tp] for tp in tps):
-            return
+        records = _read_range(consumer, starts, end)
+        if enough(records) or all(starts[tp] == begin[tp] for tp in tps):
+            return records
         window *= 4
 
 
-def _read_range(consumer: Any, starts: dict[Any, int], ends: dict[Any, int]) -> list[bytes]:
-    values: list[bytes] = []
+def _read_range(
+    consumer: Any, starts: dict[Any, int], ends: dict[Any, int]
+) -> list[TailRecord]:
+    values: list[TailRecord] = []
     todo = {tp for tp in starts if starts[tp] < ends[tp]}
     for tp in todo:
         consumer.seek(tp, starts[tp])
@@ -317,7 +486,8 @@ def _read_range(consumer: Any, starts: dict[Any, int], ends: dict[Any, int]) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"could not read the tail of {sorted(str(tp) for tp in todo)}")
         for tp, records in consumer.poll(timeout_ms=200).items():
-            values.extend(r.value for r in records if r.offset < ends[tp])
+            values.extend(TailRecord(r.topic, r.partition, r.offset, r.value)
+                          for r in records if r.offset < ends[tp])
         todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
     return values
 

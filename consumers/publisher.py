@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers._kafka import client_settings, kafka
+from consumers._kafka import Connection, as_settings, client_settings, kafka
 from consumers.topics import SUBMISSIONS_TOPIC
 from ledger.schemas.submissions import InvalidSubmissionError, parse_submission
 
@@ -54,9 +54,10 @@ class SubmissionPublisher:
     """An idempotent, acks=all producer that only ever sends schema-valid envelopes."""
 
     def __init__(
-        self, bootstrap: str, topic: str = SUBMISSIONS_TOPIC, **producer_config: Any
+        self, bootstrap: Connection, topic: str | None = None, **producer_config: Any
     ) -> None:
-        self.topic = topic
+        # A site's properties file names the one topic it may write (contract §7).
+        self.topic = topic or as_settings(bootstrap).submissions_topic or SUBMISSIONS_TOPIC
         config: dict[str, Any] = {
             **client_settings(bootstrap, "trial-ledger-publisher"),
             "acks": "all",
@@ -106,8 +107,9 @@ def read_lines(path: Path) -> list[tuple[int, bytes]]:
                 if line.strip()]
 
 
-def publish_file(path: Path, bootstrap: str, topic: str = SUBMISSIONS_TOPIC) -> PublishReport:
-    """Validate every line of a .jsonl file and publish the valid ones to `topic`."""
+def publish_file(path: Path, bootstrap: Connection, topic: str | None = None) -> PublishReport:
+    """Validate every line of a .jsonl file and publish the valid ones to `topic` (default: the
+    site's topic from its properties file, else `trial.submissions`)."""
     lines = read_lines(Path(path))
     with SubmissionPublisher(bootstrap, topic) as publisher:
         return publisher.publish(lines)

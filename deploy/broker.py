@@ -24,8 +24,10 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,18 +49,22 @@ from deploy._local import (
     log_tail,
     process_argv,
     save_state,
+    write_atomic,
 )
 
 __all__ = [
     "BrokerCluster",
     "BrokerError",
     "BrokerNode",
+    "client_config_path",
     "fetch_jars",
     "kafka_version",
     "log_tail",
+    "read_properties",
     "start",
     "status",
     "stop",
+    "write_client_properties",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -92,8 +98,21 @@ _JVM_FLAGS = (
     "-Djava.awt.headless=true",
 )
 
-_LISTENER = "PLAINTEXT"
+_LISTENER = "CLIENT"
 _CONTROLLER = "CONTROLLER"
+
+#: Client authentication on the client listener (contract §7); the controller listener (loopback,
+#: broker<->controller and controller<->controller only) uses SASL/PLAIN with a static user,
+#: because KRaft controllers cannot check SCRAM credentials they have not loaded yet.
+SASL_MECHANISM = "SCRAM-SHA-512"
+SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+#: Principals every cluster has from its first format: `admin` (operations, super user), `broker`
+#: (inter-broker traffic, super user) and `controller` (PLAIN on the controller listener only).
+ADMIN = "admin"
+BROKER_USER = "broker"
+CONTROLLER_USER = "controller"
+SECRETS_FILE = "secrets.json"
+CLIENTS_DIR = "clients"
 
 
 class BrokerError(RuntimeError):
@@ -220,6 +239,15 @@ class BrokerCluster:
     def log_paths(self) -> list[Path]:
         return [n.log_path for n in self.nodes]
 
+    @property
+    def admin(self) -> tuple[str, str]:
+        """(user, password) of the cluster's super user ``admin``."""
+        return ADMIN, _secrets(self.data_dir)[ADMIN]
+
+    def client_config(self, principal: str = ADMIN) -> Path:
+        """The client properties file of ``principal`` (``data_dir/clients/NAME.properties``)."""
+        return client_config_path(self.data_dir, principal)
+
     def node(self, node_id: int) -> BrokerNode:
         for n in self.nodes:
             if n.node_id == node_id:
@@ -319,6 +347,70 @@ def _write_state(cluster: BrokerCluster) -> None:
 def load(data_dir: Path) -> BrokerCluster | None:
     """The cluster recorded in ``data_dir`` (running or not), or None if none was started there."""
     return load_state(data_dir, STATE_FILE, BrokerCluster.from_json, BrokerError, "broker state")
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def new_password() -> str:
+    """A random password (URL-safe: no quoting needed in JAAS or properties files)."""
+    return secrets.token_urlsafe(24)
+
+
+def _secrets(data_dir: Path) -> dict[str, str]:
+    """The cluster's own passwords (admin, broker, controller), made once, kept 0600."""
+    path = data_dir / SECRETS_FILE
+    if path.is_file():
+        try:
+            raw = json.loads(path.read_text())
+            return {name: str(raw[name]) for name in (ADMIN, BROKER_USER, CONTROLLER_USER)}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BrokerError(f"{path}: unreadable broker secrets ({exc})") from exc
+    made = {name: new_password() for name in (ADMIN, BROKER_USER, CONTROLLER_USER)}
+    write_atomic(path, json.dumps(made, indent=2) + "\n", mode=0o600)
+    return made
+
+
+def client_config_path(data_dir: Path, principal: str) -> Path:
+    """``data_dir/clients/PRINCIPAL.properties``: the Kafka client settings of one principal."""
+    return Path(data_dir).expanduser().resolve() / CLIENTS_DIR / f"{principal}.properties"
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java ``.properties`` file as a dict (``key=value`` or ``key: value`` lines; ``#``/``!``
+    comments). Escapes and continuation lines are not supported (the files written here have
+    none)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text[0] in "#!":
+            continue
+        cut = min((i for i in (text.find("="), text.find(":")) if i > 0), default=-1)
+        if cut < 0:
+            raise ValueError(f"{path}:{number}: not a key=value line")
+        values[text[:cut].strip()] = text[cut + 1 :].strip()
+    return values
+
+
+def write_client_properties(
+    data_dir: Path, principal: str, password: str, bootstrap: str, **extra: str
+) -> Path:
+    """Write (atomically, mode 0600) the client properties file of ``principal``; return it."""
+    path = client_config_path(data_dir, principal)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    values = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": SECURITY_PROTOCOL,
+        "sasl.mechanism": SASL_MECHANISM,
+        "sasl.username": principal,
+        "sasl.password": password,
+        **extra,
+    }
+    lines = [f"# Kafka client settings of principal {principal}; written by deploy/broker.py"]
+    lines += [f"{key}={value}" for key, value in values.items()]
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o600)
+    return path
 
 
 # --------------------------------------------------------------------------- processes
@@ -476,10 +568,52 @@ class _Reader:
         return raw.decode()
 
 
-def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[int]]:
+def _sasl_authenticate(sock: socket.socket, user: str, password: str) -> None:
+    """SaslHandshake v1 + SCRAM-SHA-512 (RFC 5802) over SaslAuthenticate v0, stdlib only."""
+    mech = SASL_MECHANISM.encode()
+    r = _Reader(_request(sock, 17, 1, 2, struct.pack(">h", len(mech)) + mech))
+    error = r.int16()
+    if error:
+        raise _ProbeError(f"SaslHandshake error {error}")
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    name = user.replace("=", "=3D").replace(",", "=2C")
+    first_bare = f"n={name},r={nonce}"
+    server_first = _sasl_exchange(sock, 3, f"n,,{first_bare}".encode()).decode()
+    attrs = dict(item.split("=", 1) for item in server_first.split(",") if "=" in item)
+    if not attrs.get("r", "").startswith(nonce):
+        raise _ProbeError("SCRAM: the server's nonce does not extend ours")
+    salted = hashlib.pbkdf2_hmac(
+        "sha512", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"])
+    )
+    client_key = hmac.digest(salted, b"Client Key", "sha512")
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"{first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.digest(hashlib.sha512(client_key).digest(), auth_message, "sha512")
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    final = f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+    server_final = _sasl_exchange(sock, 4, final).decode()
+    expected = hmac.digest(hmac.digest(salted, b"Server Key", "sha512"), auth_message, "sha512")
+    if server_final != f"v={base64.b64encode(expected).decode()}":
+        raise _ProbeError("SCRAM: the server's signature is wrong")
+
+
+def _sasl_exchange(sock: socket.socket, corr: int, data: bytes) -> bytes:
+    r = _Reader(_request(sock, 36, 0, corr, struct.pack(">i", len(data)) + data))
+    error = r.int16()
+    message = r.string()
+    if error:
+        raise _ProbeError(f"SASL authentication failed (error {error}: {message})")
+    (size,) = r.take(">i")
+    return r.data[r.pos : r.pos + int(size)]
+
+
+def metadata_brokers(
+    port: int, timeout: float = 2.0, credentials: tuple[str, str] | None = None
+) -> tuple[str | None, set[int]]:
     """(cluster id, ids of the live brokers) as seen by the broker at 127.0.0.1:``port``.
 
-    Stdlib Kafka protocol: ApiVersions v0, then Metadata v4..v8 (non-flexible) for no topics.
+    Stdlib Kafka protocol: ApiVersions v0, then (with ``credentials``, user and password)
+    SASL/SCRAM-SHA-512, then Metadata v4..v8 (non-flexible) for no topics.
     Raises OSError or ``BrokerError`` if the broker does not answer properly.
     """
     try:
@@ -492,13 +626,15 @@ def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[i
             for _ in range(r.int32()):
                 key, lo, hi = r.take(">hhh")
                 versions[int(key)] = (int(lo), int(hi))
+            if credentials is not None:
+                _sasl_authenticate(sock, *credentials)
             lo, hi = versions.get(3, (0, -1))
             version = max(lo, 4)
             if version > min(hi, 8):
                 raise _ProbeError(f"broker supports Metadata v{lo}-v{hi}, probe speaks v4-v8")
             # topics = [] (none), allow_auto_topic_creation = false (+ 2 flags for v8)
             body = struct.pack(">i", 0) + b"\x00" + (b"\x00\x00" if version >= 8 else b"")
-            r = _Reader(_request(sock, 3, version, 2, body))
+            r = _Reader(_request(sock, 3, version, 5, body))
             r.int32()  # throttle_time_ms
             ids = set()
             for _ in range(r.int32()):
@@ -508,7 +644,7 @@ def metadata_brokers(port: int, timeout: float = 2.0) -> tuple[str | None, set[i
                 r.string()  # rack
             cluster_id = r.string()
             return cluster_id, ids
-    except (_ProbeError, struct.error) as exc:
+    except (_ProbeError, struct.error, KeyError, ValueError) as exc:
         raise BrokerError(f"metadata probe of {LOOPBACK}:{port} failed: {exc}") from exc
 
 
@@ -526,7 +662,7 @@ def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: fl
                     f"log {n.log_path}:\n{log_tail(n.log_path)}"
                 )
             try:
-                cluster_id, ids = metadata_brokers(n.port)
+                cluster_id, ids = metadata_brokers(n.port, credentials=cluster.admin)
             except (OSError, BrokerError) as exc:
                 last_error[n.node_id] = str(exc)
                 continue
@@ -564,6 +700,40 @@ def _new_cluster_id() -> str:
             return cid
 
 
+def _jaas(module: str, user: str, password: str, *extra: str) -> str:
+    options = " ".join((f'username="{user}"', f'password="{password}"', *extra))
+    return f"{module} required {options};"
+
+
+def _security_properties(cluster: BrokerCluster) -> dict[str, str]:
+    """SASL on both listeners and the StandardAuthorizer, deny by default (contract §7)."""
+    pw = _secrets(cluster.data_dir)
+    client, controller = _LISTENER.lower(), _CONTROLLER.lower()
+    mech = SASL_MECHANISM.lower()
+    return {
+        "listener.security.protocol.map": (
+            f"{_CONTROLLER}:SASL_PLAINTEXT,{_LISTENER}:{SECURITY_PROTOCOL}"
+        ),
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+        f"listener.name.{client}.sasl.enabled.mechanisms": SASL_MECHANISM,
+        f"listener.name.{client}.{mech}.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.scram.ScramLoginModule",
+            BROKER_USER, pw[BROKER_USER],
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        f"listener.name.{controller}.sasl.enabled.mechanisms": "PLAIN",
+        f"listener.name.{controller}.plain.sasl.jaas.config": _jaas(
+            "org.apache.kafka.common.security.plain.PlainLoginModule",
+            CONTROLLER_USER, pw[CONTROLLER_USER],
+            f'user_{CONTROLLER_USER}="{pw[CONTROLLER_USER]}"',
+        ),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": ";".join(f"User:{u}" for u in (ADMIN, BROKER_USER, CONTROLLER_USER)),
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, str]:
     n = len(cluster.nodes)
     rf = str(min(n, 3))
@@ -575,7 +745,6 @@ def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, st
             f"{_LISTENER}://{LOOPBACK}:{node.port},{_CONTROLLER}://{LOOPBACK}:{node.controller_port}"
         ),
         "advertised.listeners": f"{_LISTENER}://{LOOPBACK}:{node.port}",
-        "listener.security.protocol.map": f"{_CONTROLLER}:PLAINTEXT,{_LISTENER}:PLAINTEXT",
         "controller.listener.names": _CONTROLLER,
         "inter.broker.listener.name": _LISTENER,
         "log.dirs": str(node.config_path.parent / "data"),
@@ -588,8 +757,9 @@ def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, st
         "share.coordinator.state.topic.replication.factor": rf,
         "share.coordinator.state.topic.min.isr": min_isr,
         "num.partitions": "1",
+        # a topic exists because someone with the right to create it did (issue 13 item 6)
+        "auto.create.topics.enable": "false",
         # dev/test niceties
-        "auto.create.topics.enable": "true",
         "group.initial.rebalance.delay.ms": "0",
         "offsets.topic.num.partitions": "10",
         "transaction.state.log.num.partitions": "10",
@@ -606,6 +776,7 @@ def _server_properties(cluster: BrokerCluster, node: BrokerNode) -> dict[str, st
         props["controller.quorum.voters"] = ",".join(
             f"{m.node_id}@{LOOPBACK}:{m.controller_port}" for m in cluster.nodes
         )
+    props.update(_security_properties(cluster))
     props.update(cluster.extra_config)
     return props
 
@@ -614,7 +785,7 @@ def _write_config(cluster: BrokerCluster, node: BrokerNode) -> None:
     node.config_path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# written by deploy/broker.py; rewritten on every start"]
     lines += [f"{k}={v}" for k, v in _server_properties(cluster, node).items()]
-    node.config_path.write_text("\n".join(lines) + "\n")
+    write_atomic(node.config_path, "\n".join(lines) + "\n", mode=0o600)  # holds passwords
 
 
 def _format(cluster: BrokerCluster, node: BrokerNode) -> None:
@@ -623,8 +794,24 @@ def _format(cluster: BrokerCluster, node: BrokerNode) -> None:
     args = ["format", "-t", cluster.cluster_id, "-c", str(node.config_path)]
     if len(cluster.nodes) == 1:
         args.append("--standalone")
-    cmd = _java_cmd(cluster.libs, "128m", "kafka.tools.StorageTool", *args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    pw = _secrets(cluster.data_dir)
+    scram = [
+        token
+        for user in (ADMIN, BROKER_USER)
+        for token in ("--add-scram", f"{SASL_MECHANISM}=[name={user},password={pw[user]}]")
+    ]
+    # The SCRAM users every node needs before it can authenticate anyone go into the metadata
+    # at format time (KIP-900), through a java @argfile so no password shows in `ps` (the
+    # classpath stays on the command line: the launcher expands `dir/*` only there).
+    argfile = node.config_path.parent / ".format.args"
+    tokens = ["kafka.tools.StorageTool", *args, *scram]
+    quoted = ['"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in tokens]
+    write_atomic(argfile, "\n".join(quoted) + "\n", mode=0o600)
+    cmd = [*_java_cmd(cluster.libs, "128m", "kafka.tools.StorageTool")[:-1], f"@{argfile}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    finally:
+        argfile.unlink(missing_ok=True)
     with node.log_path.open("a") as log:
         log.write(f"==== {' '.join(args)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
@@ -685,6 +872,11 @@ def start(
                 f"stop it and use another directory"
             )
         fresh = cluster is None
+        if not fresh and not (data_dir / SECRETS_FILE).is_file():
+            raise BrokerError(
+                f"{data_dir} holds a broker started without authentication (no {SECRETS_FILE}); "
+                f"use a new data directory"
+            )
         attempts = 3 if fresh else 1
         for attempt in range(attempts):
             if fresh:
@@ -714,6 +906,7 @@ def start(
                 for n in cluster.nodes:
                     shutil.rmtree(n.config_path.parent, ignore_errors=True)
                 continue
+            write_client_properties(data_dir, ADMIN, cluster.admin[1], cluster.bootstrap)
             return cluster
     raise AssertionError("unreachable")
 

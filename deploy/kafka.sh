@@ -3,6 +3,8 @@
 #
 #   deploy/kafka.sh fetch  [LIBS_DIR]           download the jars once (CI: pre-fetch)
 #   deploy/kafka.sh start  [DATA_DIR] [1|3]     start (or find running); prints the bootstrap
+#                                               (SASL/SCRAM + ACLs: DATA_DIR/clients/admin.properties;
+#                                               `ledger broker start` also adds ledger/auditor/sites)
 #   deploy/kafka.sh stop   [DATA_DIR]           controlled shutdown
 #   deploy/kafka.sh status [DATA_DIR]           JSON state; exit 3 if not running
 #

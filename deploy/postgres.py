@@ -4,16 +4,35 @@ No Docker: ``start`` finds the server binaries of the PostgreSQL installed on th
 (``initdb``, ``pg_ctl``, ``postgres``, ``psql``), initialises a cluster in the data directory on
 first use, listens on 127.0.0.1 on a free port (its unix socket stays inside the data directory),
 starts it with ``pg_ctl`` as a detached process that outlives the caller, waits until it accepts
-connections, creates a password login role and the database, checks that the URL it returns
+connections, creates two password login roles and the database, has the ledger create its schema
+as the owner role, makes the store append-only for the ledger role, checks that the URL it returns
 really connects, and returns that URL (``postgresql://ledger:PASSWORD@127.0.0.1:PORT/ledger``),
 ready for ``ledger --store``. ``stop`` is ``pg_ctl stop -m fast``.
+
+Two roles (issue 13, "append-only store"):
+
+* ``ledger_owner`` (``LOGIN CREATEDB``) owns the database, its ``public`` schema and every table,
+  sequence, type and function of the ledger. Its URL (``PostgresServer.owner_url``, ``owner_url``
+  in the state file) is for schema changes only; the ledger never runs with it in service.
+* ``ledger`` (``LOGIN``, no ``CREATEDB``), the role of the printed URL, may ``SELECT`` and
+  ``INSERT`` the ledger's tables, use their sequences, take the ``LOCK TABLE ... IN EXCLUSIVE
+  MODE`` eventsourcing takes per insert (PostgreSQL up to 16 allows it only with ``UPDATE``,
+  ``DELETE`` or ``TRUNCATE``: it gets ``TRUNCATE``; from 17 on ``MAINTAIN``) and move a Kafka
+  offset forward (``UPDATE (notification_id)`` on ``*_tracking`` tables). Owner-owned triggers,
+  enabled ``ALWAYS``, refuse every ``UPDATE``, ``DELETE`` and ``TRUNCATE`` of a ledger table
+  (an offset only moves forward), whoever runs it; the ledger role owns nothing, so it cannot
+  drop or disable them, nor alter or drop a table.
+
+The schema is the ledger's own: ``schema()`` runs ``LedgerService(OWNER_URL)`` in a child Python
+(with eventsourcing's ``CREATE_TABLE`` on), then the grants and triggers as the superuser. ``start``
+does that once per database; after a ledger upgrade that adds tables run ``schema`` again.
 
 PostgreSQL refuses to run as root: run as root, every server command runs as the ``postgres``
 OS user (``subprocess`` ``user=``/``group=``, with that user's groups), which owns the data
 directory; run as anyone else, they run as the current user.
 
-Only the standard library is imported (database work goes through ``psql``), so this module
-does not need psycopg.
+Only the standard library is imported (database work goes through ``psql``; the schema step runs
+the ledger in a child process), so importing this module does not need psycopg.
 
 Data directory layout (``start(data_dir)``)::
 
@@ -26,12 +45,13 @@ Data directory layout (``start(data_dir)``)::
 Authentication: ``trust`` on the unix socket (reachable only by the server's user and root),
 ``scram-sha-256`` over TCP, so the URL's password is really checked.
 
-The password is in the state file and in the URL ``start`` returns, and nowhere else: not on a
-command line (``psql`` gets it in ``PGPASSWORD``; the server gets only its SCRAM verifier, on
-``psql``'s standard input), not in an error message, not in ``status`` (``***``).
+The passwords are in the state file and in the URLs, and nowhere else: not on a command line
+(``psql`` gets one in ``PGPASSWORD``, the schema step the owner URL in ``LEDGER_STORE``; the server
+gets only their SCRAM verifiers, on ``psql``'s standard input), not in an error message, not in
+``status`` (``***``).
 
-Command line: ``python -m deploy.postgres {start|stop|status} [DATA_DIR]`` (``start`` prints the
-URL as the last line of standard output).
+Command line: ``python -m deploy.postgres {start|stop|status|schema} [DATA_DIR]`` (``start`` and
+``schema`` print the ledger role's URL as the last line of standard output).
 """
 
 from __future__ import annotations
@@ -74,6 +94,7 @@ __all__ = [
     "find_bin_dir",
     "load",
     "log_tail",
+    "schema",
     "server_account",
     "start",
     "status",
@@ -89,9 +110,11 @@ CONF_FILE = "ledger.conf"
 
 #: The OS account that runs the server when we are root (PostgreSQL refuses to run as root).
 SERVER_OS_USER = "postgres"
-#: The cluster's superuser (reachable only over the unix socket) and the ledger's login role.
+#: The cluster's superuser (reachable only over the unix socket), the ledger's login role and
+#: the role that owns the ledger's database and schema.
 SUPERUSER = "postgres"
 DEFAULT_ROLE = "ledger"
+OWNER_ROLE = "ledger_owner"
 DEFAULT_DATABASE = "ledger"
 #: Seconds ``start`` waits for the server to accept connections.
 DEFAULT_TIMEOUT = 60.0
@@ -284,6 +307,9 @@ class PostgresServer:
     password: str = field(repr=False)  # not in tracebacks and test reports
     databases: list[str] = field(default_factory=list)
     durable: bool = True
+    owner: str = OWNER_ROLE
+    owner_password: str = field(default="", repr=False)  # "" in a state file older than the split
+    append_only: list[str] = field(default_factory=list)  # databases whose schema step ran
 
     @property
     def cluster_dir(self) -> Path:
@@ -300,6 +326,10 @@ class PostgresServer:
     def url(self, database: str = DEFAULT_DATABASE) -> str:
         """``postgresql://ROLE:PASSWORD@127.0.0.1:PORT/DATABASE`` (a ``--store`` value)."""
         return f"postgresql://{self.role}:{self.password}@{LOOPBACK}:{self.port}/{database}"
+
+    def owner_url(self, database: str = DEFAULT_DATABASE) -> str:
+        """The owner role's URL: for creating and changing the schema, never for the service."""
+        return f"postgresql://{self.owner}:{self.owner_password}@{LOOPBACK}:{self.port}/{database}"
 
     def pid(self) -> int | None:
         """The postmaster's pid if it runs this cluster (not a zombie, not a recycled pid)."""
@@ -327,6 +357,10 @@ class PostgresServer:
             "databases": self.databases,
             "durable": self.durable,
             "url": self.url(self.databases[0] if self.databases else DEFAULT_DATABASE),
+            "owner": self.owner,
+            "owner_password": self.owner_password,
+            "owner_url": self.owner_url(self.databases[0] if self.databases else DEFAULT_DATABASE),
+            "append_only": self.append_only,
             "cluster": str(self.cluster_dir),
             "socket_dir": str(self.socket_dir),
             "log": str(self.log_path),
@@ -343,6 +377,9 @@ class PostgresServer:
             password=str(raw["password"]),
             databases=[str(name) for name in raw.get("databases", [])],
             durable=bool(raw.get("durable", True)),
+            owner=str(raw.get("owner", OWNER_ROLE)),
+            owner_password=str(raw.get("owner_password", "")),
+            append_only=[str(name) for name in raw.get("append_only", [])],
         )
 
 
@@ -396,6 +433,9 @@ def _write_server_config(server: PostgresServer, account: Account) -> None:
         "unix_socket_directories": f"'{server.socket_dir}'",
         "unix_socket_permissions": "0700",
         "password_encryption": "scram-sha-256",
+        # CREATE/ALTER/DROP (a dropped trigger, say) land in the server log with who ran them
+        "log_statement": "'ddl'",
+        "log_line_prefix": "'%m [%p] %q%u@%d '",
     }
     if not server.durable:  # test servers: a crash may lose data, and nobody minds
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -510,24 +550,176 @@ def _scram_verifier(password: str, iterations: int = 4096) -> str:
 
 
 _BOOTSTRAP = """
-SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'role')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \\gexec
+ALTER ROLE :"owner" LOGIN CREATEDB PASSWORD :'owner_password';
+SELECT format('CREATE ROLE %I LOGIN', :'role')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \\gexec
-ALTER ROLE :"role" PASSWORD :'password';
-SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'role')
+ALTER ROLE :"role" LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'password';
+-- the owner may end the ledger role's sessions (DROP DATABASE ... WITH (FORCE)); never the reverse
+GRANT :"role" TO :"owner";
+SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'owner')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'database') \\gexec
+ALTER DATABASE :"database" OWNER TO :"owner";
+"""
+
+# In the ledger's database: what the ledger role made before the owner existed becomes the
+# owner's (a data directory from before the split); nobody but the owner creates in `public`.
+_BOOTSTRAP_DATABASE = """
+REASSIGN OWNED BY :"role" TO :"owner";
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+REVOKE ALL ON SCHEMA public FROM :"role";
+GRANT USAGE ON SCHEMA public TO :"role";
 """
 
 
 def _bootstrap(server: PostgresServer, account: Account, database: str) -> None:
-    """The login role (password, may create databases) and ``database`` owned by it."""
+    """The owner role (may create databases), the ledger role (may not), ``database`` owned by
+    the owner, and nothing in it owned by the ledger role."""
     variables = {
         "role": server.role,
         "password": _scram_verifier(server.password),
+        "owner": server.owner,
+        "owner_password": _scram_verifier(server.owner_password),
         "database": database,
     }
     _psql(server, account, _BOOTSTRAP, variables=variables)
+    _psql(
+        server,
+        account,
+        _BOOTSTRAP_DATABASE,
+        variables={"role": server.role, "owner": server.owner},
+        database=database,
+    )
     if database not in server.databases:
         server.databases.append(database)
+
+
+#: The ledger creates its own tables: opening a ``LedgerService`` with eventsourcing's
+#: ``CREATE_TABLE`` on runs its ``CREATE TABLE/TYPE/INDEX/FUNCTION`` statements (all idempotent).
+_SCHEMA_SCRIPT = (
+    "import os\n"
+    "from ledger.application import LedgerService\n"
+    "LedgerService(os.environ['LEDGER_STORE']).close()\n"
+)
+#: Settings that would stop the schema step from creating the tables.
+_NO_CREATE_KEYS = ("CREATE_TABLE", "TRIALLEDGER_CREATE_TABLE")
+
+
+def _create_schema(server: PostgresServer, database: str) -> None:
+    """Run the ledger once as the owner, in a child Python, so it creates its tables.
+
+    The owner URL travels in ``LEDGER_STORE`` (the environment, not the command line)."""
+    env = {k: v for k, v in os.environ.items() if k not in _NO_CREATE_KEYS}
+    env["LEDGER_STORE"] = server.owner_url(database)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCHEMA_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PostgresError(f"creating the ledger schema in {database} took over 180 s") from exc
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        error = lines[-1] if lines else f"exit {proc.returncode}"
+        for secret in (server.owner_password, server.password):
+            error = error.replace(secret, "***")
+        raise PostgresError(
+            f"the ledger could not create its schema in {database} as {server.owner}: {error}"
+        )
+
+
+#: As the superuser, in the ledger's database, after ``_create_schema``. Every table of
+#: ``public`` that the owner owns is the ledger's: the ledger role may read it, insert into it,
+#: lock it (eventsourcing's ``LOCK TABLE ... IN EXCLUSIVE MODE`` needs ``UPDATE``, ``DELETE`` or
+#: ``TRUNCATE`` up to PostgreSQL 16, ``MAINTAIN`` from 17 on) and use its sequences; an offset
+#: table (``*_tracking``) also lets it move ``notification_id`` forward (eventsourcing's
+#: ``INSERT ... ON CONFLICT DO UPDATE``). Row triggers refuse ``UPDATE``/``DELETE`` (a tracking
+#: row: ``DELETE`` and any update but an offset moving forward), a statement trigger refuses
+#: ``TRUNCATE``; both fire for every role (``ENABLE ALWAYS``: even with
+#: ``session_replication_role = replica``). Idempotent: it resets the ledger role's grants first.
+_APPEND_ONLY = """
+BEGIN;
+CREATE OR REPLACE FUNCTION public.ledger_refuse_rewrite() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'the ledger is append-only: % on %.% refused',
+    TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+CREATE OR REPLACE FUNCTION public.ledger_offset_forward_only() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NEW.application_name IS DISTINCT FROM OLD.application_name
+     OR NEW.notification_id IS NULL
+     OR (OLD.notification_id IS NOT NULL AND NEW.notification_id <= OLD.notification_id) THEN
+    RAISE EXCEPTION 'the ledger is append-only: an offset in %.% only moves forward (% -> %)',
+      TG_TABLE_SCHEMA, TG_TABLE_NAME, OLD.notification_id, NEW.notification_id
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+ALTER FUNCTION public.ledger_refuse_rewrite() OWNER TO :"owner";
+ALTER FUNCTION public.ledger_offset_forward_only() OWNER TO :"owner";
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM :"role";
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM :"role";
+CREATE TEMPORARY TABLE ledger_tables ON COMMIT DROP AS
+SELECT c.oid::regclass AS name,
+       c.relname LIKE '%\\_tracking'
+       AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
+                   AND a.attname = 'notification_id' AND NOT a.attisdropped)
+       AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
+                   AND a.attname = 'application_name' AND NOT a.attisdropped) AS tracking
+  FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+   AND pg_get_userbyid(c.relowner) = :'owner';
+SELECT format('GRANT SELECT, INSERT, %s ON %s TO %I',
+              CASE WHEN current_setting('server_version_num')::int >= 170000
+                   THEN 'MAINTAIN' ELSE 'TRUNCATE' END, name, :'role')
+  FROM ledger_tables \\gexec
+SELECT format('GRANT UPDATE (notification_id) ON %s TO %I', name, :'role')
+  FROM ledger_tables WHERE tracking \\gexec
+SELECT format('DROP TRIGGER IF EXISTS %I ON %s', trigger, name)
+  FROM ledger_tables,
+       unnest(ARRAY['ledger_append_only', 'ledger_offset_forward', 'ledger_no_truncate']) trigger
+\\gexec
+SELECT format('CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON %s '
+              'FOR EACH ROW EXECUTE FUNCTION public.ledger_refuse_rewrite()', name)
+  FROM ledger_tables WHERE NOT tracking \\gexec
+SELECT format('CREATE TRIGGER ledger_append_only BEFORE DELETE ON %s '
+              'FOR EACH ROW EXECUTE FUNCTION public.ledger_refuse_rewrite()', name)
+  FROM ledger_tables WHERE tracking \\gexec
+SELECT format('CREATE TRIGGER ledger_offset_forward BEFORE UPDATE ON %s '
+              'FOR EACH ROW EXECUTE FUNCTION public.ledger_offset_forward_only()', name)
+  FROM ledger_tables WHERE tracking \\gexec
+SELECT format('CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON %s '
+              'FOR EACH STATEMENT EXECUTE FUNCTION public.ledger_refuse_rewrite()', name)
+  FROM ledger_tables \\gexec
+SELECT format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', l.name, t.tgname)
+  FROM ledger_tables l JOIN pg_trigger t ON t.tgrelid = l.name::oid
+ WHERE t.tgname LIKE 'ledger\\_%' \\gexec
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO :"role";
+SELECT count(*) FROM ledger_tables;
+COMMIT;
+"""
+
+
+def _make_append_only(server: PostgresServer, account: Account, database: str) -> int:
+    """The grants and triggers of ``_APPEND_ONLY``; returns how many tables they cover."""
+    variables = {"role": server.role, "owner": server.owner}
+    out = _psql(server, account, _APPEND_ONLY, variables=variables, database=database)
+    tables = int(out.strip().splitlines()[-1])
+    if tables == 0:
+        raise PostgresError(
+            f"the ledger's schema step left no table owned by {server.owner} in {database}"
+        )
+    return tables
 
 
 def _check_url(server: PostgresServer, account: Account, database: str) -> None:
@@ -619,6 +811,7 @@ def start(
                 role=DEFAULT_ROLE,
                 password=secrets.token_urlsafe(18),
                 durable=durable,
+                owner_password=secrets.token_urlsafe(18),
             )
             _initdb(server, account)
             _write_state(server, account)
@@ -640,10 +833,45 @@ def start(
                     if "Address already in use" not in str(exc) or attempt + 1 == attempts:
                         raise
                     server.port = free_ports(1)[0]
+        if not server.owner_password:  # a data directory from before the owner role
+            server.owner_password = secrets.token_urlsafe(18)
         _bootstrap(server, account, database)
         _write_state(server, account)
+        if database not in server.append_only:
+            _schema_step(server, account, database)
         _check_url(server, account, database)
         return server.url(database)
+
+
+def _schema_step(server: PostgresServer, account: Account, database: str) -> None:
+    _create_schema(server, database)
+    _make_append_only(server, account, database)
+    if database not in server.append_only:
+        server.append_only.append(database)
+    _write_state(server, account)
+
+
+def schema(data_dir: Path, *, database: str = DEFAULT_DATABASE) -> str:
+    """(Re)create the ledger's schema in ``database`` of the running server of ``data_dir`` as
+    the owner and make it append-only for the ledger role; return the ledger role's URL.
+
+    ``start`` does this once per database; run it again after a ledger upgrade that adds tables
+    (a table the step has not covered is refused to the ledger role: it fails, loudly).
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    server = load(data_dir)
+    if server is None:
+        raise PostgresError(f"no PostgreSQL server was started in {data_dir} (no {STATE_FILE})")
+    if not server.is_running():
+        raise PostgresError(f"the PostgreSQL server of {data_dir} is not running; start it")
+    if database not in server.databases:
+        raise PostgresError(
+            f"{database!r} is not a database of {data_dir}; `start --database {database}` it"
+        )
+    account = server_account()
+    with flock(data_dir / LOCK_FILE):
+        _schema_step(server, account, database)
+    return server.url(database)
 
 
 def stop(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
@@ -699,6 +927,8 @@ def status(data_dir: Path) -> dict[str, Any]:
     info = server.to_json()
     info["password"] = "***"
     info["url"] = redacted(info["url"])
+    info["owner_password"] = "***"
+    info["owner_url"] = redacted(info["owner_url"])
     info["data_dir"] = str(data_dir)
     info["pid"] = server.pid()
     info["running"] = info["pid"] is not None
@@ -728,11 +958,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("start", "start (or find running) the server; print the database URL last"),
         ("stop", "stop the server"),
         ("status", "print the server state as JSON (exit 3 unless it runs)"),
+        ("schema", "recreate the ledger schema as the owner, append-only; print the URL last"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("data_dir", nargs="?", type=Path, default=None)
-        if name == "start":
+        if name in ("start", "schema"):
             p.add_argument("--database", default=DEFAULT_DATABASE)
+        if name == "start":
             p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
             p.add_argument(
                 "--no-fsync", action="store_true", help="throwaway server: fsync etc. off"
@@ -749,6 +981,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     durable=not args.no_fsync,
                 )
             )
+        elif args.command == "schema":
+            print(schema(data_dir, database=args.database))
         elif args.command == "stop":
             stop(data_dir)
         else:

@@ -4,8 +4,12 @@ Enable with ``pytest_plugins = ["tests.kafka_fixtures"]`` in ``tests/conftest.py
 ``-p tests.kafka_fixtures``).
 
 * ``kafka_broker`` (session): a 1-node KRaft broker started by ``deploy.broker`` in a temporary
-  directory and stopped at the end of the session. With ``LEDGER_TEST_BOOTSTRAP=host:port`` set,
-  that external broker is used instead (an ``ExternalBroker`` with only ``.bootstrap``).
+  directory and stopped at the end of the session, secured as ``ledger broker start`` secures it
+  (SASL/SCRAM, ACLs, principals admin / ledger / auditor / edc-site-01: ``consumers.security``).
+  ``client(broker, principal)`` gives a principal's settings, ``client_file`` its properties file.
+  With ``LEDGER_TEST_BOOTSTRAP=host:port`` set, that external broker is used instead (an
+  ``ExternalBroker``); ``LEDGER_TEST_KAFKA_CLIENTS=DIR`` names its ``PRINCIPAL.properties`` files
+  (without it, clients connect anonymously).
 * ``kafka_cluster3`` (function, backed by one module-scoped 3-node cluster): replication factor 3
   and min ISR 2 by default; every test gets all three nodes running, so a test may kill nodes
   (``kill_node``) without restoring them. Skipped when ``LEDGER_TEST_BOOTSTRAP`` is set.
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers._kafka import kafka
+from consumers._kafka import KafkaSettings, kafka, load_client_properties
+from consumers.security import provision
 from deploy import broker
 
 # kafka-python's import-time DeprecationWarning would be an error under filterwarnings=error in
@@ -57,6 +62,7 @@ for _name in ["kafka", *logging.Logger.manager.loggerDict]:
         logging.getLogger(_name).addFilter(_render_eagerly)
 
 BOOTSTRAP_ENV = "LEDGER_TEST_BOOTSTRAP"
+CLIENTS_ENV = "LEDGER_TEST_KAFKA_CLIENTS"
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,36 @@ class ExternalBroker:
     """A broker not managed by the tests (``LEDGER_TEST_BOOTSTRAP``)."""
 
     bootstrap: str
+    clients: Path | None = None
+
+
+def client_file(cluster: broker.BrokerCluster | ExternalBroker, principal: str = "admin") -> Path:
+    """The client properties file of ``principal`` on ``cluster``."""
+    if isinstance(cluster, ExternalBroker):
+        if cluster.clients is None:
+            pytest.skip(f"{CLIENTS_ENV} is not set: no client files for the external broker")
+        return cluster.clients / f"{principal}.properties"
+    return cluster.client_config(principal)
+
+
+def client(
+    cluster: broker.BrokerCluster | ExternalBroker, principal: str = "admin"
+) -> KafkaSettings:
+    """``principal``'s settings on ``cluster`` (anonymous on an external broker without files)."""
+    if isinstance(cluster, ExternalBroker) and cluster.clients is None:
+        return KafkaSettings(cluster.bootstrap)
+    return load_client_properties(client_file(cluster, principal)).with_bootstrap(
+        cluster.bootstrap)
 
 
 def _start_or_fail(data_dir: Path, nodes: int) -> broker.BrokerCluster:
     try:
-        return broker.start(data_dir, nodes=nodes)
+        cluster = broker.start(data_dir, nodes=nodes)
+        provision(cluster.data_dir)
     except broker.BrokerError as exc:
         logs = ", ".join(str(p) for p in sorted(data_dir.glob("node-*.log")))
         pytest.fail(f"could not start a {nodes}-node Kafka broker (logs: {logs}):\n{exc}")
+    return cluster
 
 
 def _stop(cluster: broker.BrokerCluster) -> None:
@@ -88,7 +116,8 @@ def kafka_broker(
     """A running single-node Kafka broker for the whole session (or ``LEDGER_TEST_BOOTSTRAP``)."""
     external = os.environ.get(BOOTSTRAP_ENV)
     if external:
-        yield ExternalBroker(external)
+        clients = os.environ.get(CLIENTS_ENV)
+        yield ExternalBroker(external, Path(clients) if clients else None)
         return
     cluster = _start_or_fail(tmp_path_factory.mktemp("kafka1"), 1)
     try:

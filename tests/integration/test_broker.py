@@ -11,21 +11,22 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from consumers._kafka import KafkaSettings, client_settings
 from deploy import broker
-from tests.kafka_fixtures import ExternalBroker
+from tests.kafka_fixtures import ExternalBroker, client
 
 pytestmark = pytest.mark.kafka
 
 Records = list[tuple[int, bytes, bytes]]  # (partition, key, value)
 
 
-def _admin(bootstrap: str) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-admin")
+def _admin(bootstrap: KafkaSettings) -> KafkaAdminClient:
+    return KafkaAdminClient(**client_settings(bootstrap, "test-admin"))
 
 
-def _producer(bootstrap: str) -> KafkaProducer:
+def _producer(bootstrap: KafkaSettings) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_settings(bootstrap, "test-producer"),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -41,12 +42,14 @@ def _produce(producer: KafkaProducer, topic: str, keys: Iterator[int]) -> None:
         future.get(timeout=60)
 
 
-def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> Records:
+def _consume_all(
+    bootstrap: KafkaSettings, topic: str, expected: int, timeout: float = 60.0
+) -> Records:
     records: Records = []
     with closing(
         KafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **client_settings(bootstrap, "test-consumer"),
             group_id=f"test-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -60,7 +63,7 @@ def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.
     return records
 
 
-def _topic_partitions(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+def _topic_partitions(bootstrap: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     with closing(_admin(bootstrap)) as admin:
         (info,) = admin.describe_topics([topic])
     return list(info["partitions"])
@@ -69,14 +72,15 @@ def _topic_partitions(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 def test_produce_consume_roundtrip(kafka_broker: broker.BrokerCluster | ExternalBroker) -> None:
     """An idempotent acks=all producer's records come back intact and in order per key."""
     topic = f"roundtrip-{uuid.uuid4().hex[:8]}"
-    with closing(_admin(kafka_broker.bootstrap)) as admin:
-        admin.create_topics(
+    admin = client(kafka_broker)
+    with closing(_admin(admin)) as admin_client:
+        admin_client.create_topics(
             {topic: {"num_partitions": 3, "replication_factor": 1}}, wait_for_metadata=True
         )
-    with closing(_producer(kafka_broker.bootstrap)) as producer:
+    with closing(_producer(admin)) as producer:
         _produce(producer, topic, iter(range(100)))
 
-    records = _consume_all(kafka_broker.bootstrap, topic, 100)
+    records = _consume_all(admin, topic, 100)
 
     assert sorted(v for _, _, v in records) == sorted(f"v{i}".encode() for i in range(100))
     for key in {k for _, k, _ in records}:
@@ -95,7 +99,8 @@ def test_start_is_idempotent(kafka_broker: broker.BrokerCluster | ExternalBroker
     info = broker.status(kafka_broker.data_dir)
     assert info["running"] is True
     assert info["bootstrap"] == kafka_broker.bootstrap
-    cluster_id, ids = broker.metadata_brokers(kafka_broker.nodes[0].port)
+    cluster_id, ids = broker.metadata_brokers(kafka_broker.nodes[0].port,
+                                              credentials=kafka_broker.admin)
     assert cluster_id == kafka_broker.cluster_id
     assert ids == {1}
 
@@ -103,7 +108,7 @@ def test_start_is_idempotent(kafka_broker: broker.BrokerCluster | ExternalBroker
 @pytest.mark.slow
 def test_three_nodes_survive_a_killed_leader(kafka_cluster3: broker.BrokerCluster) -> None:
     """With RF=3/min ISR 2, killing a partition leader loses no acknowledged record."""
-    bootstrap = kafka_cluster3.bootstrap
+    bootstrap = client(kafka_cluster3)
     topic = f"failover-{uuid.uuid4().hex[:8]}"
     with closing(_admin(bootstrap)) as admin:
         admin.create_topics(
@@ -135,5 +140,6 @@ def test_three_nodes_survive_a_killed_leader(kafka_cluster3: broker.BrokerCluste
 
     kafka_cluster3.restart_node(victim)
     assert len(kafka_cluster3.alive_nodes()) == 3
-    _cid, ids = broker.metadata_brokers(kafka_cluster3.node(victim).port)
+    _cid, ids = broker.metadata_brokers(kafka_cluster3.node(victim).port,
+                                        credentials=kafka_cluster3.admin)
     assert ids == {1, 2, 3}

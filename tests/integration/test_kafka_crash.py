@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from consumers._kafka import client_settings, kafka
+from consumers._kafka import Connection, client_settings, kafka
 from consumers.outbox import default_transactional_id
 from consumers.publisher import SubmissionPublisher
 from ledger.application import LedgerService
@@ -30,6 +31,7 @@ from tests.integration.test_kafka_ingest import (
     read_topic,
     send_raw,
 )
+from tests.kafka_fixtures import client, client_file
 
 pytest_plugins = ["tests.kafka_fixtures"]
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -37,23 +39,27 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _ingest_process(store: Path, bootstrap: str, topics: Topics, log: Path,
+def _ingest_process(store: Path, config: Path, topics: Topics, log: Path,
                     *, until_idle: bool = False) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "ledger.cli", "ingest", "--json", "--store", str(store),
-               "--bootstrap", bootstrap, "--submissions-topic", topics.submissions,
+               "--submissions-topic", topics.submissions,
                "--ledger-topic", topics.ledger, "--rejections-topic", topics.rejections,
                "--group-id", topics.group, "--group-instance-id", f"{topics.group}-1",
                "--max-batch", "50"]
     if until_idle:
         command.append("--until-idle")
+    # The client file goes in through the environment, as an operator's service unit would.
+    env = {**os.environ, "LEDGER_KAFKA_CONFIG": str(config)}
+    env.pop("LEDGER_BOOTSTRAP", None)
     with log.open("ab") as handle:
-        return subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                env=env)
 
 
 class _Stream(threading.Thread):
     """Publishes good submissions in chunks, a malformed one after each, in the background."""
 
-    def __init__(self, bootstrap: str, topics: Topics, good: list[bytes], bad: list[bytes],
+    def __init__(self, bootstrap: Connection, topics: Topics, good: list[bytes], bad: list[bytes],
                  pause: float) -> None:
         super().__init__(name="stream")
         self._args = bootstrap, topics, good, bad, pause
@@ -80,14 +86,14 @@ class _Stream(threading.Thread):
             raise self.error
 
 
-def _stream(bootstrap: str, topics: Topics, good: list[bytes], bad: list[bytes],
+def _stream(bootstrap: Connection, topics: Topics, good: list[bytes], bad: list[bytes],
             pause: float) -> _Stream:
     stream = _Stream(bootstrap, topics, good, bad, pause)
     stream.start()
     return stream
 
 
-def _check(bootstrap: str, topics: Topics, store: Path, tmp_path: Path, good: list[bytes],
+def _check(bootstrap: Connection, topics: Topics, store: Path, tmp_path: Path, good: list[bytes],
            bad: list[bytes]) -> None:
     with LedgerService(str(store)) as service:
         events = list(service.entries(TRIAL_ID))
@@ -103,15 +109,15 @@ def _check(bootstrap: str, topics: Topics, store: Path, tmp_path: Path, good: li
     assert sorted(m["submission"] for m in on_topic) == sorted(b.decode() for b in bad)
 
 
-def _finish(store: Path, bootstrap: str, topics: Topics, log: Path) -> None:
-    final = _ingest_process(store, bootstrap, topics, log, until_idle=True)
+def _finish(store: Path, config: Path, topics: Topics, log: Path) -> None:
+    final = _ingest_process(store, config, topics, log, until_idle=True)
     try:
         assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
     finally:
         _kill(final)
 
 
-def _wait_until_recorded(process: subprocess.Popen[bytes], store: Path, bootstrap: str,
+def _wait_until_recorded(process: subprocess.Popen[bytes], store: Path, bootstrap: Connection,
                          topic: str, log: Path, timeout: float = 180.0) -> None:
     """Until the running ingest has recorded every offset of `topic` (it must not die first)."""
     consumer = kafka().KafkaConsumer(**client_settings(bootstrap, "test-ends"), group_id=None)
@@ -130,7 +136,7 @@ def _wait_until_recorded(process: subprocess.Popen[bytes], store: Path, bootstra
         time.sleep(1)
 
 
-def _node_in_role(bootstrap: str, topics: Topics, role: str) -> int:
+def _node_in_role(bootstrap: Connection, topics: Topics, role: str) -> int:
     admin = kafka().KafkaAdminClient(**client_settings(bootstrap, "test-admin"))
     with closing(admin):
         if role == "transaction coordinator":
@@ -160,7 +166,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def test_ingest_survives_repeated_sigkill(kafka_broker: Any, tmp_path: Path) -> None:
     """Twelve SIGKILLs mid-stream leave store, ledger and rejections exact: no gap, no double."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, config, topics = client(kafka_broker), client_file(kafka_broker), _topics()
     _create(bootstrap, topics, partitions=2)
     good = demo_lines(tmp_path)[:1500]
     bad = [f'{{"not": "an envelope", "n": {i}}}'.encode() if i % 2 else f"garbage {i}".encode()
@@ -171,7 +177,7 @@ def test_ingest_survives_repeated_sigkill(kafka_broker: Any, tmp_path: Path) -> 
     kills = 0
     try:
         while kills < 12:
-            process = _ingest_process(store, bootstrap, topics, log)
+            process = _ingest_process(store, config, topics, log)
             try:
                 time.sleep(rng.uniform(0.3, 3.5))
             finally:
@@ -180,7 +186,7 @@ def test_ingest_survives_repeated_sigkill(kafka_broker: Any, tmp_path: Path) -> 
             kills += 1
     finally:
         stream.finish()
-    _finish(store, bootstrap, topics, log)
+    _finish(store, config, topics, log)
     _check(bootstrap, topics, store, tmp_path, good, bad)
 
 
@@ -193,12 +199,12 @@ def test_ingest_keeps_going_when_a_broker_dies(
     kafka-python 3.0.12 kept a stale leader and waited on it (see consumers._kafka); this kills
     the node that hurts most rather than a random one.
     """
-    bootstrap, topics = kafka_cluster3.bootstrap, _topics()
+    bootstrap, config, topics = client(kafka_cluster3), client_file(kafka_cluster3), _topics()
     _create(bootstrap, topics, partitions=2, rf=3, configs={"min.insync.replicas": "2"})
     good = demo_lines(tmp_path)[:1200]
     bad = [f"garbage {i}".encode() for i in range(6)]
     store, log = tmp_path / "cluster.db", tmp_path / "ingest.log"
-    process = _ingest_process(store, bootstrap, topics, log)
+    process = _ingest_process(store, config, topics, log)
     stream = _stream(bootstrap, topics, good, bad, pause=0.2)
     try:
         time.sleep(2.5)
@@ -208,5 +214,5 @@ def test_ingest_keeps_going_when_a_broker_dies(
     finally:
         _stop(process, log)
     # The process that lived through the failover recorded everything; this one finds no work.
-    _finish(store, bootstrap, topics, log)
+    _finish(store, config, topics, log)
     _check(bootstrap, topics, store, tmp_path, good, bad)

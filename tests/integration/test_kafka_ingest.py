@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from consumers._kafka import client_settings, kafka, kafka_errors
+from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.ingest import run_ingest
 from consumers.outbox import LedgerOutbox, default_transactional_id
 from consumers.publisher import SubmissionPublisher, publish_file, read_lines
@@ -26,6 +26,7 @@ from ledger.demo import run_demo
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import cohort_table
 from tests.builders import TRIAL_ID
+from tests.kafka_fixtures import client
 
 pytest_plugins = ["tests.kafka_fixtures"]
 pytestmark = pytest.mark.kafka
@@ -51,7 +52,7 @@ def _topics(partitions: int = 1) -> Topics:
     return Topics(f"sub-{tag}", f"led-{tag}", f"rej-{tag}", f"grp-{tag}")
 
 
-def _create(bootstrap: str, topics: Topics, partitions: int = 1, rf: int = 1,
+def _create(bootstrap: Connection, topics: Topics, partitions: int = 1, rf: int = 1,
             configs: dict[str, str] | None = None) -> None:
     ensure_topics(bootstrap, [topics.submissions], partitions=partitions, replication_factor=rf,
                   configs=configs)
@@ -84,7 +85,7 @@ def compared(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
     return rows
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+def read_topic(bootstrap: Connection, topic: str, timeout: float = 60.0) -> list[Any]:
     """Every committed record of `topic` (all partitions), in offset order per partition."""
     k = kafka()
     consumer = k.KafkaConsumer(**client_settings(bootstrap, "test-reader"), group_id=None,
@@ -107,7 +108,9 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
     return records
 
 
-def send_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
+def send_raw(
+    bootstrap: Connection, topic: str, items: Iterable[tuple[bytes | None, bytes]]
+) -> None:
     """Publish raw messages (even invalid ones) as an integrator's faulty system might."""
     producer = kafka().KafkaProducer(**client_settings(bootstrap, "test-raw-sender"), acks="all",
                                      enable_idempotence=True, linger_ms=5)
@@ -127,7 +130,7 @@ def original_bytes(rejection: dict[str, Any]) -> bytes:
     return text.encode()
 
 
-def ledger_values(bootstrap: str, topic: str) -> list[str]:
+def ledger_values(bootstrap: Connection, topic: str) -> list[str]:
     return [r.value.decode() for r in read_topic(bootstrap, topic)]
 
 
@@ -137,7 +140,7 @@ def record_directly(service: LedgerService, lines: list[bytes], first_offset: in
                             for n, raw in enumerate(lines)])
 
 
-def outbox_for(service: LedgerService, bootstrap: str, topics: Topics) -> LedgerOutbox:
+def outbox_for(service: LedgerService, bootstrap: Connection, topics: Topics) -> LedgerOutbox:
     return LedgerOutbox(service, bootstrap, ledger_topic=topics.ledger,
                         rejections_topic=topics.rejections)
 
@@ -149,7 +152,7 @@ def demo_lines(tmp_path: Path) -> list[bytes]:
 
 def test_kafka_ingest_records_what_submit_records(kafka_broker: Any, tmp_path: Path) -> None:
     """The demo published and ingested equals `submit_many` of the same file, event by event."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, topics = client(kafka_broker), _topics()
     _create(bootstrap, topics, partitions=3)
     run = run_demo(tmp_path / "demo", seed=12)
     published = publish_file(run.submissions_file, bootstrap, topics.submissions)
@@ -174,7 +177,7 @@ def test_kafka_ingest_records_what_submit_records(kafka_broker: Any, tmp_path: P
 
 def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_path: Path) -> None:
     """Non-JSON, invalid, unknown-trial and conflicting messages are exactly the rejections."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, topics = client(kafka_broker), _topics()
     _create(bootstrap, topics, partitions=2)
     good = demo_lines(tmp_path)[:200]
     first = json.loads(good[0])
@@ -202,7 +205,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
     rejected = [json.loads(r.value) for r in read_topic(bootstrap, topics.rejections)]
     assert sorted(m["sequence"] for m in rejected) == list(range(1, len(bad) + 1))
     assert sorted(m["reason_code"] for m in rejected) == sorted(
-        ["INVALID_JSON", "SCHEMA_INVALID", "UNKNOWN_TRIAL", "EVENT_ID_CONFLICT", "INVALID_JSON"])
+        ["INVALID_JSON", "SCHEMA_INVALID", "UNKNOWN_TRIAL", "EVENT_ID_CONFLICT", "INVALID_TEXT"])
     assert {m["event_id"] for m in rejected} >= {schema_invalid["event_id"],
                                                  unknown_trial["event_id"], conflict["event_id"]}
     contract = {"event_id", "reason_code", "message", "submission", "topic", "partition",
@@ -218,7 +221,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
 
 def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) -> None:
     """`trial.ledger` holds the store's records once each, in position order, across restarts."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, topics = client(kafka_broker), _topics()
     _create(bootstrap, topics)
     lines = demo_lines(tmp_path)
     store = str(tmp_path / "kafka.db")
@@ -230,7 +233,7 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
         record_directly(service, lines[400:500], first_offset=0)
     # A zombie publisher with the same transactional id left a transaction open.
     zombie = kafka().KafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_settings(bootstrap, "test-zombie"),
         transactional_id=default_transactional_id(topics.ledger, topics.rejections))
     with closing(zombie):
         zombie.init_transactions()
@@ -251,7 +254,7 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
 
 def test_a_fenced_outbox_gives_way_to_the_newer_one(kafka_broker: Any, tmp_path: Path) -> None:
     """Two publishers of one store: the older is fenced and stops; it never fences back."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, topics = client(kafka_broker), _topics()
     _create(bootstrap, topics)
     lines = demo_lines(tmp_path)
     with LedgerService(str(tmp_path / "fence.db")) as service:
@@ -277,7 +280,7 @@ def test_a_restarted_outbox_counts_what_its_lost_commit_published(
 ) -> None:
     """Records on the topic that the outbox did not count (a commit whose acknowledgement was
     lost) are found by the restart's tail read: counted once, never sent again."""
-    bootstrap, topics = kafka_broker.bootstrap, _topics()
+    bootstrap, topics = client(kafka_broker), _topics()
     _create(bootstrap, topics)
     lines = demo_lines(tmp_path)
     with LedgerService(str(tmp_path / "lost-ack.db")) as service:
