@@ -5,9 +5,13 @@ Enable with ``pytest_plugins = ["tests.postgres_fixtures"]`` in ``tests/conftest
 
 * ``postgres_server`` (session): a server started by ``deploy.postgres`` from the PostgreSQL
   installed on the machine, in a fresh temporary directory (fsync off: it is thrown away), and
-  stopped and deleted at the end of the session. With ``LEDGER_TEST_POSTGRES_URL`` set, that
-  server is used instead (its role must be allowed to ``CREATE DATABASE``).
-* ``postgres_url`` (function): a URL of a database created for the test alone, dropped after it.
+  stopped and deleted at the end of the session. Its ``ledger`` database holds the ledger's schema,
+  made append-only for the ``ledger`` role (owned by ``ledger_owner``), and is the template of
+  every test database. With ``LEDGER_TEST_POSTGRES_URL`` set, that server is used instead (its
+  role must be allowed to ``CREATE DATABASE``; it gets empty databases and creates the schema).
+* ``postgres_url`` (function): the **ledger role's** URL of a database created for the test
+  alone (a copy of the template: schema, grants and triggers), dropped after it. The role may
+  select and insert, not update, delete or truncate, and owns nothing.
 
 The PostgreSQL tests are real-parts tests, like the Kafka ones: when PostgreSQL or psycopg is not
 installed they *fail*, saying what to install. ``LEDGER_TEST_SKIP_POSTGRES=1`` skips them
@@ -47,18 +51,27 @@ _started: list[PostgresHandle] = []  # the server this session started, for fail
 
 @dataclass(frozen=True)
 class PostgresHandle:
-    """The session's server: an admin URL whose role may create databases."""
+    """The session's server: an admin URL whose role may create databases (the owner role of a
+    started server) and, for a started server, the append-only ledger role's URL."""
 
     url: str = field(repr=False)  # holds the password
     data_dir: Path | None = None  # None for an external server (LEDGER_TEST_POSTGRES_URL)
+    ledger_url: str | None = field(default=None, repr=False)  # the ledger role's, template db
+    template: str | None = None  # the database holding the append-only schema
 
     @property
     def log_path(self) -> Path | None:
         return None if self.data_dir is None else self.data_dir / postgres.LOG_FILE
 
-    def database_url(self, name: str) -> str:
+    def admin_url(self, name: str) -> str:
         """The admin URL pointing at database ``name`` instead."""
         parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    def database_url(self, name: str) -> str:
+        """The URL the ledger uses for database ``name``: the ledger role's on a started
+        server, the admin's on an external one."""
+        parts = urlsplit(self.ledger_url or self.url)
         return urlunsplit(parts._replace(path=f"/{name}"))
 
 
@@ -85,10 +98,17 @@ def postgres_server() -> Iterator[PostgresHandle]:
     data_dir = Path(tempfile.mkdtemp(prefix="trial-ledger-postgres-"))
     try:
         try:
-            url = postgres.start(data_dir, durable=False)
+            ledger_url = postgres.start(data_dir, durable=False)
         except postgres.PostgresError as exc:
             pytest.fail(f"could not start PostgreSQL for the tests: {exc}\n{INSTALL_HINT}")
-        handle = PostgresHandle(url, data_dir)
+        server = postgres.load(data_dir)
+        assert server is not None
+        handle = PostgresHandle(
+            server.owner_url(),
+            data_dir,
+            ledger_url=ledger_url,
+            template=postgres.DEFAULT_DATABASE,
+        )
         _started.append(handle)
         yield handle
     finally:
@@ -102,23 +122,43 @@ def postgres_server() -> Iterator[PostgresHandle]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _database_name(test_name: str) -> str:
+def database_name(test_name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", test_name.lower()).strip("_")
     return f"t{next(_databases):03d}_{slug}"[:63].rstrip("_")
 
 
-@pytest.fixture
-def postgres_url(postgres_server: PostgresHandle, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A URL of a new, empty database for this test alone (dropped afterwards)."""
+def create_database(handle: PostgresHandle, name: str) -> str:
+    """Create database ``name`` (a copy of the append-only template on a started server, empty
+    on an external one); return the ledger's URL of it (``PostgresHandle.database_url``)."""
     import psycopg
     from psycopg import sql
 
-    name = _database_name(request.node.name)
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield postgres_server.database_url(name)
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if handle.template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(handle.template))
+    with psycopg.connect(handle.url, autocommit=True) as admin:
+        admin.execute(create)
+    return handle.database_url(name)
+
+
+def drop_database(handle: PostgresHandle, name: str) -> None:
+    """Drop database ``name``, ending any session still connected to it."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(handle.url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_url(
+    postgres_server: PostgresHandle, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """The ledger's URL of a new database for this test alone (dropped afterwards): on a started
+    server, the append-only role's URL of a copy of the template; else an empty database."""
+    name = database_name(request.node.name)
+    yield create_database(postgres_server, name)
+    drop_database(postgres_server, name)
 
 
 @pytest.hookimpl(wrapper=True)

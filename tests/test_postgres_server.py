@@ -57,8 +57,11 @@ def test_start_stop_start_keeps_the_url_and_the_data(data_dir: Path) -> None:
     assert postgres.start(data_dir) == url
     assert postgres.status(data_dir)["pid"] == pid
     assert scalar(url, "SELECT count(*) FROM pg_tables WHERE tablename = 'kept'") == 0
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+    server = postgres.load(data_dir)
+    assert server is not None
+    with psycopg.connect(server.owner_url(), autocommit=True, connect_timeout=10) as conn:
         conn.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+        conn.execute("GRANT SELECT ON kept TO ledger")
 
     postgres.stop(data_dir)
     info = postgres.status(data_dir)
@@ -99,8 +102,9 @@ def test_the_url_password_is_checked_and_the_files_are_private(data_dir: Path) -
 def test_the_password_stays_off_command_lines_and_out_of_status(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No program `start` runs gets the password as an argument or on stdin (only the URL
-    check, in PGPASSWORD); `status` shows it as ***."""
+    """No program `start` runs gets a password as an argument or on stdin (the ledger role's
+    only in the URL check's PGPASSWORD, the owner's only in the schema step's LEDGER_STORE);
+    `status` shows both as ***."""
     calls: list[tuple[list[str], str, dict[str, str]]] = []
     real_run = subprocess.run
 
@@ -111,16 +115,24 @@ def test_the_password_stays_off_command_lines_and_out_of_status(
     monkeypatch.setattr(subprocess, "run", spy)
     url = postgres.start(data_dir)
     password = urlsplit(url).password
-    assert password
+    server = postgres.load(data_dir)
+    assert password and server is not None and server.owner_password
+    owner_url = server.owner_url()
     assert [Path(cmd[0]).name for cmd, _, _ in calls][-2:] == ["psql", "psql"]
     for cmd, stdin, _ in calls:
-        assert password not in " ".join(cmd) + stdin, cmd
-    assert [env.get("PGPASSWORD") for _, _, env in calls].count(password) == 1
+        for secret in (password, server.owner_password):
+            assert secret not in " ".join(cmd) + stdin, cmd
+    environments = [env for _, _, env in calls]
+    assert [env.get("PGPASSWORD") for env in environments].count(password) == 1
+    assert [env.get("LEDGER_STORE") for env in environments].count(owner_url) == 1
+    assert not any(server.owner_password in env.get("PGPASSWORD", "") for env in environments)
 
     assert postgres.main(["status", str(data_dir)]) == 0
     shown = capsys.readouterr().out
-    assert json.loads(shown)["url"] == url.replace(f":{password}@", ":***@")
-    assert password not in shown
+    info = json.loads(shown)
+    assert info["url"] == url.replace(f":{password}@", ":***@")
+    assert info["owner_url"] == owner_url.replace(f":{server.owner_password}@", ":***@")
+    assert password not in shown and server.owner_password not in shown
 
 
 @pytest.mark.postgres
@@ -129,7 +141,15 @@ def test_a_url_that_does_not_connect_is_reported_without_its_password(
 ) -> None:
     """When the URL check fails, `start`'s error names the URL with *** for the password."""
     verifier = postgres._scram_verifier
-    monkeypatch.setattr(postgres, "_scram_verifier", lambda _password: verifier("another"))
+    ledger_password: list[str] = []  # the first verifier `start` asks for is the ledger role's
+
+    def wrong_for_the_ledger_role(password: str) -> str:
+        if not ledger_password:
+            ledger_password.append(password)
+            return verifier("another")
+        return verifier(password)
+
+    monkeypatch.setattr(postgres, "_scram_verifier", wrong_for_the_ledger_role)
     assert postgres.main(["start", str(data_dir)]) == 1
     out, err = capsys.readouterr()
     server = postgres.load(data_dir)

@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError
 from consumers.publisher import read_lines
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode
-from ledger.aggregates.trial import Outcome
+from ledger.aggregates.trial import Outcome, trial_aggregate_id
 from ledger.application import (
     BatchReport,
     Delivery,
@@ -140,7 +140,10 @@ class TestLedgerStoreContract:
 
             assert description == f"postgresql database {store.rsplit('/', 1)[1]}"
             with psycopg.connect(store, connect_timeout=10) as conn:
-                row = conn.execute("SELECT count(*) FROM trialledger_events").fetchone()
+                row = conn.execute(
+                    "SELECT count(*) FROM trialledger_events WHERE originator_id = %s",
+                    (trial_aggregate_id(TRIAL_ID),),
+                ).fetchone()
             assert row == (recorded,)
         else:
             assert description == f"sqlite {store}"
