@@ -100,6 +100,8 @@ def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:
             raise ValueError(f"{store!r} names no database (postgresql://user:pw@host:port/db)")
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # The append-only role may not create tables: they are made when allowed (below).
+            "CREATE_TABLE": "no",
             "POSTGRES_DBNAME": url.path.strip("/"),
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
@@ -135,6 +137,29 @@ def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:
             "SQLITE_DBNAME": f"file:{quote(str(path.resolve()))}?mode=ro",
         }
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+def _create_postgres_schema_if_allowed(recorder: object) -> None:
+    """Create the tables only as a role that may create in their schema (the owner); the
+    append-only role of deploy/postgres.py may not, and finds them made."""
+    from eventsourcing.postgres import PostgresProcessRecorder
+
+    assert isinstance(recorder, PostgresProcessRecorder)
+    store = recorder.datastore
+    with store.get_connection() as conn:
+        row = conn.execute(
+            "SELECT has_schema_privilege(%s, 'CREATE') AS allowed,"
+            " to_regclass(%s) IS NOT NULL AS present",
+            (store.schema, f"{store.schema}.{recorder.events_table_name}"),
+        ).fetchone()
+        user = conn.info.user
+    if row is not None and row["allowed"]:
+        recorder.create_table()
+    elif row is None or not row["present"]:
+        raise OSError(
+            f"the store has no ledger tables and {user} may not create them: create them as "
+            "the owner (python3 -m deploy.postgres schema DIR)"
+        )
 
 
 def _password_from_environment(host: str, port: int, database: str, user: str) -> str:
@@ -242,6 +267,8 @@ class LedgerService:
         env = store_environment(store, read_only=read_only)
         try:
             self._app = _LedgerStore(env=env)
+            if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
+                _create_postgres_schema_if_allowed(self._app.recorder)
         except PersistenceError as error:
             cause = error.__cause__ or error
             raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error

@@ -393,7 +393,9 @@ def _topic_source(args: argparse.Namespace) -> AuditSource:
 def _publish(args: argparse.Namespace) -> int:
     from consumers.cli import cmd_publish
 
-    code, text, document = cmd_publish(args.file, args.bootstrap, args.submissions_topic)
+    code, text, document = cmd_publish(
+        args.file, args.bootstrap, args.submissions_topic, kafka_config=args.kafka_config
+    )
     _emit(args, document, text)
     return code
 
@@ -401,10 +403,14 @@ def _publish(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from consumers.cli import cmd_ingest
 
+    signer = configured_signer(args.signing_key)
+    args.unsigned = signer is None
     code, text, document = cmd_ingest(
         args.store,
         args.bootstrap,
         args.until_idle,
+        kafka_config=args.kafka_config,
+        signer=signer,
         submissions_topic=args.submissions_topic,
         ledger_topic=args.ledger_topic,
         rejections_topic=args.rejections_topic,
@@ -417,12 +423,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from consumers.cli import cmd_broker_start, cmd_broker_stop
+    from consumers.cli import cmd_broker
 
-    if args.action == "start":
-        code, text, document = cmd_broker_start(args.data, args.nodes)
-    else:
-        code, text, document = cmd_broker_stop(args.data)
+    code, text, document = cmd_broker(args)
     _emit(args, document, text)
     return code
 
@@ -653,7 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--to", required=True, metavar="T2", help="ISO-8601 UTC")
     diff.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
 
-    from consumers.cli import add_bootstrap_argument, add_ingest_arguments
+    from consumers.cli import add_bootstrap_argument, add_broker_arguments, add_ingest_arguments
 
     kafka = argparse.ArgumentParser(add_help=False)
     add_bootstrap_argument(kafka)
@@ -674,9 +677,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ingest_arguments(ingest)
 
     broker = add("broker", _broker, "a local Apache Kafka for development and tests", [as_json])
-    broker.add_argument("action", choices=["start", "stop"])
-    broker.add_argument("--data", type=Path, help="broker data directory")
-    broker.add_argument("--nodes", type=int, choices=[1, 3], default=1)
+    add_broker_arguments(broker)
 
     demo = add("demo", _demo, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,32 @@ def test_an_accepted_integer_reads_back_as_itself(number: int) -> None:
         assert abs(number) > MAX_SAFE_INTEGER
         return
     assert json.loads(encoded) == number
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-1e17, max_value=1e17, allow_nan=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+@settings(max_examples=3000, deadline=None)
+def test_the_fast_path_writes_exactly_the_reference_serialisers_bytes(value: object) -> None:
+    """Where the standard-library fast path answers, its bytes are rfc8785's; where it declines,
+    canonical_bytes still gives rfc8785's bytes (or the same refusal)."""
+    from ledger.audit.canonical import _fast_canonical
+
+    fast = _fast_canonical(value)
+    try:
+        reference: bytes | None = rfc8785.dumps(value)
+    except (ValueError, RecursionError):
+        reference = None
+    if fast is not None:
+        assert fast == reference

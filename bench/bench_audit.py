@@ -1,0 +1,113 @@
+"""What the Merkle log costs: hashing and signing on the write path, and `verify` against a scan.
+
+Records the synthetic trial of ``bench_datasets.record_trial`` (``--subjects``, default 300) three
+times in one run, as ``ledger submit`` records (daily batches through ``LedgerService``):
+
+* sealed and signed (Ed25519): what the ledger does;
+* sealed, unsigned (no key);
+* not sealed (``seal_batch`` replaced by a no-op): the ledger before the audit issue;
+
+and reports each run's wall time and the overhead ratios (goal: sealed and signed < 1.10 x the
+unsealed write). Then, on the signed store: the raw scan (every stored event of the trial read
+and decoded by the store's own mapper) against ``verify`` of the same store (read, decode,
+canonicalise, hash, rebuild the tree, check every checkpoint signature) in events/s, and their
+ratio (goal: verify at least 0.5 x the raw scan rate).
+
+Run: ``python bench/bench_audit.py [--subjects N] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_datasets  # noqa: E402  (the sibling benchmark's trial recorder)
+
+from ledger import application  # noqa: E402
+from ledger.aggregates.trial import trial_aggregate_id  # noqa: E402
+from ledger.application import LedgerService  # noqa: E402
+from ledger.audit.checkpoints import Signer  # noqa: E402
+from ledger.audit.inspection import verify_source  # noqa: E402
+
+
+def record(store: Path, subjects: int, seed: int, signer: Signer | None) -> tuple[float, int]:
+    real_service = LedgerService
+
+    def with_signer(path: str, *args: Any, **kwargs: Any) -> LedgerService:
+        return real_service(path, *args, signer=signer, **kwargs)
+
+    with mock.patch.object(bench_datasets, "LedgerService", with_signer):
+        started = time.perf_counter()
+        _, events = bench_datasets.record_trial(store, subjects, seed)
+    return time.perf_counter() - started, events
+
+
+def best_of(action: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--subjects", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    signer = Signer(Ed25519PrivateKey.generate())
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as scratch:
+        folder = Path(scratch)
+        signed, events = record(folder / "signed.db", args.subjects, args.seed, signer)
+        unsigned, _ = record(folder / "unsigned.db", args.subjects, args.seed, None)
+        def nothing(*_: Any, **__: Any) -> None:
+            return None
+
+        with (
+            mock.patch.object(application, "seal_batch", nothing),
+            mock.patch.object(LedgerService, "_seal_earlier_entries", nothing),
+            mock.patch.object(LedgerService, "_seal_earlier_rejections", nothing),
+        ):
+            unsealed, _ = record(folder / "unsealed.db", args.subjects, args.seed, None)
+        with LedgerService(str(folder / "signed.db"), read_only=True) as service:
+            trial_id = service.default_trial_id()
+            recorder = service._app.recorder
+            mapper = service._app.mapper
+            aggregate_id = trial_aggregate_id(trial_id)
+
+            def scan() -> int:
+                return sum(1 for s in recorder.select_events(aggregate_id)
+                           if mapper.to_domain_event(s) is not None)
+
+            def verify() -> None:
+                result = verify_source(service.audit_source(trial_id))
+                assert result.intact, result.to_json_dict()["problems"][:3]
+
+            raw = best_of(scan, args.repeat)
+            checked = best_of(verify, args.repeat)
+    print(f"synthetic trial: {args.subjects} subjects, {events:,} recorded events")
+    print(f"write, not sealed     : {unsealed:7.2f} s  ({events / unsealed:9,.0f} events/s)")
+    print(f"write, sealed unsigned: {unsigned:7.2f} s  ({events / unsigned:9,.0f} events/s)"
+          f"  x{unsigned / unsealed:.3f}")
+    print(f"write, sealed + signed: {signed:7.2f} s  ({events / signed:9,.0f} events/s)"
+          f"  x{signed / unsealed:.3f}  (goal < 1.10)")
+    print(f"raw scan + decode     : {events / raw:9,.0f} events/s ({raw:.3f} s)")
+    print(f"verify                : {events / checked:9,.0f} events/s ({checked:.3f} s)")
+    print(f"verify rate / scan rate: {raw / checked:.2f} (goal >= 0.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
