@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ledger.aggregates.facts import (
     ADVERSE_EVENT_REPORTED,
@@ -14,6 +16,7 @@ from ledger.aggregates.facts import (
     Fact,
     FactBook,
 )
+from ledger.entries import LedgerEntry
 from tests.builders import TRIAL_ID, Script, lines, open_ledger
 
 DAY0 = date(2025, 1, 6)
@@ -142,3 +145,38 @@ def test_moving_a_dose_out_of_the_dosing_days_revises_evaluability(tmp_path: Pat
         if e.type.startswith("dlt_window.")
     ]
     assert windows == [("dlt_window.closed", 16, True), ("dlt_window.revised", 15, False)]
+
+
+def entry(
+    type_: str, position: int, data: dict[str, object], *, subject: str | None = "01-001"
+) -> LedgerEntry:
+    """A ledger entry as the read side delivers it; a subject's facts carry `e<position>` ids."""
+    return LedgerEntry(
+        position=position,
+        type=type_,
+        trial_id=TRIAL_ID,
+        recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
+        data=data,
+        subject_id=subject,
+        occurred_on=DAY0,
+        event_id=f"e{position}" if subject else None,
+        source="edc-site-01",
+    )
+
+
+def test_fold_reads_facts_corrections_and_voids_and_skips_decisions() -> None:
+    """fold: a fact is added, a correction replaces it, a void removes it, a decision is no fact."""
+    book = FactBook()
+    book.fold(entry(FRUQUINTINIB_DOSED, 1, {"dose_mg": 4.0}))
+    book.fold(entry(FRUQUINTINIB_DOSED, 2, {"dose_mg": 4.0}))
+    book.fold(entry("cohort.opened", 3, {"cohort": "A"}, subject=None))
+    book.fold(entry("record.corrected", 4, {"target_event_id": "e1", "data": {"dose_mg": 3.0}}))
+    book.fold(entry("record.voided", 5, {"target_event_id": "e2"}))
+    assert [(f.event_id, f.data, f.corrections) for f in book] == [("e1", {"dose_mg": 3.0}, 1)]
+    assert book.is_voided("e2")
+
+
+def test_fold_refuses_a_fact_without_its_identity() -> None:
+    """A clinical fact with no event_id is a one-line ValueError naming its position."""
+    with pytest.raises(ValueError, match=r"^haic\.administered at position 7 lacks event_id/date$"):
+        FactBook().fold(entry(HAIC_ADMINISTERED, 7, {}, subject=None))

@@ -3,7 +3,7 @@
 A correction or a void never changes what was recorded; it changes what is *currently believed*.
 `FactBook` is the one place that turns recorded submissions, corrections and voids into that
 current belief. The Trial aggregate folds into one, and so do the dataset projections, so both read
-corrections the same way.
+corrections the same way: `FactBook.fold` takes any `Recorded` (a `Trial.Event` or a `LedgerEntry`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 # Submission types integrators publish (contract §2), plus this product's `dose.modified`.
 SUBJECT_ENROLLED = "subject.enrolled"
@@ -50,6 +50,29 @@ CLINICAL_FACT_TYPES = (
 )
 AMENDMENT_TYPES = (RECORD_CORRECTED, RECORD_VOIDED)
 SUBMISSION_TYPES = CLINICAL_FACT_TYPES + AMENDMENT_TYPES
+
+
+class Recorded(Protocol):
+    """A recorded event as every fold reads it: `Trial.Event` and `LedgerEntry` both fit."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def subject_id(self) -> str | None: ...
+    @property
+    def occurred_on(self) -> date | None: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+    @property
+    def event_id(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def entered_by(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +144,35 @@ class FactBook:
         for fact in facts:
             book.add(fact)
         return book
+
+    def fold(self, record: Recorded) -> None:
+        """Read one recorded event: a clinical fact is added, a correction or a void applied.
+
+        Any other type (the ledger's own decisions, `trial.opened`) leaves the book unchanged.
+        """
+        data = record.data
+        if record.type in CLINICAL_FACT_TYPES:
+            if record.event_id is None or record.occurred_on is None:
+                raise ValueError(f"{record.type} at position {record.position} lacks event_id/date")
+            self.add(
+                Fact(
+                    event_id=record.event_id,
+                    type=record.type,
+                    subject_id=record.subject_id,
+                    occurred_on=record.occurred_on,
+                    data=data,
+                    position=record.position,
+                )
+            )
+        elif record.type == RECORD_CORRECTED:
+            corrected_on = data.get("occurred_on")
+            self.correct(
+                str(data["target_event_id"]),
+                data["data"],
+                date.fromisoformat(corrected_on) if corrected_on else None,
+            )
+        elif record.type == RECORD_VOIDED:
+            self.void(str(data["target_event_id"]))
 
     def add(self, fact: Fact) -> None:
         self._facts[fact.event_id] = fact

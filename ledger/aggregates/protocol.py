@@ -14,6 +14,9 @@ from typing import Any
 
 from ledger.aggregates.escalation import Variant
 
+EXPANSION = "EXPANSION"
+"""The stage-2 cohort's name: it treats at the MTD, so no dose level may take the name."""
+
 
 class ProtocolInvalidError(ValueError):
     """A protocol definition that cannot be enforced (message names the field)."""
@@ -116,6 +119,15 @@ class ProtocolDefinition:
                 return index
         return None
 
+    def cohort_level(self, cohort: str, *, expansion_at: int | None) -> DoseLevel | None:
+        """The dose level a cohort treats at: its own, or for EXPANSION the level it expands.
+
+        `expansion_at` is the MTD's level index (None before it is declared). The one place that
+        works out a cohort's dose; None for a name the protocol does not know.
+        """
+        index = expansion_at if cohort == EXPANSION else self.level_index(cohort)
+        return None if index is None else self.dose_levels[index]
+
     def _check_consistency(self) -> None:
         names = [level.name for level in self.dose_levels]
         if len(set(names)) != len(names):
@@ -123,8 +135,8 @@ class ProtocolDefinition:
         doses = [level.dose_mg for level in self.dose_levels]
         if doses != sorted(doses) or len(set(doses)) != len(doses):
             raise ProtocolInvalidError("dose_levels: doses must rise strictly from first to last")
-        if "EXPANSION" in names:
-            raise ProtocolInvalidError("dose_levels: 'EXPANSION' is reserved for stage 2")
+        if EXPANSION in names:
+            raise ProtocolInvalidError(f"dose_levels: '{EXPANSION}' is reserved for stage 2")
         if not 1 <= self.fruquintinib.first_day <= self.fruquintinib.last_day <= self.cycle_days:
             raise ProtocolInvalidError("fruquintinib: dosing days must lie within the cycle")
         if self.escalation.evaluable_min_doses > self.fruquintinib.planned_doses:

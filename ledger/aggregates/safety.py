@@ -11,7 +11,7 @@ reassesses a window after most submissions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -65,6 +65,47 @@ class DltWindow:
     @property
     def has_dlt(self) -> bool:
         return bool(self.dlts)
+
+    def decides_as(self, other: DltWindow) -> bool:
+        """Whether two readings of a window lead to the same recorded conclusion."""
+        return (self.is_closed, self.evaluable, self.has_dlt, self.doses_in_window) == (
+            other.is_closed,
+            other.evaluable,
+            other.has_dlt,
+            other.doses_in_window,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        """The `dlt_window.closed` / `dlt_window.revised` data (contract §3)."""
+        return {
+            "c1d1": self.c1d1.isoformat() if self.c1d1 else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "closed": self.is_closed,
+            "closed_on": self.closed_on.isoformat() if self.closed_on else None,
+            "evaluable": self.evaluable,
+            "dlt": self.has_dlt,
+            "dlt_ae_ids": sorted(self.dlts),
+            "doses_in_window": self.doses_in_window,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> DltWindow:
+        """The window as recorded; candidates are not recorded here, they are flagged apart."""
+
+        def day(key: str) -> date | None:
+            value = data.get(key)
+            return date.fromisoformat(value) if value else None
+
+        return cls(
+            c1d1=day("c1d1"),
+            window_end=day("window_end"),
+            doses_in_window=int(data["doses_in_window"]),
+            candidates=frozenset(),
+            pending=frozenset(),
+            dlts=frozenset(data["dlt_ae_ids"]),
+            closed_on=day("closed_on"),
+            evaluable=data["evaluable"],
+        )
 
 
 def first_haic_date(facts: Sequence[Fact]) -> date | None:

@@ -6,13 +6,15 @@ re-running the rules, so the table as of T shows exactly what the ledger had dec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.aggregates import facts
+from ledger.aggregates import trial_state as recorded
+from ledger.aggregates.protocol import EXPANSION
+from ledger.aggregates.trial_state import CohortState, Stage
 from ledger.entries import LedgerEntry
-
-EXPANSION = "EXPANSION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,81 +88,122 @@ class CohortTable:
 @dataclass(slots=True)
 class _Cohort:
     dose_mg: float | None
-    state: str = "not_open"
+    state: CohortState = CohortState.NOT_OPEN
     decision: str | None = None
     subjects: list[str] = field(default_factory=list)
 
 
 def cohort_table(entries: Iterable[LedgerEntry]) -> CohortTable:
     """Fold recorded entries (already cut at the as-of moment) into the cohort table."""
-    trial_id = ""
-    stage = "not_open"
-    variant = ""
-    mtd: str | None = None
-    position = 0
-    cohorts: dict[str, _Cohort] = {}
-    windows: dict[str, tuple[bool, bool]] = {}
+    fold = _CohortFold()
     for entry in entries:
-        position = entry.position
+        fold.evolve(entry)
+    return fold.table()
+
+
+@dataclass(slots=True)
+class _CohortFold:
+    """What the table keeps while reading: per cohort, and each subject's recorded window."""
+
+    trial_id: str = ""
+    stage: Stage = Stage.NOT_OPEN
+    variant: str = ""
+    mtd: str | None = None
+    position: int = 0
+    cohorts: dict[str, _Cohort] = field(default_factory=dict)
+    windows: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    """Per subject: (closed and DLT-evaluable, had a DLT), as last recorded."""
+
+    def evolve(self, entry: LedgerEntry) -> None:
+        self.position = entry.position
+        step = _STEPS.get(entry.type)
+        if step is not None:
+            step(self, entry)
+
+    def _opened(self, entry: LedgerEntry) -> None:
+        self.trial_id = entry.trial_id
+        self.stage = Stage.ESCALATION
+        protocol = entry.data["protocol"]
+        self.variant = protocol["escalation"]["variant"]
+        for level in protocol["dose_levels"]:
+            self.cohorts[level["name"]] = _Cohort(dose_mg=float(level["dose_mg"]))
+
+    def _enrolled(self, entry: LedgerEntry) -> None:
+        assert entry.subject_id is not None
+        self.cohorts[str(entry.data["cohort"])].subjects.append(entry.subject_id)
+
+    def _window(self, entry: LedgerEntry) -> None:
+        assert entry.subject_id is not None
         data = entry.data
-        match entry.type:
-            case "trial.opened":
-                trial_id = entry.trial_id
-                stage = "escalation"
-                protocol = data["protocol"]
-                variant = protocol["escalation"]["variant"]
-                for level in protocol["dose_levels"]:
-                    cohorts[level["name"]] = _Cohort(dose_mg=float(level["dose_mg"]))
-            case "subject.enrolled":
-                assert entry.subject_id is not None
-                cohorts[str(data["cohort"])].subjects.append(entry.subject_id)
-            case "dlt_window.closed" | "dlt_window.revised":
-                assert entry.subject_id is not None
-                windows[entry.subject_id] = (
-                    bool(data["closed"]) and bool(data["evaluable"]),
-                    bool(data["dlt"]),
-                )
-            case "cohort.opened":
-                cohorts[str(data["cohort"])].state = "open"
-            case "cohort.expanded":
-                cohort = cohorts[str(data["cohort"])]
-                cohort.state = "open"
-                cohort.decision = "expand to 6"
-            case "cohort.closed":
-                cohort = cohorts[str(data["cohort"])]
-                cohort.state = "closed"
-                cohort.decision = str(data["decision"])
-                if data["cohort"] == EXPANSION:
-                    stage = "enrollment_complete"
-            case "mtd.declared":
-                mtd = str(data["cohort"])
-                stage = "enrollment_complete"
-            case "expansion.opened":
-                stage = "expansion"
-                cohorts[EXPANSION] = _Cohort(dose_mg=float(data["dose_mg"]), state="open")
-            case "trial.stopped":
-                stage = "stopped"
-            case _:
-                pass
-    rows = []
-    for name, cohort in cohorts.items():
-        evaluable = [windows[s] for s in cohort.subjects if s in windows and windows[s][0]]
-        rows.append(
-            CohortRow(
-                cohort=name,
-                dose_mg=cohort.dose_mg,
-                enrolled=len(cohort.subjects),
-                evaluable=len(evaluable),
-                dlts=sum(1 for _, dlt in evaluable if dlt),
-                state=cohort.state,
-                decision=cohort.decision,
-            )
+        self.windows[entry.subject_id] = (
+            bool(data["closed"]) and bool(data["evaluable"]),
+            bool(data["dlt"]),
         )
-    return CohortTable(
-        trial_id=trial_id,
-        stage=stage,
-        mtd=mtd,
-        variant=variant,
-        position=position,
-        cohorts=tuple(rows),
-    )
+
+    def _cohort_opened(self, entry: LedgerEntry) -> None:
+        self.cohorts[str(entry.data["cohort"])].state = CohortState.OPEN
+
+    def _cohort_expanded(self, entry: LedgerEntry) -> None:
+        cohort = self.cohorts[str(entry.data["cohort"])]
+        cohort.state = CohortState.OPEN
+        cohort.decision = "expand to 6"
+
+    def _cohort_closed(self, entry: LedgerEntry) -> None:
+        cohort = self.cohorts[str(entry.data["cohort"])]
+        cohort.state = CohortState.CLOSED
+        cohort.decision = str(entry.data["decision"])
+        if entry.data["cohort"] == EXPANSION:
+            self.stage = Stage.ENROLLMENT_COMPLETE
+
+    def _mtd_declared(self, entry: LedgerEntry) -> None:
+        self.mtd = str(entry.data["cohort"])
+        self.stage = Stage.ENROLLMENT_COMPLETE
+
+    def _expansion_opened(self, entry: LedgerEntry) -> None:
+        self.stage = Stage.EXPANSION
+        self.cohorts[EXPANSION] = _Cohort(
+            dose_mg=float(entry.data["dose_mg"]), state=CohortState.OPEN
+        )
+
+    def _stopped(self, _entry: LedgerEntry) -> None:
+        self.stage = Stage.STOPPED
+
+    def table(self) -> CohortTable:
+        rows = []
+        for name, cohort in self.cohorts.items():
+            windows = self.windows
+            evaluable = [windows[s] for s in cohort.subjects if s in windows and windows[s][0]]
+            rows.append(
+                CohortRow(
+                    cohort=name,
+                    dose_mg=cohort.dose_mg,
+                    enrolled=len(cohort.subjects),
+                    evaluable=len(evaluable),
+                    dlts=sum(1 for _, dlt in evaluable if dlt),
+                    state=cohort.state.value,
+                    decision=cohort.decision,
+                )
+            )
+        return CohortTable(
+            trial_id=self.trial_id,
+            stage=self.stage.value,
+            mtd=self.mtd,
+            variant=self.variant,
+            position=self.position,
+            cohorts=tuple(rows),
+        )
+
+
+_STEPS: dict[str, Callable[[_CohortFold, LedgerEntry], None]] = {
+    recorded.TRIAL_OPENED: _CohortFold._opened,
+    facts.SUBJECT_ENROLLED: _CohortFold._enrolled,
+    recorded.DLT_WINDOW_CLOSED: _CohortFold._window,
+    recorded.DLT_WINDOW_REVISED: _CohortFold._window,
+    recorded.COHORT_OPENED: _CohortFold._cohort_opened,
+    recorded.COHORT_EXPANDED: _CohortFold._cohort_expanded,
+    recorded.COHORT_CLOSED: _CohortFold._cohort_closed,
+    recorded.MTD_DECLARED: _CohortFold._mtd_declared,
+    recorded.EXPANSION_OPENED: _CohortFold._expansion_opened,
+    recorded.TRIAL_STOPPED: _CohortFold._stopped,
+}
+"""What each recorded type changes in the table; every other type only moves the position."""
