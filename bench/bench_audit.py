@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_datasets  # noqa: E402  (the sibling benchmark's trial recorder)
+import bench_datasets
 
-from ledger import application  # noqa: E402
-from ledger.aggregates.trial import trial_aggregate_id  # noqa: E402
-from ledger.application import LedgerService  # noqa: E402
-from ledger.audit.checkpoints import Signer  # noqa: E402
-from ledger.audit.inspection import verify_source  # noqa: E402
+from ledger import application
+from ledger.aggregates.trial import trial_aggregate_id
+from ledger.application import LedgerService
+from ledger.audit.checkpoints import Signer
+from ledger.audit.inspection import verify_source
 
 
 def record(store: Path, subjects: int, seed: int, signer: Signer | None) -> tuple[float, int]:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.aggregates.trial import EXPANSION
 from ledger.application import LedgerService, bundled_protocol
 from ledger.demo import SITES, PendingSubmission, SimulatedClock, SiteSimulator, due_submissions
 from ledger.projections.datasets import build_datasets
@@ -66,8 +65,7 @@ def record_trial(store: Path, subjects: int, seed: int) -> tuple[str, int]:
                     break
                 number = next(numbers)
                 subject_id = f"{(number % 3) + 1:02d}-{number:04d}"
-                level = trial.mtd_level if cohort == EXPANSION else protocol.level_index(cohort)
-                dose = protocol.dose_levels[level or 0].dose_mg
+                dose = trial.dose_of_cohort(cohort)
                 envelope = sites.envelope("subject.enrolled", subject_id, day,
                                           {"cohort": cohort}, site=SITES[number % 3])
                 # Enrol now (not with the day's batch) so several can arrive on one day.

@@ -296,21 +296,33 @@ def _demo(args: argparse.Namespace) -> int:
     from ledger.audit.checkpoints import generate_signing_key, load_signing_key
     from ledger.demo import run_demo
     from ledger.projections.export import export_report
+    from ledger.projections.report import write_report
 
     _claim_demo_folder(args.out)
     key_path = args.out / "signing-key.pem"
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
     (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
     run = run_demo(args.out, args.seed, signer=signer)
-    with LedgerService(run.store) as ledger:
-        table = cohort_table(ledger.entries(run.trial_id))
-        report = export_report(
-            ledger.entries(run.trial_id),
-            as_of=None,
-            cutoff=run.last_day,
-            out=args.out,
-            software_version=_software_version(),
-        )
+    with LedgerService(run.store, read_only=True) as ledger:
+        entries = list(ledger.entries(run.trial_id))
+        provenance = _provenance(entries, ledger.checkpoints(run.trial_id))
+    table = cohort_table(entries)
+    report = export_report(
+        entries,
+        as_of=None,
+        cutoff=run.last_day,
+        out=args.out,
+        software_version=_software_version(),
+        audit=provenance,
+    )
+    write_report(
+        entries,
+        as_of=None,
+        cutoff=run.last_day,
+        out=args.out,
+        software_version=_software_version(),
+        provenance=provenance,
+    )
     print(
         f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
         f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
@@ -318,7 +330,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(table.render())
     print(f"MTD: {table.mtd or 'none'}")
     print(report.headline)
-    print(f"datasets, Kaplan–Meier plots and summary.txt in {args.out} (cutoff {run.last_day})")
+    print(f"datasets, report.html, km_summary.csv, Kaplan–Meier plots and summary.txt in "
+          f"{args.out} (cutoff {run.last_day})")
     print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
     print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
           f"{args.out / 'public-key.pem'}")
@@ -355,6 +368,30 @@ def _archive(args: argparse.Namespace) -> int:
         return audit_cli.archive(args, ledger, _emit, _software_version())
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ledger.projections.report import write_report
+
+    as_of = _as_of(args)
+    with _reader(args) as ledger:
+        trial_id = args.trial or ledger.default_trial_id()
+        entries = list(ledger.entries(trial_id, as_of=as_of))
+        files = write_report(
+            entries,
+            as_of=as_of,
+            cutoff=args.cutoff,
+            out=args.out,
+            software_version=_software_version(),
+            provenance=_provenance(entries, ledger.checkpoints(trial_id)),
+        )
+    document = {
+        "report": str(files.html),
+        "km_summary": str(files.km_summary),
+        "figures": list(files.figures),
+    }
+    _emit(args, document, f"wrote {files.html} and {files.km_summary}")
+    return 0
+
+
 def _diff(args: argparse.Namespace) -> int:
     from ledger.projections.diff import diff_datasets, render_diff
 
@@ -383,7 +420,9 @@ def _topic_source(args: argparse.Namespace) -> AuditSource:
     keys = audit_cli.public_keys_of(args.public_key) or {}
     trial_id = args.trial or bundled_protocol().trial_id
     settings = connection(args.bootstrap, args.kafka_config)
-    snapshot = read_ledger_topics(settings, trial_id)
+    snapshot = read_ledger_topics(
+        settings, trial_id, ledger_topic=args.ledger_topic, rejections_topic=args.rejections_topic
+    )
     return audit_cli.source_from_topics(
         trial_id, f"topics at {settings.bootstrap}", snapshot.ledger, snapshot.rejections,
         snapshot.checkpoints, snapshot.problems, keys,
@@ -594,6 +633,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", type=Path, required=True, help="folder to write")
 
+    report = add(
+        "report",
+        _report,
+        "the statistician's report: report.html (self-contained) and km_summary.csv",
+        [store, as_json, as_of],
+    )
+    report.add_argument(
+        "--cutoff",
+        type=_iso_date,
+        metavar="D",
+        help="ISO date: clinical facts up to this day; follow-up censored there",
+    )
+    report.add_argument("--out", type=Path, required=True, help="folder to write")
+
     checkpoint = add(
         "checkpoint",
         _checkpoint,
@@ -662,6 +715,14 @@ def _parser() -> argparse.ArgumentParser:
     add_bootstrap_argument(kafka)
     for reads_topics in (verify, replay):  # verify / replay the topics instead of the store
         add_bootstrap_argument(reads_topics)
+        reads_topics.add_argument(
+            "--ledger-topic", default="trial.ledger", help="with --bootstrap: the ledger topic"
+        )
+        reads_topics.add_argument(
+            "--rejections-topic",
+            default="trial.rejections",
+            help="with --bootstrap: the rejections topic",
+        )
 
     publish = add(
         "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]

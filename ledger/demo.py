@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from ledger.aggregates.trial import EXPANSION
+from ledger.aggregates.protocol import EXPANSION
 from ledger.application import BatchReport, LedgerService
 from ledger.audit.checkpoints import Signer
 from ledger.schemas.submissions import SCHEMA_VERSION
@@ -363,11 +363,7 @@ def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
             if cohort is not None and today >= next_arrival:
                 number = next(subject_numbers)
                 subject_id = f"{(number % 3) + 1:02d}-{number:03d}"
-                level = (
-                    trial.mtd_level if cohort == EXPANSION else trial.protocol.level_index(cohort)
-                )
-                assert level is not None
-                dose = trial.protocol.dose_levels[level].dose_mg
+                dose = trial.dose_of_cohort(cohort)
                 sites.envelope(
                     "subject.enrolled",
                     subject_id,

@@ -166,14 +166,14 @@ _FAST_ENCODER = json.JSONEncoder(
 )
 
 
-class _NotPlain(Exception):
+class _NotPlainError(Exception):
     """The value needs the full serialiser."""
 
 
 def _fast_canonical(value: object) -> bytes | None:
     try:
         return _FAST_ENCODER.encode(_plain(value, 0)).encode("utf-8")
-    except (_NotPlain, UnicodeEncodeError, RecursionError):
+    except (_NotPlainError, UnicodeEncodeError, RecursionError):
         return None
 
 
@@ -181,25 +181,25 @@ def _plain(value: object, depth: int) -> object:
     if isinstance(value, str) or value is None or value is True or value is False:
         return value
     if depth > _MAX_DEPTH:
-        raise _NotPlain
+        raise _NotPlainError
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str) or not key.isascii():
-                raise _NotPlain
+                raise _NotPlainError
         return {key: _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, int):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return value
-        raise _NotPlain
+        raise _NotPlainError
     if isinstance(value, float):
         magnitude = abs(value)
         if value.is_integer():
             if magnitude <= MAX_SAFE_INTEGER:
                 return int(value)
-            raise _NotPlain
+            raise _NotPlainError
         if 1e-4 <= magnitude < 1e16:
             return value
-        raise _NotPlain
+        raise _NotPlainError
     if isinstance(value, list | tuple):
         return [_plain(item, depth + 1) for item in value]
-    raise _NotPlain
+    raise _NotPlainError

@@ -351,6 +351,7 @@ def export_report(
     cutoff: date | None,
     out: Path,
     software_version: str,
+    audit: Mapping[str, Any] | None = None,
 ) -> ReportFiles:
     """Datasets as CSV (``out/``) and transport files (``out/xpt/``), KM plots, ``summary.txt``.
 
@@ -358,8 +359,10 @@ def export_report(
     """
     datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
     manifests = (
-        write_datasets(datasets, fmt="csv", out=out, software_version=software_version),
-        write_datasets(datasets, fmt="xpt", out=out / "xpt", software_version=software_version),
+        write_datasets(datasets, fmt="csv", out=out, software_version=software_version,
+                       audit=audit),
+        write_datasets(datasets, fmt="xpt", out=out / "xpt", software_version=software_version,
+                       audit=audit),
     )
     plots = write_km_plots(datasets, out)
     text = headline(datasets)
