@@ -18,10 +18,10 @@ from typing import Any
 
 from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.topics import (
-    CHECKPOINTS_TOPIC,
     HISTORY_CONFIGS,
     LEDGER_TOPIC,
     REJECTIONS_TOPIC,
+    checkpoints_topic_for,
     history_problems,
 )
 
@@ -50,7 +50,7 @@ def read_ledger_topics(
     *,
     ledger_topic: str = LEDGER_TOPIC,
     rejections_topic: str = REJECTIONS_TOPIC,
-    checkpoints_topic: str = CHECKPOINTS_TOPIC,
+    checkpoints_topic: str | None = None,
 ) -> TopicSnapshot:
     """Every committed record of the ledger's topics for `trial_id` (None: every trial).
 
@@ -58,6 +58,7 @@ def read_ledger_topics(
     (the ledger keys it by the submission's trial) or, failing that, the submission's `trial_id`.
     A record that is not a JSON object is a problem, not a crash.
     """
+    checkpoints_topic = checkpoints_topic or checkpoints_topic_for(ledger_topic)
     topics = (ledger_topic, rejections_topic, checkpoints_topic)
     problems = _settings_problems(settings, topics)
     snapshot = TopicSnapshot(problems=problems)

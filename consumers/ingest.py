@@ -34,6 +34,7 @@ from consumers.topics import (
     LEDGER_TOPIC,
     REJECTIONS_TOPIC,
     SUBMISSIONS_TOPIC,
+    checkpoints_topic_for,
     ensure_topics,
     site_of_topic,
     wait_for_partitions,
@@ -56,6 +57,7 @@ class IngestReport:
     rejected: int = 0
     published_events: int = 0
     published_rejections: int = 0
+    published_checkpoints: int = 0
     store_events: int = 0
     store_rejections: int = 0
 
@@ -119,7 +121,11 @@ def run_ingest(
     service.ensure_trial()
     # The ledger's own topics keep history forever; the submissions topics are the operator's
     # (`ledger broker start` / `add-site`): ingest only reads them.
-    ensure_topics(bootstrap, [ledger_topic, rejections_topic], configs=HISTORY_CONFIGS)
+    ensure_topics(
+        bootstrap,
+        [ledger_topic, rejections_topic, checkpoints_topic_for(ledger_topic)],
+        configs=HISTORY_CONFIGS,
+    )
     report = IngestReport()
     k = kafka()
     outbox = LedgerOutbox(
@@ -161,6 +167,7 @@ def run_ingest(
                     break
     report.published_events = outbox.published_events
     report.published_rejections = outbox.published_rejections
+    report.published_checkpoints = outbox.published_checkpoints
     # Positions are gapless, so a trial's version is its count of records.
     report.store_events = sum(
         service.trial_at(trial_id, None).version for trial_id in service.trial_ids()

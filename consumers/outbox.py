@@ -38,7 +38,13 @@ from consumers._kafka import (
     kafka,
     kafka_errors,
 )
-from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, wait_for_partitions
+from consumers.topics import (
+    LEDGER_TOPIC,
+    REJECTIONS_TOPIC,
+    checkpoints_topic_for,
+    wait_for_partitions,
+)
+from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
 from ledger.application import LedgerService
 
 #: Records per transaction when catching up a long backlog.
@@ -75,13 +81,15 @@ def default_transactional_id(ledger_topic: str, rejections_topic: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One record to publish; `number` is its ledger position, or its rejection sequence."""
+    """One record to publish; `number` is its ledger position, its rejection sequence, or the
+    size of the log a checkpoint covers (`log` names that log)."""
 
     topic: str
     key: bytes | None
     value: bytes
     trial_id: str | None
     number: int
+    log: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,7 @@ class LedgerOutbox:
         *,
         ledger_topic: str = LEDGER_TOPIC,
         rejections_topic: str = REJECTIONS_TOPIC,
+        checkpoints_topic: str | None = None,
         transactional_id: str | None = None,
         stop: threading.Event | None = None,
         **producer_config: Any,
@@ -138,6 +147,7 @@ class LedgerOutbox:
         self._bootstrap = bootstrap
         self.ledger_topic = ledger_topic
         self.rejections_topic = rejections_topic
+        self.checkpoints_topic = checkpoints_topic or checkpoints_topic_for(ledger_topic)
         self._config: dict[str, Any] = {
             **client_settings(bootstrap, "trial-ledger-outbox"),
             **PRODUCER_TIMEOUTS,
@@ -156,8 +166,11 @@ class LedgerOutbox:
         self._started = False
         self._positions: dict[str, int] = {}
         self._sequence = 0
+        # (trial id, log) -> size covered by the last checkpoint published for that log
+        self._checkpointed: dict[tuple[str | None, str], int] = {}
         self.published_events = 0
         self.published_rejections = 0
+        self.published_checkpoints = 0
 
     @property
     def published(self) -> int:
@@ -177,6 +190,10 @@ class LedgerOutbox:
         tail = read_published_tail(self._bootstrap, self.ledger_topic, self.rejections_topic,
                                    trial_ids)
         problems = verify_tail(self._service, tail)
+        checkpointed, checkpoint_problems = read_checkpoint_tail(
+            self._service, self._bootstrap, self.checkpoints_topic, trial_ids
+        )
+        problems += checkpoint_problems
         if problems:
             self._discard_producer()
             for problem in problems:
@@ -189,6 +206,7 @@ class LedgerOutbox:
             )
             self.published_rejections += max(0, tail.rejection_sequence - self._sequence)
         self._positions, self._sequence, self._started = positions, tail.rejection_sequence, True
+        self._checkpointed = checkpointed
         _log.info("resuming after positions %s and rejection %d", positions, self._sequence)
         return tail
 
@@ -199,14 +217,32 @@ class LedgerOutbox:
             # A trial opened after start() cannot be on the topic yet: none of it is published.
             self._positions.setdefault(trial_id, 0)
             key = trial_id.encode()
-            for entry in self._service.entries(trial_id, after=self._positions[trial_id]):
+            last = self._positions[trial_id]
+            for entry in self._service.entries(trial_id, after=last):
                 yield Outgoing(self.ledger_topic, key, entry.to_json().encode(), trial_id,
                                entry.position)
+                last = entry.position
+            yield from self._checkpoints_due(LEDGER_LOG, trial_id, last)
+        last = self._sequence
         for message in self._service.rejections(after=self._sequence):
             owner = _trial_of(message["submission"])
             value = json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
             yield Outgoing(self.rejections_topic, owner.encode() if owner else None, value, None,
                            message["sequence"])
+            last = message["sequence"]
+        yield from self._checkpoints_due(REJECTIONS_LOG, None, last)
+
+    def _checkpoints_due(self, log: str, trial_id: str | None, published_to: int
+                         ) -> Iterator[Outgoing]:
+        """The log's checkpoints not yet on the topic whose entries are (or go with them)."""
+        for checkpoint in self._service.log_checkpoints(log, trial_id):
+            owner = checkpoint.get("trial_id")
+            size = int(checkpoint["size"])
+            if size <= self._checkpointed.get((owner, log), 0) or size > published_to:
+                continue
+            value = json.dumps(checkpoint, sort_keys=True, separators=(",", ":")).encode()
+            yield Outgoing(self.checkpoints_topic, owner.encode() if owner else None, value,
+                           owner, size, log=log)
 
     def publish_pending(self) -> int:
         """Publish what the store holds beyond the topics, in transactions; return the count.
@@ -260,7 +296,10 @@ class LedgerOutbox:
             raise failure
         commit_transaction(producer, COMMIT_TIMEOUT_S)
         for record in batch:
-            if record.trial_id is None:
+            if record.log is not None:
+                self._checkpointed[(record.trial_id, record.log)] = record.number
+                self.published_checkpoints += 1
+            elif record.trial_id is None:
                 self._sequence = record.number
                 self.published_rejections += 1
             else:
@@ -343,6 +382,44 @@ def read_published_tail(
             positions[trial] = max(positions.get(trial, 0), _field(record.value, "position"))
     sequence = max((_field(r.value, "sequence") for r in rejections), default=0)
     return PublishedTail(positions, sequence, tuple(ledger), tuple(rejections))
+
+
+def read_checkpoint_tail(
+    service: LedgerService, bootstrap: Connection, topic: str, trial_ids: Iterable[str]
+) -> tuple[dict[tuple[str | None, str], int], list[str]]:
+    """The size covered by the last published checkpoint of each (trial, log), and what in the
+    topic's tail is not a checkpoint the store holds (a forged or foreign record)."""
+    stored: set[str] = set()
+    wanted: set[tuple[str | None, str]] = set()
+    for trial_id in trial_ids:
+        for log, owner in ((LEDGER_LOG, trial_id), (REJECTIONS_LOG, None)):
+            for checkpoint in service.log_checkpoints(log, owner):
+                stored.add(json.dumps(checkpoint, sort_keys=True))
+                wanted.add((checkpoint.get("trial_id"), log))
+    consumer = kafka().KafkaConsumer(
+        **client_settings(bootstrap, "trial-ledger-tail"),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+
+    def found_all(seen: list[TailRecord]) -> bool:
+        keys = {(d.get("trial_id"), d.get("log")) for d in map(_document, (r.value for r in seen))
+                if d}
+        return wanted <= keys
+
+    with closing(consumer):
+        records = _tail_records(consumer, topic, found_all)
+    sizes: dict[tuple[str | None, str], int] = {}
+    problems: list[str] = []
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        document = _document(record.value)
+        if document is None or json.dumps(document, sort_keys=True) not in stored:
+            problems.append(f"{record.where()}: not a checkpoint this store recorded")
+            continue
+        key = (document.get("trial_id"), str(document.get("log")))
+        sizes[key] = max(sizes.get(key, 0), _field(record.value, "size"))
+    return sizes, problems
 
 
 def verify_tail(service: LedgerService, tail: PublishedTail) -> list[str]:

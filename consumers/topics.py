@@ -21,6 +21,13 @@ CHECKPOINTS_TOPIC = "trial.checkpoints"
 DEFAULT_TOPICS = (SUBMISSIONS_TOPIC, LEDGER_TOPIC, REJECTIONS_TOPIC)
 #: The ledger's own topics: written by the ledger only, read by auditors, kept forever.
 LEDGER_TOPICS = (LEDGER_TOPIC, REJECTIONS_TOPIC, CHECKPOINTS_TOPIC)
+
+
+def checkpoints_topic_for(ledger_topic: str) -> str:
+    """Checkpoints go beside the ledger topic they certify: `trial.checkpoints` for the default
+    `trial.ledger`, `<ledger topic>-checkpoints` for any other (so two ledgers publishing to
+    different topics never mix their tree heads)."""
+    return CHECKPOINTS_TOPIC if ledger_topic == LEDGER_TOPIC else f"{ledger_topic}-checkpoints"
 #: Topic settings that never lose a record: no retention by time or size, deletion policy only.
 HISTORY_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
 

@@ -679,6 +679,10 @@ class LedgerService:
         found = [seal.checkpoint for log in logs for seal in log.seals]
         return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
 
+    def log_checkpoints(self, log: str, trial_id: str | None) -> list[dict[str, Any]]:
+        """The checkpoints of one log in the order recorded (sizes only grow)."""
+        return [seal.checkpoint for seal in self._audit_log(log, trial_id).seals]
+
     def latest_checkpoints(self, trial_id: str) -> dict[str, dict[str, Any] | None]:
         return {
             LEDGER_LOG: self._audit_log(LEDGER_LOG, trial_id).latest_checkpoint,
