@@ -302,7 +302,7 @@ def _demo(args: argparse.Namespace) -> int:
     key_path = args.out / "signing-key.pem"
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
     (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
-    run = run_demo(args.out, args.seed, signer=signer)
+    run = run_demo(args.out, args.seed, signer=signer, subjects=args.subjects)
     with LedgerService(run.store, read_only=True) as ledger:
         entries = list(ledger.entries(run.trial_id))
         provenance = _provenance(entries, ledger.checkpoints(run.trial_id))
@@ -516,6 +516,16 @@ def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
         print(json.dumps(document, sort_keys=True, indent=2))
     else:
         print(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def _iso_date(text: str) -> date:
@@ -745,6 +755,12 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
     )
     demo.add_argument("--seed", type=int, default=12, help="random seed (same seed, same trial)")
+    demo.add_argument(
+        "--subjects",
+        type=_positive_int,
+        metavar="N",
+        help="enlarge the expansion so that N subjects enroll in all (a big ledger)",
+    )
     return parser
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.protocol import EXPANSION
-from ledger.application import BatchReport, LedgerService
+from ledger.application import BatchReport, LedgerService, bundled_protocol
 from ledger.audit.checkpoints import Signer
 from ledger.schemas.submissions import SCHEMA_VERSION
 
@@ -30,6 +30,7 @@ from ledger.schemas.submissions import SCHEMA_VERSION
 TRUE_DLT = {"A": 0.05, "B": 0.15, "C": 0.55, EXPANSION: 0.15}
 DEMO_START = date(2024, 1, 8)
 DEMO_END = date(2026, 6, 30)
+EXPANSION_ARRIVALS_PER_DAY = 4
 SITES = ("edc-site-01", "edc-site-02", "edc-site-03")
 
 
@@ -335,9 +336,16 @@ class SiteSimulator:
         return data
 
 
-def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
+def run_demo(
+    out: Path, seed: int, signer: Signer | None = None, subjects: int | None = None
+) -> DemoRun:
     """Run the whole synthetic trial into `out/ledger.db` and `out/submissions.jsonl`, its
-    checkpoints signed with `signer`."""
+    checkpoints signed with `signer`.
+
+    `subjects`: enlarge the expansion so that this many subjects enroll in all (the protocol's
+    `max_subjects`, recorded in `trial.opened`), arriving up to EXPANSION_ARRIVALS_PER_DAY a day
+    once the MTD is declared: how users and benchmarks make a big ledger.
+    """
     out.mkdir(parents=True, exist_ok=True)
     store = out / "ledger.db"
     for stale in (store, out / "submissions.jsonl"):
@@ -351,17 +359,31 @@ def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
         LedgerService(str(store), clock=calendar.now, signer=signer) as ledger,
         (out / "submissions.jsonl").open("w") as jsonl,
     ):
-        trial_id = ledger.ensure_trial()
+        if subjects is None:
+            trial_id = ledger.ensure_trial()
+        else:
+            protocol = bundled_protocol().with_max_subjects(subjects)
+            trial_id = ledger.open_trial(
+                protocol, opened_by="ledger-demo", reason=f"demo enlarged to {subjects} subjects"
+            ).trial_id
         sites = SiteSimulator(rng, trial_id, queue)
         subject_numbers = itertools.count(1)
         next_arrival = DEMO_START
+        enrolled = 0
         for today in _days(DEMO_START, DEMO_END):
             calendar.today = today
             trial = ledger.find_trial(trial_id)
             assert trial is not None
             cohort = trial.open_cohort()
-            if cohort is not None and today >= next_arrival:
+            arrivals = 1
+            if subjects is not None and trial.mtd_level is not None:
+                arrivals = min(EXPANSION_ARRIVALS_PER_DAY, trial.protocol.max_subjects - enrolled)
+            if cohort is None or today < next_arrival:
+                arrivals = 0
+            for _ in range(arrivals):
+                assert cohort is not None
                 number = next(subject_numbers)
+                enrolled += 1
                 subject_id = f"{(number % 3) + 1:02d}-{number:03d}"
                 dose = trial.dose_of_cohort(cohort)
                 sites.envelope(
@@ -372,7 +394,9 @@ def run_demo(out: Path, seed: int, signer: Signer | None = None) -> DemoRun:
                     site=SITES[int(subject_id[:2]) - 1],
                 )
                 sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
-                next_arrival = today + timedelta(days=rng.randint(3, 12))
+                next_arrival = today + timedelta(
+                    days=1 if arrivals > 1 else rng.randint(3, 12)
+                )
             todays = list(due_submissions(queue, today))
             if not todays:
                 continue

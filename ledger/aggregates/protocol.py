@@ -113,6 +113,12 @@ class ProtocolDefinition:
         raw["escalation"]["variant"] = variant.value
         return ProtocolDefinition.from_mapping(raw)
 
+    def with_max_subjects(self, subjects: int) -> ProtocolDefinition:
+        """The same protocol with the expansion enlarged (or cut) to `subjects` in all."""
+        raw = self.to_mapping()
+        raw["max_subjects"] = subjects
+        return ProtocolDefinition.from_mapping(raw)
+
     def level_index(self, name: str) -> int | None:
         for index, level in enumerate(self.dose_levels):
             if level.name == name:
