@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger.application import LedgerService
 from ledger.audit.inspection import (
     AuditSource,
     provenance,
@@ -24,20 +23,29 @@ from ledger.audit.inspection import (
     verify_source,
     write_archive,
 )
+from ledger.cli_plumbing import (
+    UsageError,
+    as_of_argument,
+    emit,
+    iso_date,
+    reader,
+    software_version,
+)
 from ledger.entries import format_timestamp, known_as_of, parse_timestamp
 
-Emit = Callable[[argparse.Namespace, Any, str], None]
 TopicReader = Callable[[argparse.Namespace], AuditSource]
 """Reads the ledger's Kafka topics into a source (wired by ledger.cli, which may import Kafka)."""
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 class NotIntactError(Exception):
     """The source did not verify: exit status 1 with the report."""
 
 
-def checkpoint(args: argparse.Namespace, service: LedgerService, emit: Emit) -> int:
-    trial_id = args.trial or service.default_trial_id()
-    latest = service.latest_checkpoints(trial_id)
+def checkpoint_command(args: argparse.Namespace) -> int:
+    with reader(args) as service:
+        trial_id = args.trial or service.default_trial_id()
+        latest = service.latest_checkpoints(trial_id)
     if latest["ledger"] is None:
         raise LookupError(f"the store holds no checkpoint of {trial_id} yet")
     text = json.dumps(latest, sort_keys=True, indent=2)
@@ -49,39 +57,38 @@ def checkpoint(args: argparse.Namespace, service: LedgerService, emit: Emit) -> 
     return 0
 
 
-def verify(
-    args: argparse.Namespace,
-    open_service: Callable[[], LedgerService],
-    emit: Emit,
-    topics: TopicReader,
-) -> int:
+def verify_command(args: argparse.Namespace) -> int:
     receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
     keys = public_keys_of(args.public_key)
-    source = _source(args, open_service, topics)
+    source = _source(args)
     result = verify_source(source, receipts=receipts, public_keys=keys)
     emit(args, result.to_json_dict(), result.render())
     return 0 if result.intact else 1
 
 
-def archive(args: argparse.Namespace, service: LedgerService, emit: Emit, version: str) -> int:
-    trial_id = args.trial or service.default_trial_id()
-    as_of = parse_timestamp(args.as_of) if args.as_of else None
-    checkpoints = service.checkpoints(trial_id)
-    if as_of is not None:
-        # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
-        checkpoints = [c for c in checkpoints if parse_timestamp(str(c["recorded_at"])) <= as_of]
-    last = {
-        log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
-        for log in ("ledger", "rejections")
-    }
-    entries = (
-        [e.to_json_dict() for e in service.entries(trial_id) if e.position <= last["ledger"]]
-        if as_of is not None
-        else [e.to_json_dict() for e in service.entries(trial_id)]
-    )
-    source = service.audit_source(trial_id)
+def archive_command(args: argparse.Namespace) -> int:
+    as_of = as_of_argument(args)
+    with reader(args) as service:
+        trial_id = args.trial or service.default_trial_id()
+        checkpoints = service.checkpoints(trial_id)
+        if as_of is not None:
+            # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
+            checkpoints = [
+                c for c in checkpoints if parse_timestamp(str(c["recorded_at"])) <= as_of
+            ]
+        last = {
+            log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
+            for log in ("ledger", "rejections")
+        }
+        entries = [
+            e.to_json_dict()
+            for e in service.entries(trial_id)
+            if as_of is None or e.position <= last["ledger"]
+        ]
+        source = service.audit_source(trial_id)
+        keys = service.public_keys(trial_id)
     rejections = [
-        r.entry
+        dict(r.entry)
         for r in source.rejections
         if r.entry is not None and (as_of is None or r.position <= last["rejections"])
     ]
@@ -89,31 +96,27 @@ def archive(args: argparse.Namespace, service: LedgerService, emit: Emit, versio
         args.out,
         trial_id=trial_id,
         entries=entries,
-        rejections=[dict(r) for r in rejections],
+        rejections=rejections,
         checkpoints=checkpoints,
-        public_keys=service.public_keys(trial_id),
+        public_keys=keys,
         as_of=format_timestamp(as_of) if as_of else None,
-        software_version=version,
+        software_version=software_version(),
     )
     emit(args, manifest, f"archived {len(entries)} entries of {trial_id} to {args.out}")
     return 0
 
 
-def replay(
-    args: argparse.Namespace,
-    open_service: Callable[[], LedgerService],
-    emit: Emit,
-    version: str,
-    topics: TopicReader,
-) -> int:
+def replay_command(args: argparse.Namespace) -> int:
     from ledger.projections.export import export_datasets
 
-    source = _source(args, open_service, topics)
+    if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
+        raise UsageError("give an archive folder or --bootstrap (the trial.ledger topic)")
+    source = _source(args)
     result = verify_source(source, public_keys=public_keys_of(args.public_key))
     if not result.intact:
         print(result.render(), file=sys.stderr)
         raise NotIntactError(f"{source.description} does not verify; nothing replayed")
-    as_of = parse_timestamp(args.as_of) if args.as_of else None
+    as_of = as_of_argument(args)
     entries = list(known_as_of(source.entries(), as_of))
     leaf_hashes = [str(e.leaf_hash) for e in entries]
     manifest = export_datasets(
@@ -122,21 +125,32 @@ def replay(
         cutoff=args.cutoff,
         fmt=args.format,
         out=args.out,
-        software_version=version,
+        software_version=software_version(),
         audit=provenance(leaf_hashes, len(entries), source.checkpoints),
     )
     emit(args, manifest.to_json_dict(), f"replayed {source.description} into {args.out}")
     return 0
 
 
-def _source(
-    args: argparse.Namespace, open_service: Callable[[], LedgerService], topics: TopicReader
-) -> AuditSource:
+def diff_command(args: argparse.Namespace) -> int:
+    from ledger.projections.diff import diff_datasets, render_diff
+
+    before, after = parse_timestamp(args.from_), parse_timestamp(args.to)
+    with reader(args) as service:
+        trial_id = args.trial or service.default_trial_id()
+        entries = list(service.entries(trial_id, as_of=after))
+    document = diff_datasets(entries, before=before, after=after, cutoff=args.cutoff)
+    emit(args, document, render_diff(document))
+    return 0
+
+
+def _source(args: argparse.Namespace) -> AuditSource:
     if getattr(args, "archive", None):
         return read_archive(args.archive)
     if getattr(args, "bootstrap", None) or getattr(args, "kafka_config", None):
+        topics: TopicReader = args.topic_source
         return topics(args)
-    with open_service() as service:
+    with reader(args) as service:
         trial_id = args.trial or service.default_trial_id()
         return service.audit_source(trial_id)
 
@@ -171,3 +185,78 @@ def public_keys_of(path: Path | None) -> dict[str, str] | None:
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read public key {path}: {error}") from None
     return public_keys_from_pem(text)
+
+
+def add_audit_commands(
+    add: AddCommand,
+    store: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+    as_of: argparse.ArgumentParser,
+    topic_source: TopicReader,
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Register checkpoint, verify, archive, replay and diff; return verify and replay, which
+    also read the Kafka topics (the caller adds those options)."""
+    checkpoint = add(
+        "checkpoint",
+        checkpoint_command,
+        "the latest signed checkpoint of each log: the receipt an auditor keeps",
+        [store, as_json],
+    )
+    checkpoint.add_argument("--out", type=Path, help="write the receipt to this file")
+
+    verify = add(
+        "verify",
+        verify_command,
+        "recompute every hash, the Merkle tree and the signatures; check against receipts",
+        [store, as_json],
+    )
+    verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="a receipt from `ledger checkpoint`; the log must extend it (repeatable)",
+    )
+    verify.add_argument(
+        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
+    )
+
+    archive = add(
+        "archive",
+        archive_command,
+        "a self-contained, verifiable copy of the logs for auditors",
+        [store, as_json, as_of],
+    )
+    archive.add_argument("--out", type=Path, required=True, help="a new, empty folder")
+
+    replay = add(
+        "replay",
+        replay_command,
+        "verify an archive (or the topics), then rebuild the datasets from it alone",
+        [store, as_json, as_of],
+    )
+    replay.add_argument(
+        "archive", type=Path, nargs="?", metavar="ARCHIVE_DIR", help="from `ledger archive`"
+    )
+    replay.add_argument("--cutoff", type=iso_date, metavar="D", help="ISO date: clinical cutoff")
+    replay.add_argument(
+        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
+    )
+    replay.add_argument("--out", type=Path, required=True, help="folder to write")
+    replay.add_argument(
+        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
+    )
+
+    diff = add(
+        "diff",
+        diff_command,
+        "dataset rows added, removed and changed between two as-of points, and why",
+        [store, as_json],
+    )
+    diff.add_argument("--from", dest="from_", required=True, metavar="T1", help="ISO-8601 UTC")
+    diff.add_argument("--to", required=True, metavar="T2", help="ISO-8601 UTC")
+    diff.add_argument("--cutoff", type=iso_date, metavar="D", help="ISO date: clinical cutoff")
+    for reads_topics in (verify, replay):
+        reads_topics.set_defaults(topic_source=topic_source)
+    return verify, replay

@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,7 +18,6 @@ from ledger import audit_cli
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
 from ledger.application import (
-    LedgerService,
     bundled_protocol,
     configured_signer,
     environment_store,
@@ -27,23 +25,29 @@ from ledger.application import (
     redacted,
 )
 from ledger.audit.inspection import AuditSource
-from ledger.entries import parse_timestamp
+from ledger.cli_plumbing import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    INCOMPLETE_MARKER,
+    UsageError,
+    as_of_argument,
+    emit,
+    iso_date,
+    positive_int,
+    provenance_of,
+    read_lines,
+    reader,
+    software_version,
+    writer,
+)
+from ledger.demo_cli import demo_command
 from ledger.projections.cohorts import cohort_table
 from ledger.schemas.submissions import submission_json_schema
 
 SUBMIT_BATCH = 1000
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line, exit status 2."""
-
-
-EXIT_OK = 0
-EXIT_REJECTED = 1  # some submissions were rejected, or a ledger did not verify
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 3  # the command could not do its work: store unreachable, a bug, ...
-EXIT_INTERRUPTED = 130
-INCOMPLETE_MARKER = "INCOMPLETE"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +127,7 @@ def _init(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol) if args.protocol else bundled_protocol()
     if args.variant:
         protocol = protocol.with_variant(Variant(args.variant))
-    with _service(args) as ledger:
+    with writer(args) as ledger:
         entry = ledger.open_trial(protocol, opened_by=args.entered_by, reason=args.reason)
     document = {
         "trial_id": protocol.trial_id,
@@ -131,7 +135,7 @@ def _init(args: argparse.Namespace) -> int:
         "variant": protocol.escalation.variant.value,
         "position": entry.position,
     }
-    _emit(
+    emit(
         args,
         document,
         f"opened {protocol.trial_id} (protocol {protocol.protocol_version}, "
@@ -142,11 +146,11 @@ def _init(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     path: Path = args.file
-    lines = _read_lines(path)
+    lines = read_lines(path)
     accepted = duplicates = done = 0
     rejected: list[dict[str, Any]] = []
     try:
-        with _service(args) as ledger:
+        with writer(args) as ledger:
             ledger.ensure_trial()
             for start in range(0, len(lines), SUBMIT_BATCH):
                 batch = lines[start : start + SUBMIT_BATCH]
@@ -192,24 +196,24 @@ def _submit(args: argparse.Namespace) -> int:
         f"  line {r['line']}: {r['reason_code']}: {r['message']} (event {r['event_id']})"
         for r in rejected
     ]
-    _emit(args, document, "\n".join(text))
+    emit(args, document, "\n".join(text))
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
 def _cohorts(args: argparse.Namespace) -> int:
-    as_of = _as_of(args)
-    with _reader(args) as ledger:
+    as_of = as_of_argument(args)
+    with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         table = cohort_table(ledger.entries(trial_id, as_of=as_of))
     if table.position == 0:
         raise UsageError(f"trial {trial_id} was not yet open at {args.as_of}")
-    _emit(args, table.to_json_dict(), table.render())
+    emit(args, table.to_json_dict(), table.render())
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    as_of = _as_of(args)
-    with _reader(args) as ledger:
+    as_of = as_of_argument(args)
+    with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         # The USUBJID ({trial}-{subject}) names the same subject as its subject id.
         subject = args.subject.removeprefix(f"{trial_id}-")
@@ -235,7 +239,7 @@ def _history(args: argparse.Namespace) -> int:
         f"audit trail of {trial_id}-{subject}: position, recorded (UTC), "
         "occurred, what, who, why; event id and leaf hash; data"
     )
-    _emit(args, document, "\n".join([header, *rows]))
+    emit(args, document, "\n".join([header, *rows]))
     return 0
 
 
@@ -258,7 +262,7 @@ def _simulate(args: argparse.Namespace) -> int:
     text = [f"{args.variant}: {args.runs} simulated trials, seed {args.seed}, true DLT {rates}"]
     text += [f"  P(MTD = {name:<4}) = {p:.4f}" for name, p in document["p_mtd"].items()]
     text.append(f"  expected subjects in escalation = {document['expected_n']:.2f}")
-    _emit(args, document, "\n".join(text))
+    emit(args, document, "\n".join(text))
     return 0
 
 
@@ -274,8 +278,8 @@ def _schema(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ledger.projections.export import export_datasets
 
-    as_of = _as_of(args)
-    with _reader(args) as ledger:
+    as_of = as_of_argument(args)
+    with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         entries = list(ledger.entries(trial_id, as_of=as_of))
         manifest = export_datasets(
@@ -284,95 +288,19 @@ def _export(args: argparse.Namespace) -> int:
             cutoff=args.cutoff,
             fmt=args.format,
             out=args.out,
-            software_version=_software_version(),
-            audit=_provenance(entries, ledger.checkpoints(trial_id)),
+            software_version=software_version(),
+            audit=provenance_of(entries, ledger.checkpoints(trial_id)),
         )
     document = manifest.to_json_dict()
-    _emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
+    emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from ledger.audit.checkpoints import generate_signing_key, load_signing_key
-    from ledger.demo import run_demo
-    from ledger.projections.export import export_report
-    from ledger.projections.report import write_report
-
-    _claim_demo_folder(args.out)
-    key_path = args.out / "signing-key.pem"
-    signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
-    (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
-    run = run_demo(args.out, args.seed, signer=signer, subjects=args.subjects)
-    with LedgerService(run.store, read_only=True) as ledger:
-        entries = list(ledger.entries(run.trial_id))
-        provenance = _provenance(entries, ledger.checkpoints(run.trial_id))
-    table = cohort_table(entries)
-    report = export_report(
-        entries,
-        as_of=None,
-        cutoff=run.last_day,
-        out=args.out,
-        software_version=_software_version(),
-        audit=provenance,
-    )
-    write_report(
-        entries,
-        as_of=None,
-        cutoff=run.last_day,
-        out=args.out,
-        software_version=_software_version(),
-        provenance=provenance,
-    )
-    print(
-        f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
-        f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
-    )
-    print(table.render())
-    print(f"MTD: {table.mtd or 'none'}")
-    print(report.headline)
-    print(f"datasets, report.html, km_summary.csv, Kaplan–Meier plots and summary.txt in "
-          f"{args.out} (cutoff {run.last_day})")
-    print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
-    print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
-          f"{args.out / 'public-key.pem'}")
-    (args.out / INCOMPLETE_MARKER).unlink()
-    return 0
-
-
-DEMO_MARKER = ".ledger-demo"
-
-
-def _claim_demo_folder(out: Path) -> None:
-    """The demo replaces only what an earlier demo wrote: a store it did not make is refused."""
-    store = out / "ledger.db"
-    if store.exists() and not (out / DEMO_MARKER).exists():
-        raise UsageError(
-            f"{store} exists and was not made by `ledger demo`; choose another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARKER).write_text("made by `ledger demo`; it may replace this folder\n")
-    (out / INCOMPLETE_MARKER).write_text("`ledger demo` is running or was stopped\n")
-
-
-def _checkpoint(args: argparse.Namespace) -> int:
-    with _reader(args) as ledger:
-        return audit_cli.checkpoint(args, ledger, _emit)
-
-
-def _verify(args: argparse.Namespace) -> int:
-    return audit_cli.verify(args, lambda: _reader(args), _emit, _topic_source)
-
-
-def _archive(args: argparse.Namespace) -> int:
-    with _reader(args) as ledger:
-        return audit_cli.archive(args, ledger, _emit, _software_version())
 
 
 def _report(args: argparse.Namespace) -> int:
     from ledger.projections.report import write_report
 
-    as_of = _as_of(args)
-    with _reader(args) as ledger:
+    as_of = as_of_argument(args)
+    with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
         entries = list(ledger.entries(trial_id, as_of=as_of))
         files = write_report(
@@ -380,34 +308,16 @@ def _report(args: argparse.Namespace) -> int:
             as_of=as_of,
             cutoff=args.cutoff,
             out=args.out,
-            software_version=_software_version(),
-            provenance=_provenance(entries, ledger.checkpoints(trial_id)),
+            software_version=software_version(),
+            provenance=provenance_of(entries, ledger.checkpoints(trial_id)),
         )
     document = {
         "report": str(files.html),
         "km_summary": str(files.km_summary),
         "figures": list(files.figures),
     }
-    _emit(args, document, f"wrote {files.html} and {files.km_summary}")
+    emit(args, document, f"wrote {files.html} and {files.km_summary}")
     return 0
-
-
-def _diff(args: argparse.Namespace) -> int:
-    from ledger.projections.diff import diff_datasets, render_diff
-
-    before, after = parse_timestamp(args.from_), parse_timestamp(args.to)
-    with _reader(args) as ledger:
-        trial_id = args.trial or ledger.default_trial_id()
-        entries = list(ledger.entries(trial_id, as_of=after))
-    document = diff_datasets(entries, before=before, after=after, cutoff=args.cutoff)
-    _emit(args, document, render_diff(document))
-    return 0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
-        raise UsageError("give an archive folder or --bootstrap (the trial.ledger topic)")
-    return audit_cli.replay(args, lambda: _reader(args), _emit, _software_version(), _topic_source)
 
 
 def _topic_source(args: argparse.Namespace) -> AuditSource:
@@ -435,7 +345,7 @@ def _publish(args: argparse.Namespace) -> int:
     code, text, document = cmd_publish(
         args.file, args.bootstrap, args.submissions_topic, kafka_config=args.kafka_config
     )
-    _emit(args, document, text)
+    emit(args, document, text)
     return code
 
 
@@ -457,7 +367,7 @@ def _ingest(args: argparse.Namespace) -> int:
         group_instance_id=args.group_instance_id,
         max_batch=args.max_batch,
     )
-    _emit(args, document, text)
+    emit(args, document, text)
     return code
 
 
@@ -465,74 +375,8 @@ def _broker(args: argparse.Namespace) -> int:
     from consumers.cli import cmd_broker
 
     code, text, document = cmd_broker(args)
-    _emit(args, document, text)
+    emit(args, document, text)
     return code
-
-
-# --- plumbing ---------------------------------------------------------------------------------
-
-
-def _software_version() -> str:
-    from importlib.metadata import version
-
-    return version("trial-ledger")
-
-
-def _service(args: argparse.Namespace) -> LedgerService:
-    """The store for a command that writes: checkpoints signed with the configured key."""
-    signer = configured_signer(getattr(args, "signing_key", None))
-    args.unsigned = signer is None  # said loudly once the command has run (main)
-    return LedgerService(args.store, signer=signer)
-
-
-def _reader(args: argparse.Namespace) -> LedgerService:
-    """The store for a command that only reads: opened read-only, never created."""
-    return LedgerService(args.store, read_only=True)
-
-
-def _provenance(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from ledger.audit.inspection import provenance
-
-    hashes = [e.leaf_hash for e in entries]
-    if any(h is None for h in hashes):
-        return None  # a store written before the ledger hashed its log, not yet sealed
-    return provenance([str(h) for h in hashes], len(entries), checkpoints)
-
-
-def _as_of(args: argparse.Namespace) -> datetime | None:
-    return parse_timestamp(args.as_of) if args.as_of else None
-
-
-def _read_lines(path: Path) -> list[tuple[int, bytes]]:
-    """Every line, blank ones too: each is accounted for as accepted, duplicate or rejected."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    with path.open("rb") as handle:
-        return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)]
-
-
-def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(document, sort_keys=True, indent=2))
-    else:
-        print(text)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -540,7 +384,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="ledger", description="Event-sourced ledger for the NCT05406206 dose-finding trial."
     )
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {_software_version()}"
+        "--version", action="version", version=f"%(prog)s {software_version()}"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -634,7 +478,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument(
         "--cutoff",
-        type=_iso_date,
+        type=iso_date,
         metavar="D",
         help="ISO date: clinical facts up to this day; follow-up censored there",
     )
@@ -651,73 +495,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--cutoff",
-        type=_iso_date,
+        type=iso_date,
         metavar="D",
         help="ISO date: clinical facts up to this day; follow-up censored there",
     )
     report.add_argument("--out", type=Path, required=True, help="folder to write")
 
-    checkpoint = add(
-        "checkpoint",
-        _checkpoint,
-        "the latest signed checkpoint of each log: the receipt an auditor keeps",
-        [store, as_json],
-    )
-    checkpoint.add_argument("--out", type=Path, help="write the receipt to this file")
-
-    verify = add(
-        "verify",
-        _verify,
-        "recompute every hash, the Merkle tree and the signatures; check against receipts",
-        [store, as_json],
-    )
-    verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
-    verify.add_argument(
-        "--checkpoint",
-        type=Path,
-        action="append",
-        metavar="FILE",
-        help="a receipt from `ledger checkpoint`; the log must extend it (repeatable)",
-    )
-    verify.add_argument(
-        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
-    )
-
-    archive = add(
-        "archive",
-        _archive,
-        "a self-contained, verifiable copy of the logs for auditors",
-        [store, as_json, as_of],
-    )
-    archive.add_argument("--out", type=Path, required=True, help="a new, empty folder")
-
-    replay = add(
-        "replay",
-        _replay,
-        "verify an archive (or the topics), then rebuild the datasets from it alone",
-        [store, as_json, as_of],
-    )
-    replay.add_argument(
-        "archive", type=Path, nargs="?", metavar="ARCHIVE_DIR", help="from `ledger archive`"
-    )
-    replay.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
-    replay.add_argument(
-        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
-    )
-    replay.add_argument("--out", type=Path, required=True, help="folder to write")
-    replay.add_argument(
-        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
-    )
-
-    diff = add(
-        "diff",
-        _diff,
-        "dataset rows added, removed and changed between two as-of points, and why",
-        [store, as_json],
-    )
-    diff.add_argument("--from", dest="from_", required=True, metavar="T1", help="ISO-8601 UTC")
-    diff.add_argument("--to", required=True, metavar="T2", help="ISO-8601 UTC")
-    diff.add_argument("--cutoff", type=_iso_date, metavar="D", help="ISO date: clinical cutoff")
+    verify, replay = audit_cli.add_audit_commands(add, store, as_json, as_of, _topic_source)
 
     from consumers.cli import add_bootstrap_argument, add_broker_arguments, add_ingest_arguments
 
@@ -750,14 +534,14 @@ def _parser() -> argparse.ArgumentParser:
     broker = add("broker", _broker, "a local Apache Kafka for development and tests", [as_json])
     add_broker_arguments(broker)
 
-    demo = add("demo", _demo, "run a seeded synthetic trial on the embedded store", [])
+    demo = add("demo", demo_command, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument(
         "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
     )
     demo.add_argument("--seed", type=int, default=12, help="random seed (same seed, same trial)")
     demo.add_argument(
         "--subjects",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="enlarge the expansion so that N subjects enroll in all (a big ledger)",
     )

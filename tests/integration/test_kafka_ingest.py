@@ -20,7 +20,7 @@ from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.ingest import run_ingest
 from consumers.outbox import LedgerOutbox, default_transactional_id
 from consumers.publisher import SubmissionPublisher, publish_file, read_lines
-from consumers.topics import ensure_topics
+from consumers.topics import checkpoints_topic_for, ensure_topics
 from ledger.application import Delivery, LedgerService
 from ledger.demo import run_demo
 from ledger.entries import LedgerEntry
@@ -56,8 +56,9 @@ def _create(bootstrap: Connection, topics: Topics, partitions: int = 1, rf: int 
             configs: dict[str, str] | None = None) -> None:
     ensure_topics(bootstrap, [topics.submissions], partitions=partitions, replication_factor=rf,
                   configs=configs)
-    ensure_topics(bootstrap, [topics.ledger, topics.rejections], replication_factor=rf,
-                  configs=configs)
+    ensure_topics(bootstrap, [topics.ledger, topics.rejections,
+                              checkpoints_topic_for(topics.ledger)],
+                  replication_factor=rf, configs=configs)
 
 
 def fixed_clock() -> Callable[[], datetime]:

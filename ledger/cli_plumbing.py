@@ -1,0 +1,90 @@
+"""What every `ledger` command shares: exit codes, the one way to open the store for writing or
+for reading, argument types, and printing one document or its text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.application import LedgerService, configured_signer
+from ledger.entries import parse_timestamp
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit status 2."""
+
+
+EXIT_OK = 0
+EXIT_REJECTED = 1  # some submissions were rejected, or a ledger did not verify
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 3  # the command could not do its work: store unreachable, a bug, ...
+EXIT_INTERRUPTED = 130
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+
+
+def software_version() -> str:
+    from importlib.metadata import version
+
+    return version("trial-ledger")
+
+
+def writer(args: argparse.Namespace) -> LedgerService:
+    """The store for a command that writes: checkpoints signed with the configured key."""
+    signer = configured_signer(getattr(args, "signing_key", None))
+    args.unsigned = signer is None  # said loudly once the command has run (main)
+    return LedgerService(args.store, signer=signer)
+
+
+def reader(args: argparse.Namespace) -> LedgerService:
+    """The store for a command that only reads: opened read-only, never created."""
+    return LedgerService(args.store, read_only=True)
+
+
+def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from ledger.audit.inspection import provenance
+
+    hashes = [e.leaf_hash for e in entries]
+    if any(h is None for h in hashes):
+        return None  # a store written before the ledger hashed its log, not yet sealed
+    return provenance([str(h) for h in hashes], len(entries), checkpoints)
+
+
+def as_of_argument(args: argparse.Namespace) -> datetime | None:
+    return parse_timestamp(args.as_of) if args.as_of else None
+
+
+def read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """Every line, blank ones too: each is accounted for as accepted, duplicate or rejected."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)]
+
+
+def emit(args: argparse.Namespace, document: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(document, sort_keys=True, indent=2))
+    else:
+        print(text)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None

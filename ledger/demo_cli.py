@@ -1,0 +1,81 @@
+"""`ledger demo`: the whole synthetic trial on a fresh embedded store, with everything a user
+looks at first (cohort table, datasets, report, a signing key and its checkpoints)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ledger.application import LedgerService
+from ledger.cli_plumbing import (
+    INCOMPLETE_MARKER,
+    UsageError,
+    provenance_of,
+    software_version,
+)
+from ledger.projections.cohorts import cohort_table
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """`ledger demo`: a seeded synthetic trial, its datasets, report and signing key."""
+    from ledger.audit.checkpoints import generate_signing_key, load_signing_key
+    from ledger.demo import run_demo
+    from ledger.projections.export import export_report
+    from ledger.projections.report import write_report
+
+    _claim_demo_folder(args.out)
+    key_path = args.out / "signing-key.pem"
+    signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
+    (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
+    run = run_demo(args.out, args.seed, signer=signer, subjects=args.subjects)
+    with LedgerService(run.store, read_only=True) as ledger:
+        entries = list(ledger.entries(run.trial_id))
+        provenance = provenance_of(entries, ledger.checkpoints(run.trial_id))
+    table = cohort_table(entries)
+    report = export_report(
+        entries,
+        as_of=None,
+        cutoff=run.last_day,
+        out=args.out,
+        software_version=software_version(),
+        audit=provenance,
+    )
+    write_report(
+        entries,
+        as_of=None,
+        cutoff=run.last_day,
+        out=args.out,
+        software_version=software_version(),
+        provenance=provenance,
+    )
+    print(
+        f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
+        f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
+    )
+    print(table.render())
+    print(f"MTD: {table.mtd or 'none'}")
+    print(report.headline)
+    print(f"datasets, report.html, km_summary.csv, Kaplan–Meier plots and summary.txt in "
+          f"{args.out} (cutoff {run.last_day})")
+    print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
+    print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
+          f"{args.out / 'public-key.pem'}")
+    (args.out / INCOMPLETE_MARKER).unlink()
+    return 0
+
+
+DEMO_MARKER = ".ledger-demo"
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """The demo replaces only what an earlier demo wrote: a store it did not make is refused."""
+    store = out / "ledger.db"
+    if store.exists() and not (out / DEMO_MARKER).exists():
+        raise UsageError(
+            f"{store} exists and was not made by `ledger demo`; choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("made by `ledger demo`; it may replace this folder\n")
+    (out / INCOMPLETE_MARKER).write_text("`ledger demo` is running or was stopped\n")
+
+
