@@ -44,7 +44,6 @@ from ledger.cli_plumbing import (
     writer,
 )
 from ledger.demo_cli import demo_command
-from ledger.projections.cohorts import cohort_table
 from ledger.schemas.submissions import submission_json_schema
 
 SUBMIT_BATCH = 1000
@@ -204,7 +203,7 @@ def _cohorts(args: argparse.Namespace) -> int:
     as_of = as_of_argument(args)
     with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
-        table = cohort_table(ledger.entries(trial_id, as_of=as_of))
+        table = ledger.cohort_table(trial_id, as_of=as_of)
     if table.position == 0:
         raise UsageError(f"trial {trial_id} was not yet open at {args.as_of}")
     emit(args, table.to_json_dict(), table.render())
@@ -217,7 +216,7 @@ def _history(args: argparse.Namespace) -> int:
         trial_id = args.trial or ledger.default_trial_id()
         # The USUBJID ({trial}-{subject}) names the same subject as its subject id.
         subject = args.subject.removeprefix(f"{trial_id}-")
-        entries = [e for e in ledger.entries(trial_id, as_of=as_of) if e.subject_id == subject]
+        entries = ledger.history(trial_id, subject, as_of=as_of)
     if not entries:
         raise UsageError(f"no recorded events for subject {args.subject} in {trial_id}")
     document = {

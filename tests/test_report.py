@@ -13,10 +13,10 @@ from ledger.aggregates.escalation import LevelCount, Variant, decide
 from ledger.entries import LedgerEntry
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.export import MANIFEST_NAME, export_datasets
+from ledger.projections.km_summary import KM_SUMMARY_COLUMNS, km_summary, km_summary_csv
 from ledger.projections.report import figure_data, safety_tables, write_report
 from ledger.projections.report.ledger_reading import read_ledger
 from ledger.projections.report.rules import decision_table, describe_decision
-from ledger.projections.survival import KM_SUMMARY_COLUMNS, km_summary, km_summary_csv
 from tests.builders import TRIAL_ID, Script, lines, open_ledger
 
 C1D1 = date(2025, 1, 6)

@@ -10,17 +10,15 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
+from ledger.projections.km_summary import KM_SUMMARY_COLUMNS, km_summary, km_summary_csv
 from ledger.projections.survival import (
     DAYS_PER_MONTH,
-    KM_SUMMARY_COLUMNS,
     KaplanMeierResult,
     MedianEstimate,
     fit_kaplan_meier,
     format_landmark,
     format_median,
     format_months,
-    km_summary,
-    km_summary_csv,
     median_follow_up,
     summarise_endpoint,
 )

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from ledger.projections.endpoints import clopper_pearson
-from ledger.projections.survival import (
+from ledger.projections.km_summary import (
     KM_SUMMARY_COLUMNS,
     follow_up_summary,
     km_summary,

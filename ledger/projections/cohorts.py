@@ -93,11 +93,18 @@ class _Cohort:
     subjects: list[str] = field(default_factory=list)
 
 
-def cohort_table(entries: Iterable[LedgerEntry]) -> CohortTable:
-    """Fold recorded entries (already cut at the as-of moment) into the cohort table."""
+def cohort_table(entries: Iterable[LedgerEntry], *, position: int | None = None) -> CohortTable:
+    """Fold recorded entries (already cut at the as-of moment) into the cohort table.
+
+    Only the types in `COHORT_TYPES` change the table; every other type only moves its position.
+    So the entries of those types alone, with the `position` of the last entry known, give the
+    same table as the whole ledger (what `LedgerService.cohort_table` reads).
+    """
     fold = _CohortFold()
     for entry in entries:
         fold.evolve(entry)
+    if position is not None:
+        fold.position = position
     return fold.table()
 
 
@@ -207,3 +214,6 @@ _STEPS: dict[str, Callable[[_CohortFold, LedgerEntry], None]] = {
     recorded.TRIAL_STOPPED: _CohortFold._stopped,
 }
 """What each recorded type changes in the table; every other type only moves the position."""
+
+COHORT_TYPES: frozenset[str] = frozenset(_STEPS)
+"""The recorded types the cohort table reads."""

@@ -38,8 +38,6 @@ from datetime import date
 from types import MappingProxyType
 from typing import Final
 
-from scipy.stats import binomtest
-
 from ledger.projections.recist import NE, PD, AssessmentRules, TimePointResponse
 
 EVENT: Final = 0
@@ -342,5 +340,7 @@ def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float,
         raise ValueError(f"need 0 ≤ successes ≤ n and n ≥ 1, got {successes}/{n}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy.stats import binomtest  # 0.5 s to import: only when an interval is asked for
+
     interval = binomtest(successes, n).proportion_ci(confidence_level=level, method="exact")
     return float(interval.low), float(interval.high)

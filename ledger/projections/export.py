@@ -31,8 +31,6 @@ from ledger.projections.datasets import (
     build_datasets,
 )
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
-from ledger.projections.km_plot import plot_kaplan_meier
-from ledger.projections.survival import format_median
 from ledger.projections.xpt import split_long_text, write_xpt
 
 __all__ = [
@@ -269,6 +267,8 @@ def write_km_plots(datasets: AnalysisDatasets, out: Path) -> list[Path]:
     Files: ``km_pfs_overall.png``, ``km_pfs_by_dose.png``, ``km_os_overall.png``,
     ``km_os_by_dose.png``.
     """
+    from ledger.projections.km_plot import plot_kaplan_meier  # matplotlib: only when plotting
+
     out.mkdir(parents=True, exist_ok=True)
     adtte = datasets.adtte
     doses = datasets.dose_levels
@@ -304,6 +304,8 @@ def _footnote(datasets: AnalysisDatasets) -> str:
 
 def headline(datasets: AnalysisDatasets) -> str:
     """A few lines for the terminal: populations, median PFS and OS with CI, ORR with CI."""
+    from ledger.projections.survival import format_median  # lifelines: only for the headline
+
     p = datasets.provenance
     adsl = datasets.adsl
     fas = int((adsl["FASFL"] == "Y").sum())

@@ -1,7 +1,7 @@
 """Efficacy for the report: Kaplan–Meier figures, the median table, follow-up and ORR.
 
-The numbers are :func:`~ledger.projections.survival.km_summary` and
-:func:`~ledger.projections.survival.follow_up_summary` of the exported ADTTE (R-equal), the
+The numbers are :func:`~ledger.projections.km_summary.km_summary` and
+:func:`~ledger.projections.km_summary.follow_up_summary` of the exported ADTTE (R-equal), the
 curves are :func:`~ledger.projections.km_plot.plot_kaplan_meier` with confidence bands, censor
 ticks and numbers at risk, embedded as PNG data (the plot writes PNG files; the bytes carry no
 timestamp or version, so the page stays deterministic).
@@ -21,7 +21,8 @@ import pandas as pd
 
 from ledger.projections.datasets import ResponseRate
 from ledger.projections.km_plot import plot_kaplan_meier
-from ledger.projections.survival import follow_up_summary, format_months, km_summary
+from ledger.projections.km_summary import follow_up_summary, km_summary
+from ledger.projections.survival import format_months
 
 __all__ = [
     "ENDPOINTS",

@@ -26,10 +26,10 @@ from markupsafe import Markup
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.export import CSV_FLOAT_FORMAT
+from ledger.projections.km_summary import km_summary_csv
 from ledger.projections.report import efficacy, figure_data, figures, safety_tables
 from ledger.projections.report.ledger_reading import LedgerReading, read_ledger
 from ledger.projections.report.rules import decision_table
-from ledger.projections.survival import km_summary_csv
 
 __all__ = ["HTML_NAME", "KM_SUMMARY_NAME", "ReportFiles", "render_report", "write_report"]
 

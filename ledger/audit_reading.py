@@ -1,0 +1,207 @@
+"""Reading the audit logs kept beside the ledger: checkpoints, keys, and the store as `ledger
+verify` inspects it (row by row, so a tampered row is a finding at its position, not a crash).
+
+`AuditReading` is the part of `LedgerService` that reads the `AuditLog` aggregates; the service
+writes them in `_commit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
+from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.audit.checkpoints import Signer
+from ledger.audit.inspection import AuditSource
+from ledger.audit.sealing import seal_batch
+from ledger.entries import LedgerEntry
+from ledger.reading import entry_of
+from ledger.store import LedgerStore
+
+
+class AuditReading:
+    """The audit-log reads of `LedgerService` (mixed into it), the sealing of what an old store
+    holds, and which trials the store holds."""
+
+    _app: LedgerStore
+    _audit_logs: dict[UUID, AuditLog]
+
+    _signer: Signer | None
+    _opened_trial_ids: set[str]
+    _opened_scanned_to: int
+
+    if TYPE_CHECKING:
+
+        def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]: ...
+
+        def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
+
+    def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
+        log_id = audit_log_id(log, trial_id)
+        cached = self._audit_logs.get(log_id)
+        if cached is None:
+            try:
+                cached = cast(AuditLog, self._app.repository.get(log_id))
+            except AggregateNotFoundError:
+                cached = AuditLog.start(log, trial_id)
+            self._audit_logs[log_id] = cached
+        return cached
+
+    def rejection_leaf_hashes(self) -> list[str]:
+        return list(self._audit_log(REJECTIONS_LOG, None).leaf_hashes)
+
+    def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
+        """Every checkpoint of the trial's ledger log and of the rejection log, oldest first."""
+        logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
+        found = [seal.checkpoint for log in logs for seal in log.seals]
+        return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
+
+    def log_checkpoints(self, log: str, trial_id: str | None) -> list[dict[str, Any]]:
+        """The checkpoints of one log in the order recorded (sizes only grow)."""
+        return [seal.checkpoint for seal in self._audit_log(log, trial_id).seals]
+
+    def latest_checkpoints(self, trial_id: str) -> dict[str, dict[str, Any] | None]:
+        return {
+            LEDGER_LOG: self._audit_log(LEDGER_LOG, trial_id).latest_checkpoint,
+            REJECTIONS_LOG: self._audit_log(REJECTIONS_LOG, None).latest_checkpoint,
+        }
+
+    def public_keys(self, trial_id: str) -> dict[str, str]:
+        """The public halves of the keys that signed the logs' checkpoints, by key id."""
+        logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
+        return {key_id: pem for log in logs for key_id, pem in log.public_keys.items()}
+
+    def audit_source(self, trial_id: str) -> AuditSource:
+        """The store's logs as held, read row by row so that a tampered row that no longer
+        decodes is reported at its position instead of stopping the read."""
+        from ledger.audit.inspection import AuditSource, records_from_messages
+        from ledger.audit.verify import LogRecord
+
+        problems: list[tuple[str, str]] = []
+        try:
+            audit = self._audit_log(LEDGER_LOG, trial_id)
+            rejection_audit = self._audit_log(REJECTIONS_LOG, None)
+        except Exception as error:
+            problems.append(("undecodable", f"the audit log cannot be read: {error}"))
+            audit, rejection_audit = AuditLog.start(LEDGER_LOG, trial_id), AuditLog.start(
+                REJECTIONS_LOG, None
+            )
+        records: list[LogRecord] = []
+        for stored in self._app.recorder.select_events(trial_aggregate_id(trial_id)):
+            position = stored.originator_version
+            leaf = audit.leaf_hashes[position - 1] if position <= audit.size else None
+            try:
+                event = cast(Trial.Event, self._app.mapper.to_domain_event(stored))
+                entry = entry_of(event, trial_id).to_json_dict()
+            except Exception as error:
+                records.append(LogRecord(position, None, leaf, f"{type(error).__name__}: {error}"))
+                continue
+            records.append(LogRecord(position, entry, leaf))
+        rejections: list[dict[str, Any]] = []
+        try:
+            for number, message in enumerate(self.rejections(), start=1):
+                if number <= rejection_audit.size:
+                    message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
+                rejections.append(message)
+        except Exception as error:
+            problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
+        checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
+        keys = {**audit.public_keys, **rejection_audit.public_keys}
+        return AuditSource(
+            description=f"store {self.store_description}",
+            trial_id=trial_id,
+            ledger=records,
+            rejections=records_from_messages(rejections, "sequence"),
+            checkpoints=checkpoints,
+            public_keys=keys,
+            hashed_from={
+                LEDGER_LOG: _hashed_from(audit, len(records)),
+                REJECTIONS_LOG: _hashed_from(rejection_audit, len(rejections)),
+            },
+            problems=problems,
+        )
+
+    def hashed_later_through(self, trial_id: str) -> int:
+        """The last position hashed when first sealed rather than when recorded (0: none)."""
+        seals = self._audit_log(LEDGER_LOG, trial_id).seals
+        return max((seal.size for seal in seals if seal.hashed_later), default=0)
+
+    def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
+        """A store written before the ledger hashed its log: hash what it holds, marked so."""
+        if audit.size >= before - 1:
+            return
+        earlier = [
+            e.to_json_dict()
+            for e in self._stored_entries(trial_id, after=audit.size)
+            if e.position < before
+        ]
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["recorded_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
+
+    def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
+        if audit.size >= before - 1:
+            return
+        earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
+        if not earlier:
+            return
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["rejected_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
+
+    def trial_ids(self) -> list[str]:
+        """The trials opened in the store, read incrementally: only notifications recorded since
+        the last call are scanned (the outbox asks every round, and the store only grows).
+
+        Reading up to the maximum notification id misses nothing later: ids are committed in
+        order (SQLite has one writer; eventsourcing's PostgreSQL recorder locks the table).
+        """
+        recorder = self._app.recorder
+        last = recorder.max_notification_id() or 0
+        if last > self._opened_scanned_to:
+            for notification in recorder.select_notifications(
+                start=self._opened_scanned_to + 1, limit=1_000_000, stop=last,
+                topics=[Trial.Opened.TOPIC],
+            ):
+                event = self._app.mapper.to_domain_event(notification)
+                assert isinstance(event, Trial.Opened)
+                self._opened_trial_ids.add(str(event.data["protocol"]["trial_id"]))
+            self._opened_scanned_to = last
+        return sorted(self._opened_trial_ids)
+
+    def default_trial_id(self) -> str:
+        """The store's trial when it holds exactly one (the usual case)."""
+        trial_ids = self.trial_ids()
+        where = self.store_description
+        if not trial_ids:
+            raise LookupError(f"{where} holds no trial yet: run `ledger init` or submit events")
+        if len(trial_ids) > 1:
+            raise LookupError(f"{where} holds several trials ({', '.join(trial_ids)}): name one")
+        return trial_ids[0]
+
+    @property
+    def store_description(self) -> str:
+        env = self._app.env
+        if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            return f"postgresql database {env.get('POSTGRES_DBNAME')}"
+        return f"sqlite {env.get('SQLITE_DBNAME')}"
+
+
+def _hashed_from(audit: AuditLog, stored: int) -> int:
+    """The first position hashed when recorded: after what an upgrade sealed later, or after
+    everything stored when nothing was ever sealed (a store not written since the upgrade)."""
+    if not audit.seals:
+        return stored + 1
+    return max((seal.size for seal in audit.seals if seal.hashed_later), default=0) + 1

@@ -1,0 +1,264 @@
+"""Reading a trial back from the store: its entries, leaf hashes and checkpoints, as of a moment.
+
+Reads go from stored rows straight to `LedgerEntry` records: each row's JSON is decoded once (the
+library's transcoder is used only for a row whose data carries encoded values), no aggregate is
+replayed, and rows are fetched in bounded pages, so a read holds one page of rows at a time.
+
+`as_of` reads stop at the last position that moment knew. Recorded times never go back along a
+trial's positions (`LedgerService` stamps each record no earlier than the one before), so that
+position is found by bisection with one-row reads, and only the prefix up to it is read.
+`LedgerService.audit_source` keeps its own row-by-row path for `ledger verify`: a row that no
+longer decodes is a finding there, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
+
+from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
+from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.entries import LedgerEntry, known_as_of
+from ledger.store import LedgerStore
+
+PAGE = 2_000
+"""Rows per read: enough to amortise a query, small enough to keep memory flat."""
+
+_TYPE_OF_TOPIC: dict[str, str] = {
+    event_class.TOPIC: event_class.ledger_type
+    for event_class in vars(Trial).values()
+    if isinstance(event_class, type)
+    and issubclass(event_class, Trial.Event)
+    and event_class.ledger_type
+}
+_SEALED = "trial-ledger:AuditLog.Sealed"
+Row = tuple[int, str, bytes]
+"""A stored event as read here: (originator_version, topic, state)."""
+_TYPED = b'"_type_"'
+
+
+def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
+    """The contract's record of one of the aggregate's events."""
+    return LedgerEntry(
+        position=event.originator_version,
+        type=event.ledger_type,
+        trial_id=trial_id,
+        recorded_at=event.timestamp,
+        data=event.data,
+        subject_id=event.subject_id,
+        occurred_on=event.occurred_on,
+        event_id=event.event_id,
+        source=event.source,
+        entered_by=event.entered_by,
+        reason=event.reason,
+    )
+
+
+class StoreReader:
+    """The read side of one store: what `ledger cohorts/history/export` and the outbox read."""
+
+    def __init__(self, app: LedgerStore) -> None:
+        self._app = app
+        mapper = app.mapper
+        # Without a cipher or compressor a row's state is the transcoder's JSON as is.
+        self._plain = mapper.cipher is None and mapper.compressor is None
+
+    # --- positions ------------------------------------------------------------------------------
+
+    def has_trial(self, trial_id: str) -> bool:
+        """Whether the trial was opened in this store (one row read, nothing replayed)."""
+        return bool(self._app.recorder.select_events(trial_aggregate_id(trial_id), limit=1))
+
+    def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
+        """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""
+        trial = trial_aggregate_id(trial_id)
+        latest = self._app.recorder.select_events(trial, desc=True, limit=1)
+        if not latest:
+            return 0
+        last = latest[0].originator_version
+        if as_of is None or self._recorded_at(self._one(trial, last)) <= as_of:
+            return last
+        known, later = 0, last  # recorded_at(known) <= as_of < recorded_at(later); 0: nothing
+        while later - known > 1:
+            middle = (known + later) // 2
+            if self._recorded_at(self._one(trial, middle)) <= as_of:
+                known = middle
+            else:
+                later = middle
+        return known
+
+    # --- entries --------------------------------------------------------------------------------
+
+    def entries(
+        self,
+        trial_id: str,
+        *,
+        as_of: datetime | None = None,
+        after: int = 0,
+        upto: int | None = None,
+        leaf_hashes: Sequence[str] | None = None,
+    ) -> Iterator[LedgerEntry]:
+        """The trial's entries after `after`, up to `upto` (else the last known at `as_of`), in
+        ledger order, each with its leaf hash (from `leaf_hashes` when the caller holds them)."""
+        last = self.last_position(trial_id, as_of) if upto is None else upto
+        hashes = self.leaf_hashes(trial_id, last) if leaf_hashes is None else leaf_hashes
+        for entry in known_as_of(self.stored_entries(trial_id, after=after, upto=last), as_of):
+            index = entry.position - 1
+            if index < len(hashes):
+                yield LedgerEntry(
+                    entry.position, entry.type, entry.trial_id, entry.recorded_at, entry.data,
+                    entry.subject_id, entry.occurred_on, entry.event_id, entry.source,
+                    entry.entered_by, entry.reason, hashes[index],
+                )
+            else:
+                yield entry
+
+    def stored_entries(
+        self, trial_id: str, *, after: int = 0, upto: int | None = None
+    ) -> Iterator[LedgerEntry]:
+        """The trial's entries after `after` up to `upto` (None: the last), without hashes."""
+        for row in self._rows(trial_aggregate_id(trial_id), after, upto):
+            yield self._entry(row, trial_id)
+
+    def entries_at(self, trial_id: str, positions: Sequence[int]) -> Iterator[LedgerEntry]:
+        """The entries at the given positions (ascending), each run of positions read at once."""
+        trial = trial_aggregate_id(trial_id)
+        index = 0
+        while index < len(positions):
+            first = last = positions[index]
+            while index + 1 < len(positions) and positions[index + 1] == last + 1:
+                index += 1
+                last = positions[index]
+            index += 1
+            for row in self._rows(trial, first - 1, last):
+                yield self._entry(row, trial_id)
+
+    def entries_of_types(
+        self, trial_id: str, types: Collection[str], *, upto: int
+    ) -> Iterator[LedgerEntry]:
+        """The trial's entries of `types` up to position `upto`, in ledger order.
+
+        The store selects them by topic, so the rows of every other type are never fetched nor
+        decoded (the cohort table reads a few thousand of a trial's hundred thousand records).
+        """
+        trial = trial_aggregate_id(trial_id)
+        topics = [topic for topic, kind in _TYPE_OF_TOPIC.items() if kind in types]
+        recorder = self._app.recorder
+        assert isinstance(recorder, ApplicationRecorder)
+        stop = recorder.max_notification_id() or 0
+        start = 1
+        while start <= stop:
+            page = recorder.select_notifications(start, PAGE, stop, topics)
+            for notification in page:
+                if notification.originator_id != trial:
+                    continue
+                if notification.originator_version > upto:
+                    return
+                row = (notification.originator_version, notification.topic, notification.state)
+                yield self._entry(row, trial_id)
+            if len(page) < PAGE:
+                return
+            start = page[-1].id + 1
+
+    # --- the audit log, read as stored ------------------------------------------------------------
+
+    def leaf_hashes(self, trial_id: str, upto: int | None = None) -> list[str]:
+        """The trial's leaf hashes up to position `upto` (None: all), from the sealed batches."""
+        hashes: list[str] = []
+        for state in self._seals(trial_id):
+            if upto is not None and len(hashes) >= upto:
+                break
+            hashes.extend(state["leaf_hashes"])
+        return hashes if upto is None else hashes[:upto]
+
+    def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
+        """The checkpoints of the trial's ledger log, in the order recorded."""
+        return [state["checkpoint"] for state in self._seals(trial_id)]
+
+    def _seals(self, trial_id: str) -> Iterator[dict[str, Any]]:
+        for row in self._rows(audit_log_id(LEDGER_LOG, trial_id), 0, None):
+            if row[1] == _SEALED:
+                yield self._state(row)
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    def _rows(self, originator: UUID, after: int, upto: int | None) -> Iterator[Row]:
+        """The originator's rows after `after` up to `upto`, a page at a time."""
+        while upto is None or after < upto:
+            page = self._page(originator, after, upto)
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def _page(self, originator: UUID, after: int, upto: int | None) -> Sequence[Row]:
+        recorder = self._app.recorder
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            # The library's own query, without building a UUID and a StoredEvent per row.
+            statement = (
+                f"SELECT originator_version, topic, state FROM {recorder.events_table_name} "
+                "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
+                "ORDER BY originator_version LIMIT ?"
+            )
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(statement, (originator.hex, after, upto or 2**62, PAGE))
+                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [
+            (row.originator_version, row.topic, row.state)
+            for row in recorder.select_events(originator, gt=after, lte=upto, limit=PAGE)
+        ]
+
+    def _entry(self, row: Row, trial_id: str) -> LedgerEntry:
+        position, topic, _ = row
+        ledger_type = _TYPE_OF_TOPIC.get(topic)
+        if ledger_type is None:
+            raise ValueError(f"position {position}: unknown topic {topic}")
+        state = self._state(row)
+        return LedgerEntry(
+            position=position,
+            type=ledger_type,
+            trial_id=trial_id,
+            recorded_at=state["timestamp"],
+            data=state["data"],
+            subject_id=state["subject_id"],
+            occurred_on=state["occurred_on"],
+            event_id=state["event_id"],
+            source=state["source"],
+            entered_by=state["entered_by"],
+            reason=state["reason"],
+        )
+
+    def _state(self, row: Row) -> dict[str, Any]:
+        """The row's state as the library's mapper decodes it, JSON parsed once when it can."""
+        raw = row[2]
+        if self._plain:
+            state: dict[str, Any] = json.loads(raw)
+            stamp, on = state.get("timestamp"), state.get("occurred_on")
+            expected = (stamp is not None) + (on is not None)
+            if raw.count(_TYPED) == expected:
+                if stamp is not None:
+                    state["timestamp"] = datetime.fromisoformat(stamp["_data_"])
+                if on is not None:
+                    state["occurred_on"] = date.fromisoformat(on["_data_"])
+                return state
+        mapper = self._app.mapper
+        if mapper.cipher is not None:
+            raw = mapper.cipher.decrypt(raw)
+        if mapper.compressor is not None:
+            raw = mapper.compressor.decompress(raw)
+        decoded: dict[str, Any] = mapper.transcoder.decode(raw)
+        return decoded
+
+    def _one(self, originator: UUID, position: int) -> Row:
+        return self._page(originator, position - 1, position)[0]
+
+    def _recorded_at(self, row: Row) -> datetime:
+        moment = self._state(row)["timestamp"]
+        assert isinstance(moment, datetime)
+        return moment

@@ -1,0 +1,141 @@
+"""The fast read paths give exactly what a full replay through the library gives.
+
+`LedgerService` reads entries straight from stored rows, finds the last position at a moment by
+bisection, and reads the cohort table from the records it needs only. Each is checked here against
+the slow, obvious path on the seeded demo (corrections, voids, late data, expansion): the library's
+own mapper over every stored event, cut with `known_as_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import cast
+
+import pandas as pd
+import pytest
+
+from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.application import LedgerService
+from ledger.demo import DemoRun, run_demo
+from ledger.entries import LedgerEntry, known_as_of
+from ledger.projections.cohorts import cohort_table
+from ledger.projections.datasets import build_datasets
+from ledger.reading import entry_of
+
+TRIAL_ID = "NCT05406206"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The seeded demo (seed 12), recorded once for the module."""
+    return run_demo(tmp_path_factory.mktemp("demo"), seed=12)
+
+
+@pytest.fixture
+def service(demo: DemoRun) -> Iterator[LedgerService]:
+    with LedgerService(str(demo.store), read_only=True) as opened:
+        yield opened
+
+
+def replayed(store: str) -> list[LedgerEntry]:
+    """Every entry through the library's mapper, with the audit log aggregate's leaf hashes
+    (read by a service of its own, so the service under test caches nothing)."""
+    with LedgerService(store, read_only=True) as slow:
+        hashes = slow._audit_log("ledger", TRIAL_ID).leaf_hashes
+        events = slow._app.events.get(trial_aggregate_id(TRIAL_ID))
+        return [
+            replace(entry_of(cast(Trial.Event, e), TRIAL_ID), leaf_hash=hashes[e.position - 1])
+            for e in events
+        ]
+
+
+def moments(entries: list[LedgerEntry]) -> list[datetime]:
+    """Instants to read at: before the opening, at and between records across the log, after."""
+    picked = [entries[i].recorded_at for i in range(0, len(entries), max(1, len(entries) // 7))]
+    between = [m + timedelta(microseconds=1) for m in picked]
+    return [
+        entries[0].recorded_at - timedelta(days=1),
+        *picked,
+        *between,
+        entries[-1].recorded_at,
+        entries[-1].recorded_at + timedelta(days=1),
+    ]
+
+
+def test_entries_equal_the_library_replay(service: LedgerService, demo: DemoRun) -> None:
+    """Entries decoded from stored rows equal the mapper's events, leaf hashes included."""
+    assert list(service.entries(TRIAL_ID)) == replayed(demo.store)
+
+
+def test_entries_as_of_equal_the_replay_cut_at_that_moment(
+    service: LedgerService, demo: DemoRun
+) -> None:
+    """An as-of read (bisected, then the prefix only) equals the whole replay cut at T."""
+    everything = replayed(demo.store)
+    for moment in moments(everything):
+        expected = list(known_as_of(everything, moment))
+        assert list(service.entries(TRIAL_ID, as_of=moment)) == expected, moment
+
+
+def test_entries_after_a_position_are_the_tail(service: LedgerService, demo: DemoRun) -> None:
+    """`after=k` reads the entries from position k + 1, with their hashes."""
+    everything = replayed(demo.store)
+    for after in (0, 1, len(everything) // 2, len(everything) - 1, len(everything)):
+        assert list(service.entries(TRIAL_ID, after=after)) == everything[after:]
+
+
+def test_the_cohort_table_equals_the_fold_of_every_entry(
+    service: LedgerService, demo: DemoRun
+) -> None:
+    """The cohort table read from its own records equals the fold of the whole ledger at T."""
+    everything = replayed(demo.store)
+    assert service.cohort_table(TRIAL_ID) == cohort_table(everything)
+    for moment in moments(everything):
+        expected = cohort_table(known_as_of(everything, moment))
+        assert service.cohort_table(TRIAL_ID, as_of=moment) == expected, moment
+
+
+def test_a_subjects_history_equals_the_filtered_replay(
+    service: LedgerService, demo: DemoRun
+) -> None:
+    """`history` holds exactly the subject's entries of the replay, as known at T."""
+    everything = replayed(demo.store)
+    subjects = sorted({e.subject_id for e in everything if e.subject_id})[:3]
+    for subject in subjects:
+        for moment in (None, everything[len(everything) // 3].recorded_at):
+            known = everything if moment is None else list(known_as_of(everything, moment))
+            expected = [e for e in known if e.subject_id == subject]
+            assert service.history(TRIAL_ID, subject, as_of=moment) == expected
+
+
+def test_the_past_trial_is_the_aggregate_at_the_bisected_position(
+    service: LedgerService, demo: DemoRun
+) -> None:
+    """`trial_at(T)` is the aggregate at the last position recorded by T."""
+    everything = replayed(demo.store)
+    moment = everything[len(everything) // 2].recorded_at
+    expected = list(known_as_of(everything, moment))[-1].position
+    assert service.trial_at(TRIAL_ID, moment).version == expected
+
+
+def test_as_of_datasets_equal_the_full_fold_cut_at_that_moment(
+    service: LedgerService, demo: DemoRun
+) -> None:
+    """Datasets from the prefix read equal those of the whole replay cut at T (every frame)."""
+    everything = replayed(demo.store)
+    moment = everything[len(everything) // 2].recorded_at
+    fast = build_datasets(service.entries(TRIAL_ID, as_of=moment), as_of=moment, cutoff=None)
+    slow = build_datasets(everything, as_of=moment, cutoff=None)
+    assert fast.provenance == slow.provenance
+    for name, frame in fast.frames().items():
+        pd.testing.assert_frame_equal(frame, slow.frames()[name], check_exact=True, obj=name)
+
+
+def test_an_unknown_trial_is_refused_by_every_read(service: LedgerService) -> None:
+    """Every read names a missing trial instead of returning nothing."""
+    with pytest.raises(LookupError, match="no trial NCT00000000"):
+        list(service.entries("NCT00000000"))
+    with pytest.raises(LookupError, match="no trial NCT00000000"):
+        service.cohort_table("NCT00000000")
