@@ -17,6 +17,15 @@ such a record would skip real records and resuming before it would publish them 
 The same restart is how a failed round is recovered while running (a broker died, a transaction
 timed out): the producer is dropped, a new one fences it and aborts its transaction, the tails are
 read again, and the round is retried from there.
+
+A transaction may span several rounds (`send_pending`): records go out while ingest records the
+next batch, and the transaction commits once it is COMMIT_INTERVAL_S old or TRANSACTION_SIZE big
+(`publish_pending` always commits). What counts as published is what was committed; what a
+failed transaction sent is sent again from the store after the restart.
+
+Several publishers may share a store and its topics (scale-out, consumers/ingest.py): each
+publishes only the trials it `owns` (and the rejections only if `publishes_rejections`), under a
+transactional id of its own, and checks only those in the tails it resumes from.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +58,8 @@ from ledger.application import LedgerService
 
 #: Records per transaction when catching up a long backlog.
 TRANSACTION_SIZE = 5000
+#: A transaction spanning several rounds commits once it is this old (seconds).
+COMMIT_INTERVAL_S = 0.5
 #: Records read back from the end of each partition first; doubled while a trial is not found.
 TAIL_WINDOW = 64
 TAIL_TIMEOUT_S = 60.0
@@ -141,9 +152,13 @@ class LedgerOutbox:
         checkpoints_topic: str | None = None,
         transactional_id: str | None = None,
         stop: threading.Event | None = None,
+        owns: Callable[[str], bool] | None = None,
+        publishes_rejections: bool = True,
         **producer_config: Any,
     ) -> None:
         self._service = service
+        self._owns = owns
+        self.publishes_rejections = publishes_rejections
         self._bootstrap = bootstrap
         self.ledger_topic = ledger_topic
         self.rejections_topic = rejections_topic
@@ -164,10 +179,17 @@ class LedgerOutbox:
         self._stop = stop
         self._producer: Any = None
         self._started = False
+        # Committed: what the topics hold.
         self._positions: dict[str, int] = {}
         self._sequence = 0
         # (trial id, log) -> size covered by the last checkpoint published for that log
         self._checkpointed: dict[tuple[str | None, str], int] = {}
+        # Sent: what the open transaction adds (equal to the committed state when none is open).
+        self._sent_positions: dict[str, int] = {}
+        self._sent_sequence = 0
+        self._sent_checkpointed: dict[tuple[str | None, str], int] = {}
+        self._in_transaction: list[tuple[Outgoing, Any]] = []
+        self._transaction_began = 0.0
         self.published_events = 0
         self.published_rejections = 0
         self.published_checkpoints = 0
@@ -186,12 +208,13 @@ class LedgerOutbox:
         self._discard_producer()
         self._producer = kafka().KafkaProducer(**self._config)
         self._producer.init_transactions()
-        trial_ids = self._service.trial_ids()
+        trial_ids = self.trial_ids()
         tail = read_published_tail(self._bootstrap, self.ledger_topic, self.rejections_topic,
-                                   trial_ids)
-        problems = verify_tail(self._service, tail)
+                                   trial_ids, rejections=self.publishes_rejections)
+        problems = verify_tail(self._service, tail, self.owns)
         checkpointed, checkpoint_problems = read_checkpoint_tail(
-            self._service, self._bootstrap, self.checkpoints_topic, trial_ids
+            self._service, self._bootstrap, self.checkpoints_topic, trial_ids,
+            owns=self.owns, rejections=self.publishes_rejections,
         )
         problems += checkpoint_problems
         if problems:
@@ -207,24 +230,36 @@ class LedgerOutbox:
             self.published_rejections += max(0, tail.rejection_sequence - self._sequence)
         self._positions, self._sequence, self._started = positions, tail.rejection_sequence, True
         self._checkpointed = checkpointed
-        _log.info("resuming after positions %s and rejection %d", positions, self._sequence)
+        self._reset_to_committed()
+        _log.info("%s resuming after positions %s and rejection %d",
+                  self._config["transactional_id"], positions, self._sequence)
         return tail
 
+    def owns(self, trial_id: str) -> bool:
+        """Whether this outbox publishes `trial_id`'s records (and its log's checkpoints)."""
+        return self._owns is None or self._owns(trial_id)
+
+    def trial_ids(self) -> list[str]:
+        """The store's trials this outbox publishes."""
+        return [t for t in self._service.trial_ids() if self.owns(t)]
+
     def pending(self) -> Iterator[Outgoing]:
-        """Everything in the store not yet published, in order: each trial's records, then
+        """Everything in the store not yet sent, in order: each trial's records, then
         the rejections."""
-        for trial_id in self._service.trial_ids():
+        for trial_id in self.trial_ids():
             # A trial opened after start() cannot be on the topic yet: none of it is published.
             self._positions.setdefault(trial_id, 0)
             key = trial_id.encode()
-            last = self._positions[trial_id]
+            last = self._sent_positions.setdefault(trial_id, self._positions[trial_id])
             for entry in self._service.entries(trial_id, after=last):
                 yield Outgoing(self.ledger_topic, key, entry.to_json().encode(), trial_id,
                                entry.position)
                 last = entry.position
             yield from self._checkpoints_due(LEDGER_LOG, trial_id, last)
-        last = self._sequence
-        for message in self._service.rejections(after=self._sequence):
+        if not self.publishes_rejections:
+            return
+        last = self._sent_sequence
+        for message in self._service.rejections(after=last):
             owner = _trial_of(message["submission"])
             value = json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
             yield Outgoing(self.rejections_topic, owner.encode() if owner else None, value, None,
@@ -238,7 +273,7 @@ class LedgerOutbox:
         for checkpoint in self._service.log_checkpoints(log, trial_id):
             owner = checkpoint.get("trial_id")
             size = int(checkpoint["size"])
-            if size <= self._checkpointed.get((owner, log), 0) or size > published_to:
+            if size <= self._sent_checkpointed.get((owner, log), 0) or size > published_to:
                 continue
             value = json.dumps(checkpoint, sort_keys=True, separators=(",", ":")).encode()
             yield Outgoing(self.checkpoints_topic, owner.encode() if owner else None, value,
@@ -250,12 +285,23 @@ class LedgerOutbox:
         A failed round is retried from a restart (see the module doc) up to PUBLISH_ATTEMPTS
         times; the last error is raised. Nothing is published twice either way.
         """
+        return self._round(commit=True)
+
+    def send_pending(self) -> int:
+        """Send what the store holds beyond what was sent, in the open transaction (begun if
+        none), and commit it only when it is due (COMMIT_INTERVAL_S old or TRANSACTION_SIZE
+        big); return the count committed. Failures are recovered as in `publish_pending`."""
+        return self._round(commit=False)
+
+    def _round(self, *, commit: bool) -> int:
         before = self.published
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 if self._producer is None:
                     self.start()
-                self._publish_all()
+                self._send_all()
+                if self._in_transaction and (commit or self._commit_due()):
+                    self._commit()
                 break
             except (kafka_errors().KafkaError, TimeoutError) as error:
                 self._discard_producer()
@@ -273,46 +319,70 @@ class LedgerOutbox:
                 time.sleep(RETRY_PAUSE_S)
         return self.published - before
 
-    def _publish_all(self) -> None:
-        batch: list[Outgoing] = []
-        for record in self.pending():
-            batch.append(record)
-            if len(batch) >= TRANSACTION_SIZE:
-                self._publish(batch)
-                batch = []
-        if batch:
-            self._publish(batch)
+    def _commit_due(self) -> bool:
+        return (len(self._in_transaction) >= TRANSACTION_SIZE
+                or time.monotonic() - self._transaction_began >= COMMIT_INTERVAL_S)
 
-    def _publish(self, batch: list[Outgoing]) -> None:
+    def _send_all(self) -> None:
+        for record in self.pending():
+            if len(self._in_transaction) >= TRANSACTION_SIZE:
+                self._commit()
+            self._send(record)
+
+    def _send(self, record: Outgoing) -> None:
         producer = self._producer
-        producer.begin_transaction()
-        sent = [producer.send(r.topic, key=r.key, value=r.value) for r in batch]
+        if not self._in_transaction:
+            producer.begin_transaction()
+            self._transaction_began = time.monotonic()
+        future = producer.send(record.topic, key=record.key, value=record.value)
+        self._in_transaction.append((record, future))
+        if record.log is not None:
+            self._sent_checkpointed[(record.trial_id, record.log)] = record.number
+        elif record.trial_id is None:
+            self._sent_sequence = record.number
+        else:
+            self._sent_positions[record.trial_id] = record.number
+
+    def _commit(self) -> None:
+        producer = self._producer
         # A failure anywhere here leaves the open transaction to the next producer to abort.
         producer.flush(timeout=FLUSH_TIMEOUT_S)
         # A failed send carries the real cause (ProducerFencedError, say); commit_transaction
         # would only report a generic "error state".
-        failure = next((future.exception for future in sent if future.failed()), None)
+        failure = next((f.exception for _, f in self._in_transaction if f.failed()), None)
         if failure is not None:
             raise failure
         commit_transaction(producer, COMMIT_TIMEOUT_S)
-        for record in batch:
+        for record, _ in self._in_transaction:
             if record.log is not None:
-                self._checkpointed[(record.trial_id, record.log)] = record.number
                 self.published_checkpoints += 1
             elif record.trial_id is None:
-                self._sequence = record.number
                 self.published_rejections += 1
             else:
-                self._positions[record.trial_id] = record.number
                 self.published_events += 1
+        self._in_transaction = []
+        self._positions = {**self._positions, **self._sent_positions}
+        self._sequence = self._sent_sequence
+        self._checkpointed = dict(self._sent_checkpointed)
+
+    def _reset_to_committed(self) -> None:
+        """Forget what an aborted transaction sent: pending again from the committed state."""
+        self._in_transaction = []
+        self._sent_positions = dict(self._positions)
+        self._sent_sequence = self._sequence
+        self._sent_checkpointed = dict(self._checkpointed)
 
     def _discard_producer(self) -> None:
         """Close the producer without waiting; its open transaction is aborted by the next one."""
+        self._reset_to_committed()
         if self._producer is not None:
             producer, self._producer = self._producer, None
             discard_producer(producer)
 
     def close(self) -> None:
+        """Close the producer; a transaction still open is aborted (by the next publisher with
+        this transactional id), so call `publish_pending` first to keep what it sent."""
+        self._reset_to_committed()
         if self._producer is not None:
             producer, self._producer = self._producer, None
             producer.close()
@@ -344,17 +414,18 @@ def _final(error: BaseException) -> BaseException | None:
 def _trial_of(submission: str) -> str | None:
     try:
         document = json.loads(submission)
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile nesting depth is data too
         return None
     trial_id = document.get("trial_id") if isinstance(document, dict) else None
     return trial_id if isinstance(trial_id, str) and trial_id else None
 
 
 def read_published_tail(
-    bootstrap: Connection, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str]
+    bootstrap: Connection, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str],
+    *, rejections: bool = True,
 ) -> PublishedTail:
-    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections,
-    with the tail records they were read from.
+    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections
+    (when `rejections`), with the tail records they were read from.
 
     Reads backwards from each partition's end (last stable offset) in growing windows until every
     store trial has been seen or the partition's beginning is reached.
@@ -367,7 +438,8 @@ def read_published_tail(
         isolation_level="read_committed",
     )
     with closing(consumer):
-        rejections = _tail_records(consumer, rejections_topic, lambda _seen: True)
+        rejected = (_tail_records(consumer, rejections_topic, lambda _seen: True)
+                    if rejections else [])
 
         def found_all(seen: list[TailRecord]) -> bool:
             trials = {d.get("trial_id") for d in map(_document, (r.value for r in seen)) if d}
@@ -380,22 +452,28 @@ def read_published_tail(
         if document is not None and isinstance(document.get("trial_id"), str):
             trial = document["trial_id"]
             positions[trial] = max(positions.get(trial, 0), _field(record.value, "position"))
-    sequence = max((_field(r.value, "sequence") for r in rejections), default=0)
-    return PublishedTail(positions, sequence, tuple(ledger), tuple(rejections))
+    sequence = max((_field(r.value, "sequence") for r in rejected), default=0)
+    return PublishedTail(positions, sequence, tuple(ledger), tuple(rejected))
 
 
 def read_checkpoint_tail(
-    service: LedgerService, bootstrap: Connection, topic: str, trial_ids: Iterable[str]
+    service: LedgerService, bootstrap: Connection, topic: str, trial_ids: Iterable[str],
+    *, owns: Callable[[str], bool] | None = None, rejections: bool = True,
 ) -> tuple[dict[tuple[str | None, str], int], list[str]]:
     """The size covered by the last published checkpoint of each (trial, log), and what in the
-    topic's tail is not a checkpoint the store holds (a forged or foreign record)."""
+    topic's tail is not a checkpoint the store holds (a forged or foreign record).
+
+    With `owns`, only the ledger logs of the trials it owns are checked (and the rejection log's
+    only with `rejections`): other publishers check theirs."""
     stored: set[str] = set()
     wanted: set[tuple[str | None, str]] = set()
-    for trial_id in trial_ids:
-        for log, owner in ((LEDGER_LOG, trial_id), (REJECTIONS_LOG, None)):
-            for checkpoint in service.log_checkpoints(log, owner):
-                stored.add(json.dumps(checkpoint, sort_keys=True))
-                wanted.add((checkpoint.get("trial_id"), log))
+    sources: list[tuple[str, str | None]] = [(LEDGER_LOG, t) for t in trial_ids]
+    if rejections:
+        sources.append((REJECTIONS_LOG, None))
+    for log, owner in sources:
+        for checkpoint in service.log_checkpoints(log, owner):
+            stored.add(json.dumps(checkpoint, sort_keys=True))
+            wanted.add((checkpoint.get("trial_id"), log))
     consumer = kafka().KafkaConsumer(
         **client_settings(bootstrap, "trial-ledger-tail"),
         group_id=None,
@@ -414,6 +492,8 @@ def read_checkpoint_tail(
     problems: list[str] = []
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         document = _document(record.value)
+        if document is not None and not _checked_here(document, owns, rejections):
+            continue
         if document is None or json.dumps(document, sort_keys=True) not in stored:
             problems.append(f"{record.where()}: not a checkpoint this store recorded")
             continue
@@ -422,12 +502,15 @@ def read_checkpoint_tail(
     return sizes, problems
 
 
-def verify_tail(service: LedgerService, tail: PublishedTail) -> list[str]:
+def verify_tail(
+    service: LedgerService, tail: PublishedTail, owns: Callable[[str], bool] | None = None
+) -> list[str]:
     """What in `tail` the store does not vouch for (empty: every record checked out).
 
     Each `trial.ledger` record must be the store's entry at its position (the whole JSON object,
     and the leaf hash when the record carries one), each trial's positions must follow each other
     one by one in offset order, and each rejection must be the store's one with its sequence.
+    With `owns`, records of trials of the store it does not own are left to their publishers.
     """
     problems: list[str] = []
     known = set(service.trial_ids())
@@ -436,6 +519,8 @@ def verify_tail(service: LedgerService, tail: PublishedTail) -> list[str]:
         document = _document(record.value)
         trial = document.get("trial_id") if document is not None else None
         position = document.get("position") if document is not None else None
+        if owns is not None and isinstance(trial, str) and trial in known and not owns(trial):
+            continue
         if document is None or not isinstance(trial, str) or not _is_int(position):
             problems.append(f"{record.where()}: not a ledger record")
         elif trial not in known:
@@ -523,6 +608,16 @@ def _check_rejection_tail(service: LedgerService, records: Iterable[TailRecord])
     return problems
 
 
+def _checked_here(
+    checkpoint: dict[str, Any], owns: Callable[[str], bool] | None, rejections: bool
+) -> bool:
+    """Whether a checkpoint on the topic is this publisher's to check."""
+    if checkpoint.get("log") == REJECTIONS_LOG:
+        return rejections
+    trial = checkpoint.get("trial_id")
+    return owns is None or not isinstance(trial, str) or owns(trial)
+
+
 def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
@@ -574,7 +669,7 @@ def _document(value: bytes | None) -> dict[str, Any] | None:
         return None
     try:
         document = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile nesting depth is data too
         return None
     return document if isinstance(document, dict) else None
 
