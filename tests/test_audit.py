@@ -29,9 +29,11 @@ DAY0 = date(2025, 1, 6)
 SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 
 
-def build_store(folder: Path, *, signer: Signer | None = SIGNER, batch: int = 15) -> str:
+def build_store(
+    folder: Path | None, *, signer: Signer | None = SIGNER, batch: int = 15, url: str | None = None
+) -> str:
     """Six subjects over two cohorts, a correction, a void and two rejected lines, in small
-    batches so the log has many checkpoints."""
+    batches so the log has many checkpoints (in folder/ledger.db, or the store at `url`)."""
     script = Script()
     envelopes: list[dict[str, Any]] = []
     for n, cohort in enumerate(["A", "A", "A", "B", "B", "B"]):
@@ -59,7 +61,7 @@ def build_store(folder: Path, *, signer: Signer | None = SIGNER, batch: int = 15
         )
     )
     raw = [*lines(envelopes), "{not json", json.dumps({**envelopes[0], "source": "trial-ledger"})]
-    store = str(folder / "ledger.db")
+    store = url or str(Path(str(folder)) / "ledger.db")
     with LedgerService(store, clock=FixedClock(), signer=signer) as service:
         service.ensure_trial()
         for start in range(0, len(raw), batch):
