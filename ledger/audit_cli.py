@@ -15,7 +15,6 @@ from typing import Any
 
 from ledger.audit.inspection import (
     AuditSource,
-    provenance,
     public_keys_from_pem,
     read_archive,
     read_receipts,
@@ -28,6 +27,7 @@ from ledger.cli_plumbing import (
     as_of_argument,
     emit,
     iso_date,
+    provenance_of,
     reader,
     software_version,
 )
@@ -118,7 +118,6 @@ def replay_command(args: argparse.Namespace) -> int:
         raise NotIntactError(f"{source.description} does not verify; nothing replayed")
     as_of = as_of_argument(args)
     entries = list(known_as_of(source.entries(), as_of))
-    leaf_hashes = [str(e.leaf_hash) for e in entries]
     manifest = export_datasets(
         entries,
         as_of=as_of,
@@ -126,7 +125,7 @@ def replay_command(args: argparse.Namespace) -> int:
         fmt=args.format,
         out=args.out,
         software_version=software_version(),
-        audit=provenance(leaf_hashes, len(entries), source.checkpoints),
+        audit=provenance_of(entries, source.checkpoints),
     )
     emit(args, manifest.to_json_dict(), f"replayed {source.description} into {args.out}")
     return 0
