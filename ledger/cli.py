@@ -275,20 +275,33 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from collections.abc import Iterator
+
+    from ledger.entries import LedgerEntry
     from ledger.projections.export import export_datasets
+    from ledger.reading import export_provenance
 
     as_of = as_of_argument(args)
     with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
-        entries = list(ledger.entries(trial_id, as_of=as_of))
+        # Checkpoints first: the audit log read for them also serves the entries' leaf hashes.
+        checkpoints = ledger.checkpoints(trial_id)
+        hashes: list[str | None] = []
+
+        def hashed(entries: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
+            """The entries streamed into the fold once, their leaf hashes kept on the way."""
+            for entry in entries:
+                hashes.append(entry.leaf_hash)
+                yield entry
+
         manifest = export_datasets(
-            entries,
+            hashed(ledger.entries(trial_id, as_of=as_of)),
             as_of=as_of,
             cutoff=args.cutoff,
             fmt=args.format,
             out=args.out,
             software_version=software_version(),
-            audit=provenance_of(entries, ledger.checkpoints(trial_id)),
+            audit=lambda: export_provenance(hashes, checkpoints),
         )
     document = manifest.to_json_dict()
     emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")

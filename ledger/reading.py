@@ -14,7 +14,7 @@ longer decodes is a finding there, not an error.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -24,7 +24,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial import Trial, trial_aggregate_id
-from ledger.entries import LedgerEntry, known_as_of
+from ledger.entries import LedgerEntry
 from ledger.store import LedgerStore
 
 PAGE = 2_000
@@ -41,6 +41,20 @@ _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
 """A stored event as read here: (originator_version, topic, state)."""
 _TYPED = b'"_type_"'
+
+
+_scan_once: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
+
+
+def _json_object(raw: bytes | str) -> Any:
+    """`json.loads` of a stored row, without its per-call detours (encoding sniffing, whitespace
+    skipping): the C scanner alone, and `json.loads` itself for anything it does not take whole."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
@@ -108,16 +122,13 @@ class StoreReader:
         ledger order, each with its leaf hash (from `leaf_hashes` when the caller holds them)."""
         last = self.last_position(trial_id, as_of) if upto is None else upto
         hashes = self.leaf_hashes(trial_id, last) if leaf_hashes is None else leaf_hashes
-        for entry in known_as_of(self.stored_entries(trial_id, after=after, upto=last), as_of):
-            index = entry.position - 1
-            if index < len(hashes):
-                yield LedgerEntry(
-                    entry.position, entry.type, entry.trial_id, entry.recorded_at, entry.data,
-                    entry.subject_id, entry.occurred_on, entry.event_id, entry.source,
-                    entry.entered_by, entry.reason, hashes[index],
-                )
-            else:
-                yield entry
+        hashed = len(hashes)
+        for row in self._rows(trial_aggregate_id(trial_id), after, last):
+            position = row[0]
+            entry = self._entry(row, trial_id, hashes[position - 1] if position <= hashed else None)
+            if as_of is not None and entry.recorded_at > as_of:
+                return  # as `known_as_of`: what the ledger knew at `as_of` ends here
+            yield entry
 
     def stored_entries(
         self, trial_id: str, *, after: int = 0, upto: int | None = None
@@ -207,38 +218,34 @@ class StoreReader:
                 "ORDER BY originator_version LIMIT ?"
             )
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(statement, (originator.hex, after, upto or 2**62, PAGE))
-                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+                plain = cursor.sqlite_cursor
+                plain.row_factory = None  # plain tuples: no `sqlite3.Row` per row
+                plain.execute(statement, (originator.hex, after, upto or 2**62, PAGE))
+                rows: list[Row] = plain.fetchall()
+                return rows
         return [
             (row.originator_version, row.topic, row.state)
             for row in recorder.select_events(originator, gt=after, lte=upto, limit=PAGE)
         ]
 
-    def _entry(self, row: Row, trial_id: str) -> LedgerEntry:
+    def _entry(self, row: Row, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
         position, topic, _ = row
         ledger_type = _TYPE_OF_TOPIC.get(topic)
         if ledger_type is None:
             raise ValueError(f"position {position}: unknown topic {topic}")
         state = self._state(row)
+        # Positional: this runs once per record of every read.
         return LedgerEntry(
-            position=position,
-            type=ledger_type,
-            trial_id=trial_id,
-            recorded_at=state["timestamp"],
-            data=state["data"],
-            subject_id=state["subject_id"],
-            occurred_on=state["occurred_on"],
-            event_id=state["event_id"],
-            source=state["source"],
-            entered_by=state["entered_by"],
-            reason=state["reason"],
+            position, ledger_type, trial_id, state["timestamp"], state["data"],
+            state["subject_id"], state["occurred_on"], state["event_id"], state["source"],
+            state["entered_by"], state["reason"], leaf_hash,
         )
 
     def _state(self, row: Row) -> dict[str, Any]:
         """The row's state as the library's mapper decodes it, JSON parsed once when it can."""
         raw = row[2]
         if self._plain:
-            state: dict[str, Any] = json.loads(raw)
+            state: dict[str, Any] = _json_object(raw)
             stamp, on = state.get("timestamp"), state.get("occurred_on")
             expected = (stamp is not None) + (on is not None)
             if raw.count(_TYPED) == expected:
@@ -262,3 +269,27 @@ class StoreReader:
         moment = self._state(row)["timestamp"]
         assert isinstance(moment, datetime)
         return moment
+
+
+def export_provenance(
+    leaf_hashes: Sequence[str | None], checkpoints: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """What `ledger.cli_plumbing.provenance_of` gives for entries with these leaf hashes (the
+    manifest's ``root``, ``size``, ``checkpoint``; None when one is not hashed yet), the same dict,
+    with the root taken from the ledger checkpoint over exactly these entries when there is one
+    instead of a Merkle tree rebuilt over every leaf (checkpoints are sealed with the hashes)."""
+    from ledger.audit.checkpoints import CHECKPOINT_FIELDS
+    from ledger.audit.inspection import provenance
+
+    if any(digest is None for digest in leaf_hashes):
+        return None  # a store written before the ledger hashed its log, not yet sealed
+    size = len(leaf_hashes)
+    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
+    latest = max(within, key=lambda c: int(c["size"]), default=None)
+    if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
+        return provenance([str(digest) for digest in leaf_hashes], size, checkpoints)
+    return {
+        "size": size,
+        "root": latest["root"],
+        "checkpoint": {key: latest.get(key) for key in CHECKPOINT_FIELDS},
+    }

@@ -267,3 +267,20 @@ def test_only_the_recording_site_amends_a_record(
             [Delivery(json.dumps(amendment).encode(), "t", 0, 0, site=amender)]
         ).results[0]
     assert result.reason_code == expected
+
+
+def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) -> None:
+    """export_provenance (root from the checkpoint over exactly the exported entries) equals the
+    tree rebuilt over the leaf hashes, at a checkpoint's size and between two checkpoints."""
+    from ledger.cli_plumbing import provenance_of
+    from ledger.reading import export_provenance
+
+    with LedgerService(store, read_only=True) as service:
+        entries = list(service.entries(TRIAL_ID))
+        checkpoints = service.checkpoints(TRIAL_ID)
+    sizes = [c["size"] for c in checkpoints if c["log"] == "ledger"]
+    for size in (sizes[len(sizes) // 2], sizes[len(sizes) // 2] + 1, len(entries)):
+        part = entries[:size]
+        assert export_provenance([e.leaf_hash for e in part], checkpoints) == provenance_of(
+            part, checkpoints
+        )

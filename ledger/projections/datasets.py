@@ -53,6 +53,7 @@ ISO-8601 in CSV, as SAS ``DATE9.`` numbers in transport files).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -154,6 +155,11 @@ class Provenance:
     cutoff: date | None
 
 
+@functools.lru_cache(maxsize=256)
+def _clopper_pearson(successes: int, n: int) -> tuple[float, float]:
+    return clopper_pearson(successes, n)
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseRate:
     """Confirmed objective response rate (CR or PR) with its exact Clopper–Pearson 95 % interval."""
@@ -161,8 +167,21 @@ class ResponseRate:
     label: str
     responders: int
     n: int
-    lower: float
-    upper: float
+
+    @property
+    def lower(self) -> float:
+        return self._interval()[0]
+
+    @property
+    def upper(self) -> float:
+        return self._interval()[1]
+
+    def _interval(self) -> tuple[float, float]:
+        # Computed when asked for (the report, the headline), not by every export: the exact
+        # interval needs scipy, half a second to import.
+        if not self.n:
+            return float("nan"), float("nan")
+        return _clopper_pearson(self.responders, self.n)
 
     @property
     def rate(self) -> float:
@@ -221,6 +240,9 @@ class AnalysisDatasets:
 # --- the fold ---------------------------------------------------------------------------------
 
 
+_CLINICAL_FACT_TYPES = frozenset(CLINICAL_FACT_TYPES)
+
+
 @dataclass(slots=True)
 class _Enrollment:
     cohort: str
@@ -241,31 +263,27 @@ class _LedgerState:
     entries_read: int = 0
 
     def evolve(self, entry: LedgerEntry) -> None:
-        self.last_position = entry.position
+        # Runs once per record read (a hundred thousand at 1,000 subjects): kept lean.
+        position = entry.position
+        self.last_position = position
         self.last_recorded_at = entry.recorded_at
         self.entries_read += 1
         data = entry.data
-        if entry.type == "trial.opened":
+        kind = entry.type
+        if kind in _CLINICAL_FACT_TYPES:
+            event_id, occurred_on = entry.event_id, entry.occurred_on
+            if event_id is None or occurred_on is None:
+                raise ValueError(f"{kind} at position {position} lacks event_id/date")
+            subject_id = entry.subject_id
+            self.facts.add(Fact(event_id, kind, subject_id, occurred_on, data, position))
+            if kind == SUBJECT_ENROLLED and subject_id is not None:
+                self.enrollments[subject_id] = _Enrollment(str(data["cohort"]), entry.source)
+        elif kind == "trial.opened":
             self.trial_id = entry.trial_id
             self.protocol = data["protocol"]
-        elif entry.type == "expansion.opened":
+        elif kind == "expansion.opened":
             self.expansion_level = str(data["at_cohort"])
-        elif entry.type in CLINICAL_FACT_TYPES:
-            if entry.event_id is None or entry.occurred_on is None:
-                raise ValueError(f"{entry.type} at position {entry.position} lacks event_id/date")
-            self.facts.add(
-                Fact(
-                    event_id=entry.event_id,
-                    type=entry.type,
-                    subject_id=entry.subject_id,
-                    occurred_on=entry.occurred_on,
-                    data=data,
-                    position=entry.position,
-                )
-            )
-            if entry.type == SUBJECT_ENROLLED and entry.subject_id is not None:
-                self.enrollments[entry.subject_id] = _Enrollment(str(data["cohort"]), entry.source)
-        elif entry.type == RECORD_CORRECTED:
+        elif kind == RECORD_CORRECTED:
             # The same reading of a correction as Trial.RecordCorrected.
             corrected_on = data.get("occurred_on")
             self.facts.correct(
@@ -273,7 +291,7 @@ class _LedgerState:
                 data["data"],
                 date.fromisoformat(corrected_on) if corrected_on else None,
             )
-        elif entry.type == RECORD_VOIDED:
+        elif kind == RECORD_VOIDED:
             self.facts.void(str(data["target_event_id"]))
 
 
@@ -363,9 +381,7 @@ def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) ->
 
 def _rate(label: str, subjects: Sequence[_Subject]) -> ResponseRate:
     responders = sum(1 for s in subjects if s.confirmed in (CR, PR))
-    n = len(subjects)
-    lower, upper = clopper_pearson(responders, n) if n else (float("nan"), float("nan"))
-    return ResponseRate(label=label, responders=responders, n=n, lower=lower, upper=upper)
+    return ResponseRate(label=label, responders=responders, n=len(subjects))
 
 
 def _subject(

@@ -42,7 +42,6 @@ from uuid import uuid4
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyreadstat
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -124,6 +123,8 @@ def write_xpt(
 
     with tempfile.TemporaryDirectory(prefix="xpt-") as scratch:
         raw = Path(scratch) / "out.xpt"
+        import pyreadstat  # only when writing transport files
+
         pyreadstat.write_xport(
             out_frame,
             str(raw),
