@@ -14,12 +14,12 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
-from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.aggregates.trial import Trial
 from ledger.audit.checkpoints import Signer
 from ledger.audit.inspection import AuditSource
 from ledger.audit.sealing import seal_batch
 from ledger.entries import LedgerEntry
-from ledger.reading import entry_of
+from ledger.reading import StoreReader
 from ledger.store import LedgerStore
 
 
@@ -28,6 +28,7 @@ class AuditReading:
     holds, and which trials the store holds."""
 
     _app: LedgerStore
+    _reader: StoreReader
     _audit_logs: dict[UUID, AuditLog]
 
     _signer: Signer | None
@@ -91,16 +92,10 @@ class AuditReading:
                 REJECTIONS_LOG, None
             )
         records: list[LogRecord] = []
-        for stored in self._app.recorder.select_events(trial_aggregate_id(trial_id)):
-            position = stored.originator_version
+        for position, held, why in self._reader.held_entries(trial_id):
             leaf = audit.leaf_hashes[position - 1] if position <= audit.size else None
-            try:
-                event = cast(Trial.Event, self._app.mapper.to_domain_event(stored))
-                entry = entry_of(event, trial_id).to_json_dict()
-            except Exception as error:
-                records.append(LogRecord(position, None, leaf, f"{type(error).__name__}: {error}"))
-                continue
-            records.append(LogRecord(position, entry, leaf))
+            entry = held.to_json_dict() if held is not None else None
+            records.append(LogRecord(position, entry, leaf, why))
         rejections: list[dict[str, Any]] = []
         try:
             for number, message in enumerate(self.rejections(), start=1):

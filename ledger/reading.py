@@ -199,6 +199,18 @@ class StoreReader:
 
     # --- rows ----------------------------------------------------------------------------------
 
+    def held_entries(
+        self, trial_id: str
+    ) -> Iterator[tuple[int, LedgerEntry | None, str | None]]:
+        """Every stored row of the trial as held, for `verify`: (position, entry, None), or
+        (position, None, why) for a row that no longer decodes (a tampered row is a finding,
+        never the end of the read)."""
+        for row in self._rows(trial_aggregate_id(trial_id), 0, None):
+            try:
+                yield row[0], self._entry(row, trial_id), None
+            except Exception as error:
+                yield row[0], None, f"{type(error).__name__}: {error}"
+
     def _rows(self, originator: UUID, after: int, upto: int | None) -> Iterator[Row]:
         """The originator's rows after `after` up to `upto`, a page at a time."""
         while upto is None or after < upto:

@@ -183,10 +183,14 @@ def _plain(value: object, depth: int) -> object:
     if depth > _MAX_DEPTH:
         raise _NotPlainError
     if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str) or not key.isascii():
+        plain: dict[str, object] = {}
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
                 raise _NotPlainError
-        return {key: _plain(item, depth + 1) for key, item in value.items()}
+            # Strings and None, most of an entry, need no walk (exact types: a str subclass or
+            # a bool-like could serialise differently, and goes the long way).
+            plain[key] = item if type(item) is str or item is None else _plain(item, depth + 1)
+        return plain
     if isinstance(value, int):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return value
