@@ -110,7 +110,7 @@ def cmd_ingest(
     return 0, text, report.to_json_dict()
 
 
-def cmd_broker_start(data_dir: Path | None, nodes: int = 1) -> Result:
+def cmd_broker_start(data_dir: Path | None, nodes: int = 1, tls: bool = False) -> Result:
     """Start (or find running) a local secure broker (SASL/SCRAM, ACLs; contract §7), set up its
     principals, topics and ACLs; the text's last line is the bootstrap address."""
     from deploy import broker
@@ -119,11 +119,13 @@ def cmd_broker_start(data_dir: Path | None, nodes: int = 1) -> Result:
         raise KafkaCommandError(f"--nodes must be 1 or 3, not {nodes}")
     directory = Path(data_dir) if data_dir is not None else broker.default_data_dir()
     try:
-        cluster = broker.start(directory, nodes=nodes)
+        cluster = broker.start(directory, nodes=nodes, tls=tls or None)
         files = provision(cluster.data_dir, sites=(DEMO_SITE,))
     except (broker.BrokerError, ProvisioningError, KafkaConfigError) as error:
         raise KafkaCommandError(_one_line(error)) from None
-    lines = [f"Kafka {broker.kafka_version()}, {len(cluster.nodes)} node(s), SASL/SCRAM-SHA-512 "
+    secured = (f"SASL/SCRAM-SHA-512 over TLS (CA {cluster.ca_file})" if cluster.tls
+               else "SASL/SCRAM-SHA-512")
+    lines = [f"Kafka {broker.kafka_version()}, {len(cluster.nodes)} node(s), {secured} "
              f"and ACLs, data in {cluster.data_dir}"]
     lines += [f"  {name}: {path}" for name, path in files.items()]
     lines.append(f"(use a file with --kafka-config FILE or {KAFKA_CONFIG_ENV}=FILE)")
@@ -152,7 +154,7 @@ def cmd_broker_add_site(data_dir: Path | None, site: str | None) -> Result:
 def cmd_broker(args: argparse.Namespace) -> Result:
     """`ledger broker start|stop|add-site` from the options of `add_broker_arguments`."""
     if args.action == "start":
-        return cmd_broker_start(args.data, args.nodes)
+        return cmd_broker_start(args.data, args.nodes, args.tls)
     if args.action == "add-site":
         return cmd_broker_add_site(args.data, args.site)
     return cmd_broker_stop(args.data)
@@ -252,6 +254,10 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="broker data directory (env LEDGER_KAFKA_DATA)")
     parser.add_argument("--nodes", type=int, choices=[1, 3], default=1,
                         help="start: one node, or three (replication factor 3)")
+    parser.add_argument("--tls", action="store_true",
+                        help="start: clients connect with SASL_SSL, verified against a local CA "
+                             "(DATA/tls/ca.crt, named in every client file); a data directory "
+                             "keeps the mode it was first started with")
 
 
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,10 +1,12 @@
 """Who may write what on the broker (contract §7): SCRAM users, ACLs, the ledger's topics.
 
 `deploy/broker.py` starts a broker that refuses anonymous clients (SASL/SCRAM-SHA-512 on the client
-listener, StandardAuthorizer with `allow.everyone.if.no.acl.found=false`) and knows only its super
-users. `provision` then, as `admin`, adds the principals `ledger` and `auditor` and the demo site,
-creates the topics (the ledger's own ones with `HISTORY_CONFIGS`), grants the ACLs of `acl_table`
-and writes each principal's client properties file; `add_site` does the same for one more site.
+listener, inside TLS with `start(..., tls=True)`; StandardAuthorizer with
+`allow.everyone.if.no.acl.found=false`) and knows only its super users. `provision` then, as
+`admin`, adds the principals `ledger` and `auditor` and the demo site, creates the topics (the
+ledger's own ones with `HISTORY_CONFIGS`), grants the ACLs of `acl_table` and writes each
+principal's client properties file (on a TLS broker with `security.protocol=SASL_SSL` and
+`ssl.ca.location`, the broker's CA); `add_site` does the same for one more site.
 Both are idempotent: a principal keeps the password of its existing file.
 
 A site's identity is its topic: only the site `S` may write `trial.submissions.S`, so a message on
@@ -139,7 +141,8 @@ def provision(data_dir: Path, sites: Sequence[str] = (DEMO_SITE,)) -> dict[str, 
     for name in principals:
         extra = {SUBMISSIONS_TOPIC_KEY: site_topic(name)} if name in sites else {}
         files[name] = broker.write_client_properties(
-            cluster.data_dir, name, passwords[name], cluster.bootstrap, **extra)
+            cluster.data_dir, name, passwords[name], cluster.bootstrap,
+            ca_file=cluster.ca_file, extra=extra)
     return files
 
 
@@ -161,7 +164,8 @@ def add_site(data_dir: Path, site: str) -> Path:
         ensure_topics(admin, [site_topic(site)], replication_factor=min(3, len(cluster.nodes)))
         grant(admin, site_grants(site))
     return broker.write_client_properties(cluster.data_dir, site, password, cluster.bootstrap,
-                                          **{SUBMISSIONS_TOPIC_KEY: site_topic(site)})
+                                          ca_file=cluster.ca_file,
+                                          extra={SUBMISSIONS_TOPIC_KEY: site_topic(site)})
 
 
 def grant(admin: KafkaSettings, grants: Iterable[Grant]) -> None:

@@ -5,8 +5,9 @@ runtime classpath (``deploy/kafka/pom.xml``), ``start`` writes one ``server.prop
 formats the storage and launches each node as a detached JVM (``kafka.Kafka``) that outlives the
 calling process. ``stop`` reads the state file the start left in the data directory.
 
-Only the standard library is imported; readiness is confirmed with a hand-written Kafka
-``Metadata`` request over a plain socket, so this module does not need kafka-python.
+Only the standard library is imported at module level; readiness is confirmed with a
+hand-written Kafka ``Metadata`` request over a plain (or TLS) socket, so this module does not need
+kafka-python. ``start(..., tls=True)`` makes its certificates with ``cryptography``, imported then.
 
 Data directory layout (``start(data_dir, nodes)``)::
 
@@ -14,6 +15,11 @@ Data directory layout (``start(data_dir, nodes)``)::
     data_dir/node-<i>.log          the node's JVM stdout/stderr (log4j console appender)
     data_dir/node-<i>/server.properties
     data_dir/node-<i>/data/        the node's log.dirs (formatted storage)
+    data_dir/secrets.json          passwords of admin / broker / controller (0600)
+    data_dir/clients/NAME.properties  one principal's Kafka client settings (0600)
+    data_dir/tls/                  with ``tls=True`` (0700; files 0600): ``ca.crt`` (the local CA
+                                   clients trust), ``server.p12`` (the brokers' key and
+                                   certificate), ``server.p12.password``
 
 Command line: ``python -m deploy.broker {fetch|start|stop|status} ...`` (see ``deploy/kafka.sh``).
 """
@@ -31,6 +37,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -38,6 +45,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +114,17 @@ _CONTROLLER = "CONTROLLER"
 #: because KRaft controllers cannot check SCRAM credentials they have not loaded yet.
 SASL_MECHANISM = "SCRAM-SHA-512"
 SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+#: The client listener's protocol with ``tls=True``: SCRAM inside TLS, the server certificate
+#: signed by a CA made for this data directory (``DATA/tls/ca.crt``, ``ssl.ca.location``).
+TLS_SECURITY_PROTOCOL = "SASL_SSL"
+TLS_DIR = "tls"
+CA_CERT = "ca.crt"
+KEYSTORE = "server.p12"
+KEYSTORE_PASSWORD = "server.p12.password"
+#: Validity of the local CA and the server certificate; a certificate within
+#: ``TLS_RENEW_DAYS`` of its end is made again by the next ``start``.
+TLS_VALID_DAYS = 825
+TLS_RENEW_DAYS = 30
 #: Principals every cluster has from its first format: `admin` (operations, super user), `broker`
 #: (inter-broker traffic, super user) and `controller` (PLAIN on the controller listener only).
 ADMIN = "admin"
@@ -229,6 +248,18 @@ class BrokerCluster:
     libs: Path
     heap: str
     extra_config: dict[str, str] = field(default_factory=dict)
+    tls: bool = False
+    """The client listener is SASL_SSL (``start(..., tls=True)``), not SASL_PLAINTEXT."""
+
+    @property
+    def security_protocol(self) -> str:
+        """``security.protocol`` of the client listener."""
+        return TLS_SECURITY_PROTOCOL if self.tls else SECURITY_PROTOCOL
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA certificate clients verify the brokers with (``tls``), else None."""
+        return self.data_dir / TLS_DIR / CA_CERT if self.tls else None
 
     @property
     def bootstrap(self) -> str:
@@ -304,6 +335,7 @@ class BrokerCluster:
             "libs": str(self.libs),
             "heap": self.heap,
             "extra_config": self.extra_config,
+            "tls": self.tls,
             "nodes": [
                 {
                     "node_id": n.node_id,
@@ -337,6 +369,7 @@ class BrokerCluster:
             libs=Path(raw["libs"]),
             heap=str(raw["heap"]),
             extra_config={str(k): str(v) for k, v in raw.get("extra_config", {}).items()},
+            tls=raw.get("tls", False) is True,
         )
 
 
@@ -393,24 +426,178 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def write_client_properties(
-    data_dir: Path, principal: str, password: str, bootstrap: str, **extra: str
+    data_dir: Path,
+    principal: str,
+    password: str,
+    bootstrap: str,
+    *,
+    ca_file: Path | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write (atomically, mode 0600) the client properties file of ``principal``; return it."""
+    """Write (atomically, mode 0600) the client properties file of ``principal``; return it.
+
+    ``extra``: more keys (e.g. a site's ``ledger.submissions.topic``).
+    With ``ca_file`` (a TLS broker: ``BrokerCluster.ca_file``) the file says
+    ``security.protocol=SASL_SSL`` and ``ssl.ca.location=CA_FILE``.
+    """
     path = client_config_path(data_dir, principal)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     values = {
         "bootstrap.servers": bootstrap,
-        "security.protocol": SECURITY_PROTOCOL,
+        "security.protocol": SECURITY_PROTOCOL if ca_file is None else TLS_SECURITY_PROTOCOL,
         "sasl.mechanism": SASL_MECHANISM,
         "sasl.username": principal,
         "sasl.password": password,
-        **extra,
     }
+    if ca_file is not None:
+        values["ssl.ca.location"] = str(Path(ca_file).resolve())
+    values.update(extra or {})
     lines = [f"# Kafka client settings of principal {principal}; written by deploy/broker.py"]
     lines += [f"{key}={value}" for key, value in values.items()]
     write_atomic(path, "\n".join(lines) + "\n", mode=0o600)
     return path
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The TLS material of a data directory (``DATA/tls``, made by ``tls_files``)."""
+
+    ca_cert: Path
+    keystore: Path
+    keystore_password: str
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename; the new file is 0600 from its creation."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    tmp.replace(path)
+
+
+def _cert_expires_soon(path: Path) -> bool:
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    left = cert.not_valid_after_utc - datetime.now(UTC)
+    return left < timedelta(days=TLS_RENEW_DAYS)
+
+
+def tls_files(data_dir: Path, *, renew: bool = True) -> TlsFiles:
+    """The local CA and the brokers' key and certificate of ``data_dir``, made on first use.
+
+    A CA (EC P-256, CA:TRUE, pathlen 0) signs one server certificate for ``127.0.0.1`` and
+    ``localhost`` (serverAuth); the CA's private key is never written (a new server certificate
+    means a new CA). Files under ``DATA/tls`` (0700), each 0600: ``ca.crt`` (PEM), ``server.p12``
+    (PKCS#12: key, certificate, CA; AES-256 / PBKDF2-SHA256), ``server.p12.password``. Kept as
+    they are while the certificates have more than ``TLS_RENEW_DAYS`` days left, or always with
+    ``renew=False`` (some node still runs with them).
+    """
+    folder = Path(data_dir) / TLS_DIR
+    ca_path, store_path = folder / CA_CERT, folder / KEYSTORE
+    password_path = folder / KEYSTORE_PASSWORD
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    if ca_path.is_file() and store_path.is_file() and password_path.is_file():
+        try:
+            if not renew or not _cert_expires_soon(ca_path):
+                return TlsFiles(ca_path, store_path, password_path.read_text().strip())
+        except ValueError:
+            pass  # unreadable: make new ones
+    password = new_password()
+    ca_pem, keystore = _make_certificates(password.encode())
+    _write_private(password_path, (password + "\n").encode())
+    _write_private(store_path, keystore)
+    _write_private(ca_path, ca_pem)
+    return TlsFiles(ca_path, store_path, password)
+
+
+def _make_certificates(password: bytes) -> tuple[bytes, bytes]:
+    """(CA certificate PEM, PKCS#12 keystore of the server key + certificate + CA)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC) - timedelta(minutes=5)  # clock skew between makers and checkers
+    until = now + timedelta(days=TLS_VALID_DAYS)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trial-ledger"),
+        x509.NameAttribute(NameOID.COMMON_NAME,
+                           f"trial-ledger local Kafka CA {secrets.token_hex(4)}"),
+    ])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trial-ledger"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+        ]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(until)
+        .add_extension(
+            x509.SubjectAlternativeName([
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+            ]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    keystore = pkcs12.serialize_key_and_certificates(
+        b"kafka", key, cert, [ca_cert], serialization.BestAvailableEncryption(password)
+    )
+    return ca_cert.public_bytes(serialization.Encoding.PEM), keystore
 
 
 # --------------------------------------------------------------------------- processes
@@ -607,17 +794,35 @@ def _sasl_exchange(sock: socket.socket, corr: int, data: bytes) -> bytes:
     return r.data[r.pos : r.pos + int(size)]
 
 
+def _connect(port: int, timeout: float, ca_file: Path | None) -> socket.socket:
+    """A socket to 127.0.0.1:``port``; with ``ca_file``, TLS verified against that CA."""
+    sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    if ca_file is None:
+        return sock
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        return context.wrap_socket(sock, server_hostname=LOOPBACK)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def metadata_brokers(
-    port: int, timeout: float = 2.0, credentials: tuple[str, str] | None = None
+    port: int,
+    timeout: float = 2.0,
+    credentials: tuple[str, str] | None = None,
+    ca_file: Path | None = None,
 ) -> tuple[str | None, set[int]]:
     """(cluster id, ids of the live brokers) as seen by the broker at 127.0.0.1:``port``.
 
-    Stdlib Kafka protocol: ApiVersions v0, then (with ``credentials``, user and password)
-    SASL/SCRAM-SHA-512, then Metadata v4..v8 (non-flexible) for no topics.
-    Raises OSError or ``BrokerError`` if the broker does not answer properly.
+    Stdlib Kafka protocol: (with ``ca_file``, TLS verified against that CA), ApiVersions v0, then
+    (with ``credentials``, user and password) SASL/SCRAM-SHA-512, then Metadata v4..v8
+    (non-flexible) for no topics.
+    Raises OSError (``ssl.SSLError`` included) or ``BrokerError`` if the broker does not answer
+    properly.
     """
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+        with _connect(port, timeout, ca_file) as sock:
             r = _Reader(_request(sock, 18, 0, 1, b""))  # ApiVersions v0
             error = r.int16()
             if error:
@@ -662,7 +867,9 @@ def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: fl
                     f"log {n.log_path}:\n{log_tail(n.log_path)}"
                 )
             try:
-                cluster_id, ids = metadata_brokers(n.port, credentials=cluster.admin)
+                cluster_id, ids = metadata_brokers(
+                    n.port, credentials=cluster.admin, ca_file=cluster.ca_file
+                )
             except (OSError, BrokerError) as exc:
                 last_error[n.node_id] = str(exc)
                 continue
@@ -710,9 +917,9 @@ def _security_properties(cluster: BrokerCluster) -> dict[str, str]:
     pw = _secrets(cluster.data_dir)
     client, controller = _LISTENER.lower(), _CONTROLLER.lower()
     mech = SASL_MECHANISM.lower()
-    return {
+    props = {
         "listener.security.protocol.map": (
-            f"{_CONTROLLER}:SASL_PLAINTEXT,{_LISTENER}:{SECURITY_PROTOCOL}"
+            f"{_CONTROLLER}:SASL_PLAINTEXT,{_LISTENER}:{cluster.security_protocol}"
         ),
         "sasl.enabled.mechanisms": SASL_MECHANISM,
         "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
@@ -731,6 +938,28 @@ def _security_properties(cluster: BrokerCluster) -> dict[str, str]:
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users": ";".join(f"User:{u}" for u in (ADMIN, BROKER_USER, CONTROLLER_USER)),
         "allow.everyone.if.no.acl.found": "false",
+    }
+    if cluster.tls:
+        props.update(_tls_properties(cluster))
+    return props
+
+
+def _tls_properties(cluster: BrokerCluster) -> dict[str, str]:
+    """TLS on the client listener (clients and inter-broker traffic; the controller listener
+    stays SASL_PLAINTEXT on loopback): the PKCS#12 keystore of ``tls_files``, the CA as a PEM
+    truststore (brokers verify each other, hostname included), no client certificates."""
+    files = tls_files(cluster.data_dir, renew=not cluster.alive_nodes())
+    prefix = f"listener.name.{_LISTENER.lower()}."
+    return {
+        f"{prefix}ssl.keystore.type": "PKCS12",
+        f"{prefix}ssl.keystore.location": str(files.keystore),
+        f"{prefix}ssl.keystore.password": files.keystore_password,
+        f"{prefix}ssl.key.password": files.keystore_password,
+        f"{prefix}ssl.truststore.type": "PEM",
+        f"{prefix}ssl.truststore.location": str(files.ca_cert),
+        f"{prefix}ssl.client.auth": "none",
+        f"{prefix}ssl.endpoint.identification.algorithm": "https",
+        f"{prefix}ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
     }
 
 
@@ -822,7 +1051,7 @@ def _format(cluster: BrokerCluster, node: BrokerNode) -> None:
 
 
 def _new_cluster(
-    data_dir: Path, nodes: int, libs: Path, heap: str, extra: Mapping[str, str]
+    data_dir: Path, nodes: int, libs: Path, heap: str, extra: Mapping[str, str], tls: bool
 ) -> BrokerCluster:
     ports = free_ports(2 * nodes)
     members = [
@@ -836,7 +1065,7 @@ def _new_cluster(
         )
         for i in range(1, nodes + 1)
     ]
-    return BrokerCluster(data_dir, _new_cluster_id(), members, libs, heap, dict(extra))
+    return BrokerCluster(data_dir, _new_cluster_id(), members, libs, heap, dict(extra), tls)
 
 
 # --------------------------------------------------------------------------- public API
@@ -850,8 +1079,14 @@ def start(
     timeout: float = DEFAULT_TIMEOUT,
     libs: Path | None = None,
     extra_config: Mapping[str, str] | None = None,
+    tls: bool | None = None,
 ) -> BrokerCluster:
     """Start (or return the already running) local KRaft cluster of ``nodes`` nodes in ``data_dir``.
+
+    ``tls=True``: the client listener is SASL_SSL with a certificate of a CA made for
+    ``data_dir`` (``tls_files``); every client file names it (``ssl.ca.location``). A data
+    directory keeps the mode it was first started with: ``tls=None`` (the default) means that
+    mode (plain SASL for a new one), and asking for the other one is a ``BrokerError``.
 
     Returns once every node answers a Metadata request listing all nodes. Idempotent: a cluster
     already running there is returned as is; dead nodes of a recorded cluster are restarted with
@@ -872,6 +1107,12 @@ def start(
                 f"stop it and use another directory"
             )
         fresh = cluster is None
+        if cluster is not None and tls is not None and cluster.tls != tls:
+            started = "with" if cluster.tls else "without"
+            raise BrokerError(
+                f"{data_dir} holds a broker started {started} TLS; start it as it was "
+                f"or use another data directory"
+            )
         if not fresh and not (data_dir / SECRETS_FILE).is_file():
             raise BrokerError(
                 f"{data_dir} holds a broker started without authentication (no {SECRETS_FILE}); "
@@ -880,7 +1121,9 @@ def start(
         attempts = 3 if fresh else 1
         for attempt in range(attempts):
             if fresh:
-                cluster = _new_cluster(data_dir, nodes, jar_dir, heap, extra_config or {})
+                cluster = _new_cluster(
+                    data_dir, nodes, jar_dir, heap, extra_config or {}, bool(tls)
+                )
                 for n in cluster.nodes:  # leftovers of a cluster whose state file is gone
                     shutil.rmtree(n.config_path.parent, ignore_errors=True)
             assert cluster is not None
@@ -906,7 +1149,9 @@ def start(
                 for n in cluster.nodes:
                     shutil.rmtree(n.config_path.parent, ignore_errors=True)
                 continue
-            write_client_properties(data_dir, ADMIN, cluster.admin[1], cluster.bootstrap)
+            write_client_properties(
+                data_dir, ADMIN, cluster.admin[1], cluster.bootstrap, ca_file=cluster.ca_file
+            )
             return cluster
     raise AssertionError("unreachable")
 
@@ -969,6 +1214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("nodes", nargs="?", type=int, default=1, choices=(1, 3))
             p.add_argument("--heap", default=None, help=f"JVM -Xmx per node ({DEFAULT_HEAP})")
             p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+            p.add_argument("--tls", action="store_true", default=None,
+                           help="client listener SASL_SSL with a local CA (DATA/tls/ca.crt)")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
@@ -976,7 +1223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         data_dir = args.data_dir or default_data_dir()
         if args.command == "start":
-            cluster = start(data_dir, args.nodes, heap=args.heap, timeout=args.timeout)
+            cluster = start(
+                data_dir, args.nodes, heap=args.heap, timeout=args.timeout, tls=args.tls
+            )
             print(cluster.bootstrap)
         elif args.command == "stop":
             stop(data_dir)

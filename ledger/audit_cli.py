@@ -240,7 +240,10 @@ def add_audit_commands(
     )
     replay.add_argument("--cutoff", type=iso_date, metavar="D", help="ISO date: clinical cutoff")
     replay.add_argument(
-        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
+        "--format",
+        choices=["csv", "xpt", "json"],
+        default="csv",
+        help="CSV, SAS v5 transport or CDISC Dataset-JSON 1.1",
     )
     replay.add_argument("--out", type=Path, required=True, help="folder to write")
     replay.add_argument(

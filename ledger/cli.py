@@ -495,7 +495,10 @@ def _parser() -> argparse.ArgumentParser:
         help="ISO date: clinical facts up to this day; follow-up censored there",
     )
     export.add_argument(
-        "--format", choices=["csv", "xpt"], default="csv", help="CSV or SAS v5 transport"
+        "--format",
+        choices=["csv", "xpt", "json"],
+        default="csv",
+        help="CSV, SAS v5 transport or CDISC Dataset-JSON 1.1",
     )
     export.add_argument("--out", type=Path, required=True, help="folder to write")
 

@@ -6,6 +6,12 @@ written to a `.jsonl` file, so `ledger submit` of that file replays the same his
 
 The demo's ledger runs on a simulated clock (recorded in the evening of each calendar day) so its
 history spreads over the trial's calendar and `--as-of` questions have interesting answers.
+
+The sites speak envelope version 2 (contract §9) where it says more than version 1: each enrollment
+carries the subject's baseline characteristics and each adverse event report its MedDRA coding.
+Every envelope goes out in the lowest version its data fits, as `schemas.submissions.to_wire` writes
+it. The baseline characteristics come from their own random stream, seeded from the same seed, so
+a seed's clinical course (and every dataset number derived from it) is the one it always was.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from ledger.aggregates.facts import ADVERSE_EVENT_REPORTED
 from ledger.aggregates.protocol import EXPANSION
 from ledger.application import BatchReport, LedgerService, bundled_protocol
 from ledger.audit.checkpoints import Signer
-from ledger.schemas.submissions import SCHEMA_VERSION
+from ledger.schemas.catalogue import RACES, SCHEMA_VERSIONS, shape_of
+from ledger.schemas.values import RuleViolationError
 
 # True DLT probabilities the simulation draws from: C is too toxic, so the MTD lands below it.
 TRUE_DLT = {"A": 0.05, "B": 0.15, "C": 0.55, EXPANSION: 0.15}
@@ -32,6 +40,24 @@ DEMO_START = date(2024, 1, 8)
 DEMO_END = date(2026, 6, 30)
 EXPANSION_ARRIVALS_PER_DAY = 4
 SITES = ("edc-site-01", "edc-site-02", "edc-site-03")
+# Sites whose EDC keeps only the age at enrollment, not the birth date (§9 accepts either).
+AGE_ONLY_SITES = frozenset({"edc-site-03"})
+
+# The MedDRA coding (v27.0 preferred term, primary system organ class) of every verbatim term the
+# demo's sites report, as a site's coder would send it.
+MEDDRA: dict[str, tuple[str, str]] = {
+    "hypertension": ("Hypertension", "Vascular disorders"),
+    "palmar-plantar erythrodysesthesia": (
+        "Palmar-plantar erythrodysaesthesia syndrome",
+        "Skin and subcutaneous tissue disorders",
+    ),
+    "proteinuria": ("Proteinuria", "Renal and urinary disorders"),
+    "ALT increased": ("Alanine aminotransferase increased", "Investigations"),
+    "fatigue": ("Fatigue", "General disorders and administration site conditions"),
+}
+# Race as recorded at the (Chinese) sites: nearly everyone Asian, a few not reported.
+RACE_WEIGHTS = {"ASIAN": 0.93, "WHITE": 0.02, "OTHER": 0.01, "NOT REPORTED": 0.04}
+assert set(RACE_WEIGHTS) <= set(RACES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +95,53 @@ class SimulatedClock:
 
 
 class SiteSimulator:
-    """Generates one subject's clinical course as submissions queued on the calendar."""
+    """Generates one subject's clinical course as submissions queued on the calendar.
 
-    def __init__(self, rng: random.Random, trial_id: str, queue: list[PendingSubmission]) -> None:
+    `baseline_rng` draws the baseline characteristics of `enrollment_data` (default: `rng`).
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        trial_id: str,
+        queue: list[PendingSubmission],
+        *,
+        baseline_rng: random.Random | None = None,
+    ) -> None:
         self._rng = rng
+        self._baseline_rng = baseline_rng or rng
         self._trial_id = trial_id
         self._queue = queue
         self._sequence = itertools.count()
+
+    def enrollment_data(self, cohort: str, on: date, site: str) -> dict[str, Any]:
+        """`subject.enrolled` data, version 2: the cohort and the subject's baseline (a birth
+        date, or only the age at sites in AGE_ONLY_SITES); an adult eligible for the trial
+        (ECOG 0-1), heights and weights typical of the population."""
+        rng = self._baseline_rng
+        age = min(78, max(28, round(rng.gauss(57, 9))))
+        sex = "M" if rng.random() < 0.62 else "F"
+        race = rng.choices(tuple(RACE_WEIGHTS), weights=tuple(RACE_WEIGHTS.values()))[0]
+        ecog = 0 if rng.random() < 0.55 else 1
+        height_cm = round(rng.gauss(169, 6) if sex == "M" else rng.gauss(158, 5.5), 1)
+        weight_kg = round(rng.gauss(22.8, 3.0) * (height_cm / 100) ** 2, 1)
+        # A birth day such that the subject is `age` whole years old on `on`.
+        youngest = _years_before(on, age)
+        born = youngest - timedelta(
+            days=rng.randint(0, (youngest - _years_before(on, age + 1)).days - 1)
+        )
+        birth: dict[str, Any] = (
+            {"age": age} if site in AGE_ONLY_SITES else {"birth_date": born.isoformat()}
+        )
+        return {
+            "cohort": cohort,
+            **birth,
+            "sex": sex,
+            "race": race,
+            "ecog": ecog,
+            "weight_kg": weight_kg,
+            "height_cm": height_cm,
+        }
 
     def envelope(
         self,
@@ -88,10 +154,13 @@ class SiteSimulator:
         reason: str | None = None,
         site: str = SITES[0],
     ) -> dict[str, Any]:
+        if kind == ADVERSE_EVENT_REPORTED and data.get("term") in MEDDRA:
+            preferred_term, organ_class = MEDDRA[data["term"]]
+            data = {**data, "meddra_pt": preferred_term, "meddra_soc": organ_class}
         envelope = {
             "event_id": str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
             "type": kind,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": wire_version(kind, data),
             "trial_id": self._trial_id,
             "subject_id": subject_id,
             "occurred_on": on.isoformat(),
@@ -366,7 +435,8 @@ def run_demo(
             trial_id = ledger.open_trial(
                 protocol, opened_by="ledger-demo", reason=f"demo enlarged to {subjects} subjects"
             ).trial_id
-        sites = SiteSimulator(rng, trial_id, queue)
+        baseline = random.Random(f"trial-ledger demo baseline {seed}")
+        sites = SiteSimulator(rng, trial_id, queue, baseline_rng=baseline)
         subject_numbers = itertools.count(1)
         next_arrival = DEMO_START
         enrolled = 0
@@ -386,12 +456,13 @@ def run_demo(
                 enrolled += 1
                 subject_id = f"{(number % 3) + 1:02d}-{number:03d}"
                 dose = trial.dose_of_cohort(cohort)
+                site = SITES[int(subject_id[:2]) - 1]
                 sites.envelope(
                     "subject.enrolled",
                     subject_id,
                     today,
-                    {"cohort": cohort},
-                    site=SITES[int(subject_id[:2]) - 1],
+                    sites.enrollment_data(cohort, today, site),
+                    site=site,
                 )
                 sites.subject_course(subject_id, cohort, dose, today, DEMO_END)
                 next_arrival = today + timedelta(
@@ -417,6 +488,25 @@ def run_demo(
             rejected=len(totals.rejected),
             last_day=DEMO_END,
         )
+
+
+def wire_version(kind: str, data: dict[str, Any]) -> int:
+    """The lowest envelope version whose `kind` data `data` is (as `to_wire` chooses)."""
+    for version in SCHEMA_VERSIONS:
+        try:
+            shape_of(kind, version).check(data, "data")
+        except RuleViolationError:
+            continue
+        return version
+    raise ValueError(f"{kind} data fits no envelope version: {sorted(data)}")
+
+
+def _years_before(on: date, years: int) -> date:
+    """The same calendar day `years` earlier (28 February for a 29 February)."""
+    try:
+        return on.replace(year=on.year - years)
+    except ValueError:
+        return on.replace(year=on.year - years, day=28)
 
 
 def _days(start: date, end: date) -> Iterator[date]:

@@ -34,7 +34,7 @@ def dataset_hashes(folder: Path) -> dict[str, str]:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.iterdir())
-        if p.suffix in (".csv", ".xpt")
+        if p.suffix in (".csv", ".xpt", ".json")
     }
 
 
@@ -73,7 +73,7 @@ def test_verify_exit_codes_and_receipts(
         pytest.param(120, "2025-03-01", id="as of position 120 with a cutoff"),
     ],
 )
-@pytest.mark.parametrize("fmt", ["csv", "xpt"])
+@pytest.mark.parametrize("fmt", ["csv", "xpt", "json"])
 def test_replay_of_an_archive_equals_export_byte_for_byte(
     store: str,
     tmp_path: Path,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ledger.projections.km_plot import plot_kaplan_meier
+from ledger.projections.km_plot import default_title, plot_kaplan_meier
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -25,7 +25,7 @@ def adtte() -> pd.DataFrame:
         {
             "USUBJID": f"S-{level}{i}",
             "PARAMCD": paramcd,
-            "PARAM": name,
+            "PARAM": f"{name} (days)",
             "AVAL": aval,
             "CNSR": cnsr,
             "DOSELVL": level,
@@ -116,3 +116,43 @@ def test_tick_step_must_be_positive(tmp_path: Path) -> None:
     """A zero tick step is refused with a clear message."""
     with pytest.raises(ValueError, match="tick_months must be positive"):
         plot_kaplan_meier(adtte(), "PFS", "DOSELVL", tmp_path / "x.png", tick_months=0)
+
+
+# (PARAM as ADTTE has it, the parameter name the default title quotes), row by row.
+TITLE_UNITS = [
+    pytest.param("Progression-Free Survival (days)", "Progression-Free Survival", id="ADTTE days"),
+    pytest.param("Overall Survival (Days)", "Overall Survival", id="capital Days"),
+    pytest.param("Duration of Response (weeks) ", "Duration of Response", id="weeks, space"),
+    pytest.param("Time to Progression", "Time to Progression", id="no unit"),
+    pytest.param("Survival (days) at site", "Survival (days) at site", id="unit not at the end"),
+]
+
+
+@pytest.mark.parametrize(("param", "name"), TITLE_UNITS)
+def test_default_title_names_months_the_axis_unit(param: str, name: str) -> None:
+    """The default title drops PARAM's own time unit and says months, the x axis's unit."""
+    frame = adtte().assign(PARAM=param)
+    title = default_title(frame, "PFS", "DOSELVL")
+    assert title == f"Kaplan–Meier estimate of {name} (months) by DOSELVL"
+    assert "day" not in title.removeprefix(f"Kaplan–Meier estimate of {name}").lower()
+
+
+def test_default_title_without_param_uses_paramcd() -> None:
+    """Without a PARAM column the title quotes PARAMCD, still in months."""
+    frame = adtte().drop(columns="PARAM")
+    title = default_title(frame, "OS", "DOSELVL")
+    assert title == "Kaplan–Meier estimate of OS (months) by DOSELVL"
+
+
+def test_the_plot_draws_the_default_title(tmp_path: Path) -> None:
+    """Without a title the figure is the one drawn with `default_title` given explicitly."""
+    implicit = plot_kaplan_meier(adtte(), "PFS", "DOSELVL", tmp_path / "a.png").read_bytes()
+    explicit = plot_kaplan_meier(
+        adtte(), "PFS", "DOSELVL", tmp_path / "b.png",
+        title=default_title(adtte(), "PFS", "DOSELVL"),
+    ).read_bytes()
+    old = plot_kaplan_meier(
+        adtte(), "PFS", "DOSELVL", tmp_path / "c.png",
+        title="Kaplan–Meier estimate of Progression-free survival (days) by DOSELVL",
+    ).read_bytes()
+    assert implicit == explicit != old

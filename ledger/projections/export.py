@@ -22,6 +22,7 @@ from uuid import uuid4
 import pandas as pd
 
 from ledger.entries import LedgerEntry, format_timestamp
+from ledger.projections.dataset_json import dataset_json_bytes, metadata_version_oid, study_oid
 from ledger.projections.datasets import (
     DATASET_COLUMNS,
     DATASET_KEYS,
@@ -47,14 +48,14 @@ __all__ = [
     "write_km_plots",
 ]
 
-ExportFormat = Literal["csv", "xpt"]
+ExportFormat = Literal["csv", "xpt", "json"]
 
 MANIFEST_NAME: Final = "manifest.json"
 CSV_FLOAT_FORMAT: Final = "%.10g"
 """Ten significant digits: exact for diameters and day counts, stable across platforms."""
 
 _SCHEMAS: Final[Mapping[str, tuple[Column, ...]]] = DATASET_COLUMNS
-_FORMATS: Final = ("csv", "xpt")
+_FORMATS: Final = ("csv", "xpt", "json")
 AUDIT_KEYS: Final = ("root", "size", "checkpoint")
 """The manifest's provenance keys from the Merkle log (contract §6), when the caller gives them."""
 
@@ -124,7 +125,7 @@ def export_datasets(
     a callable is asked for it once ``entries`` have been read (they are read only once).
     """
     if fmt not in _FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
+        raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
     datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
     return write_datasets(
         datasets, fmt=fmt, out=out, software_version=software_version,
@@ -143,7 +144,7 @@ def write_datasets(
     """Write already-built datasets, define.xml and the manifest into ``out`` (created if
     missing)."""
     if fmt not in _FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use csv or xpt")
+        raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
     out.mkdir(parents=True, exist_ok=True)
     provenance = datasets.provenance
     files = []
@@ -154,6 +155,13 @@ def write_datasets(
         written = frame
         if fmt == "csv":
             _write_bytes(path, _csv_bytes(frame))
+        elif fmt == "json":
+            _write_bytes(path, dataset_json_bytes(
+                frame, columns, name=stem.upper(), label=DATASET_LABELS[stem],
+                study_oid=study_oid(provenance.trial_id),
+                metadata_version_oid=metadata_version_oid(provenance.trial_id),
+                define_path=DEFINE_NAME, created=provenance.last_recorded_at,
+                software_version=software_version, keys=DATASET_KEYS[stem]))
         else:
             written, columns = _write_xpt(
                 frame, path, stem, columns, provenance.last_recorded_at

@@ -10,6 +10,7 @@ The PNG carries no "Software" (version) tag and no timestamp: the same input giv
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Final
 
@@ -30,7 +31,7 @@ from ledger.projections.survival import (
     summarise_endpoint,
 )
 
-__all__ = ["plot_kaplan_meier"]
+__all__ = ["default_title", "plot_kaplan_meier"]
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale.
 _COLOURS: Final = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -45,6 +46,8 @@ _X_LABELS: Final = {
     "OS": "Months since first dose (C1D1)",
     "DOR": "Months since first confirmed response",
 }
+# A parameter name's trailing time unit, "(days)" in ADTTE's PARAM: the plot's axis is in months.
+_TIME_UNIT: Final = re.compile(r"\s*\((?:days?|weeks?|months?|years?)\)\s*$", re.IGNORECASE)
 _TICK_STEPS_MONTHS: Final = (1, 2, 3, 6, 12, 24)
 _MAX_TICKS: Final = 12
 _LONG_LABEL: Final = 18  # group labels longer than this get a one-column legend
@@ -76,19 +79,26 @@ def plot_kaplan_meier(
 ) -> Path:
     """Write a Kaplan–Meier PNG of ``paramcd`` by ``group_col`` to ``path`` and return the path.
 
-    ``title`` defaults to "Kaplan–Meier estimate of <PARAM> by <group_col>"; ``confidence_bands``
-    shades each curve's pointwise log-log 95 % band; ``tick_months`` spaces the x ticks and the
-    at-risk columns (chosen from 1, 2, 3, 6, 12, 24 months when not given); ``footnote`` (e.g. the
-    data cut-off) is printed under the standard notes.
+    ``title`` defaults to :func:`default_title` (naming the axis's unit, months);
+    ``confidence_bands`` shades each curve's pointwise log-log 95 % band; ``tick_months`` spaces
+    the x ticks and the at-risk columns (chosen from 1, 2, 3, 6, 12, 24 months when not given);
+    ``footnote`` (e.g. the data cut-off) is printed under the standard notes.
     """
     summary = summarise_endpoint(adtte, paramcd, group_col)
     if title is None:
-        title = f"Kaplan–Meier estimate of {_parameter_name(adtte, paramcd)} by {group_col}"
+        title = default_title(adtte, paramcd, group_col)
     out = Path(path)
     with matplotlib.style.context("default"), mpl.rc_context(_RC):
         figure = _draw(summary, title, confidence_bands, tick_months, footnote)
         figure.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
     return out
+
+
+def default_title(adtte: pd.DataFrame, paramcd: str, group_col: str) -> str:
+    """"Kaplan–Meier estimate of <PARAM> (months) by <group_col>": ADTTE's PARAM names AVAL's unit
+    (days), the plot's time axis is in months, so the title names months whatever PARAM said."""
+    name = _TIME_UNIT.sub("", _parameter_name(adtte, paramcd))
+    return f"Kaplan–Meier estimate of {name} (months) by {group_col}"
 
 
 def _parameter_name(adtte: pd.DataFrame, paramcd: str) -> str:

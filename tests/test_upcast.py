@@ -1,0 +1,125 @@
+"""A store written with envelope version 1 opens, exports and verifies now that the demo sends v2.
+
+Why there is no `class_version` upcaster: the stored `Trial.SubjectEnrolled` and
+`Trial.AdverseEventReported` events kept their attributes; version 2 only adds keys inside their
+`data`, which every reader takes with `.get` (absent = blank), and `schema_version` is not stored.
+So a version-1 event already reads as version 2 with those fields absent (contract §9). These tests
+hold that: the seed-12 demo's history sent as version 1 (its v2 fields dropped) and as the demo
+sends it give the same datasets except the v2 columns, which are blank for version 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.aggregates.facts import ADVERSE_EVENT_REPORTED, SUBJECT_ENROLLED
+from ledger.application import LedgerService
+from ledger.audit.checkpoints import Signer
+from ledger.cli import main
+from ledger.demo import run_demo
+from tests.builders import TRIAL_ID
+
+SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+CUTOFF = "2026-06-30"
+BATCH = 1000  # as `ledger submit` records them
+V2_DATA = {
+    SUBJECT_ENROLLED: ("birth_date", "age", "sex", "race", "ecog", "weight_kg", "height_cm"),
+    ADVERSE_EVENT_REPORTED: ("meddra_pt", "meddra_soc"),
+}
+# Dataset columns that only envelope v2 fills; every other column must not notice the version.
+V2_COLUMNS = {
+    "adsl": ("AGE", "AGEU", "SEX", "RACE", "BRTHDT", "ECOGBL", "WEIGHTBL", "HEIGHTBL", "BMIBL"),
+    "adae": ("AEDECOD", "AEBODSYS"),
+    "adtte": (),
+    "adrs": (),
+}
+
+
+def as_version_1(line: str) -> str:
+    """The same submission as a version-1 integrator sends it: v2 fields dropped."""
+    envelope = json.loads(line)
+    if envelope["schema_version"] == 2:
+        dropped = V2_DATA.get(envelope["type"], ())
+        envelope["data"] = {k: v for k, v in envelope["data"].items() if k not in dropped}
+        envelope["schema_version"] = 1
+    return json.dumps(envelope, sort_keys=True)
+
+
+def after_the_demo() -> Callable[[], datetime]:
+    """A clock after every demo date, a microsecond per reading: both stores record alike."""
+    counter = itertools.count()
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    return lambda: start + timedelta(microseconds=next(counter))
+
+
+def record(store: Path, lines: list[str]) -> int:
+    """`ledger submit` of `lines` into a new signed store; the number of rejections."""
+    with LedgerService(str(store), clock=after_the_demo(), signer=SIGNER) as service:
+        service.ensure_trial()
+        return sum(
+            len(service.submit_many(lines[start : start + BATCH]).rejected)
+            for start in range(0, len(lines), BATCH)
+        )
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The seed-12 demo's submissions recorded twice: as sent (v2) and downgraded to v1."""
+    root = tmp_path_factory.mktemp("upcast")
+    demo = run_demo(root / "demo", seed=12)
+    sent = demo.submissions_file.read_text().splitlines()
+    assert sum('"schema_version": 2' in line for line in sent) > 27
+    (root / "public-key.pem").write_text(SIGNER.public_key_pem)
+    stores = {"v1": root / "v1.db", "v2": root / "v2.db"}
+    assert record(stores["v1"], [as_version_1(line) for line in sent]) == 0
+    assert record(stores["v2"], sent) == 0
+    return stores
+
+
+def export(store: Path, out: Path) -> dict[str, pd.DataFrame]:
+    """`ledger export` of the store as CSV, read back by name."""
+    code = main(["export", "--store", str(store), "--cutoff", CUTOFF, "--out", str(out)])
+    assert code == 0
+    return {name: pd.read_csv(out / f"{name}.csv", dtype=str) for name in V2_COLUMNS}
+
+
+def test_version_1_events_are_stored_as_they_always_were(stores: dict[str, Path]) -> None:
+    """A v1 enrollment's stored data is its cohort alone, and a v1 AE report has no coding."""
+    with LedgerService(str(stores["v1"]), read_only=True) as service:
+        entries = list(service.entries(TRIAL_ID))
+    enrolled = [e.data for e in entries if e.type == SUBJECT_ENROLLED]
+    reported = [e.data for e in entries if e.type == ADVERSE_EVENT_REPORTED]
+    assert len(enrolled) == 27 and reported
+    assert all(set(data) == {"cohort"} for data in enrolled)
+    assert not any({"meddra_pt", "meddra_soc"} & set(data) for data in reported)
+
+
+def test_a_version_1_store_exports_like_version_2_without_its_fields(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """v1 and v2 stores export the same datasets but for the v2 columns, blank for v1."""
+    old, new = export(stores["v1"], tmp_path / "v1"), export(stores["v2"], tmp_path / "v2")
+    for name, v2_only in V2_COLUMNS.items():
+        assert list(old[name].columns) == list(new[name].columns), name
+        pd.testing.assert_frame_equal(old[name].drop(columns=list(v2_only)),
+                                      new[name].drop(columns=list(v2_only)))
+        assert old[name][list(v2_only)].isna().all().all(), name
+        assert new[name][list(v2_only)].notna().any().all(), name
+
+
+def test_a_version_1_store_verifies(stores: dict[str, Path], capsys: Any) -> None:
+    """`ledger verify` of the v1 store against its public key: intact, exit 0."""
+    public_key = stores["v1"].parent / "public-key.pem"
+    code = main(["verify", "--store", str(stores["v1"]), "--public-key", str(public_key), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["intact"], report["problems"]) == (0, True, [])
+    assert report["size"] > 2800
