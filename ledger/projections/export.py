@@ -154,9 +154,9 @@ def write_datasets(
         columns = _SCHEMAS[stem]
         written = frame
         if fmt == "csv":
-            _write_bytes(path, _csv_bytes(frame))
+            write_atomically(path, dataset_csv_bytes(frame))
         elif fmt == "json":
-            _write_bytes(path, dataset_json_bytes(
+            write_atomically(path, dataset_json_bytes(
                 frame, columns, name=stem.upper(), label=DATASET_LABELS[stem],
                 study_oid=study_oid(provenance.trial_id),
                 metadata_version_oid=metadata_version_oid(provenance.trial_id),
@@ -171,7 +171,7 @@ def write_datasets(
         )
         files.append(_manifest_file(path, len(frame)))
     define_path = out / DEFINE_NAME
-    _write_bytes(define_path, define_xml(tables, _study_info(datasets, fmt, software_version)))
+    write_atomically(define_path, define_xml(tables, _study_info(datasets, fmt, software_version)))
     files.append(_manifest_file(define_path, None))
     manifest = Manifest(
         trial_id=provenance.trial_id,
@@ -186,11 +186,12 @@ def write_datasets(
         files=tuple(files),
         audit=None if audit is None else dict(audit),
     )
-    _write_bytes(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    write_atomically(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return manifest
 
 
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
+def dataset_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A dataset's CSV exactly as ``ledger export`` writes it (the report hashes the same bytes)."""
     text = frame.to_csv(index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
     return text.encode("utf-8")
 
@@ -253,7 +254,7 @@ def _write_xpt(
     return split, tuple(columns)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write atomically, so a reader never sees half a file."""
     partial = path.with_name(f".{path.name}.{uuid4().hex}.partial")
     try:
@@ -379,5 +380,5 @@ def export_report(
     plots = write_km_plots(datasets, out)
     text = headline(datasets)
     summary = out / "summary.txt"
-    _write_bytes(summary, (text + "\n").encode("utf-8"))
+    write_atomically(summary, (text + "\n").encode("utf-8"))
     return ReportFiles(manifests=manifests, plots=tuple(plots), summary=summary, headline=text)

@@ -12,20 +12,18 @@ written anywhere, so the same inputs give the same bytes.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
-from uuid import uuid4
 
 import jinja2
 from markupsafe import Markup
 
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
-from ledger.projections.export import CSV_FLOAT_FORMAT
+from ledger.projections.export import dataset_csv_bytes, write_atomically
 from ledger.projections.km_summary import km_summary_csv
 from ledger.projections.report import efficacy, figure_data, figures, safety_tables
 from ledger.projections.report.ledger_reading import LedgerReading, read_ledger
@@ -68,8 +66,8 @@ def write_report(
     html, km_table, names = render_report(datasets, reading, software_version, provenance)
     out.mkdir(parents=True, exist_ok=True)
     html_path, km_path = out / HTML_NAME, out / KM_SUMMARY_NAME
-    _write_bytes(km_path, km_summary_csv(km_table))
-    _write_bytes(html_path, html.encode("utf-8"))
+    write_atomically(km_path, km_summary_csv(km_table))
+    write_atomically(html_path, html.encode("utf-8"))
     return ReportFiles(html=html_path, km_summary=km_path, figures=names)
 
 
@@ -210,17 +208,6 @@ def _dataset_rows(datasets: AnalysisDatasets) -> list[tuple[str, int, str]]:
     """Each dataset's rows and the SHA-256 of the CSV ``ledger export`` writes for it."""
     rows = []
     for stem, frame in datasets.frames().items():
-        text = frame.to_csv(index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
-        rows.append((f"{stem}.csv", len(frame), hashlib.sha256(text.encode("utf-8")).hexdigest()))
+        digest = hashlib.sha256(dataset_csv_bytes(frame)).hexdigest()
+        rows.append((f"{stem}.csv", len(frame), digest))
     return rows
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.{uuid4().hex}.partial")
-    try:
-        with open(partial, "xb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
