@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from importlib import resources
+from typing import Any
 
 import pytest
 
+from ledger.aggregates.protocol import AssessmentSchedule, ProtocolDefinition, ProtocolInvalidError
 from ledger.projections.recist import (
     AssessmentRules,
     BestResponse,
@@ -477,42 +479,64 @@ def test_derived_time_points_feed_best_response() -> None:
 # --- rules and validation ---
 
 
+def _protocol_file() -> dict[str, Any]:
+    text = resources.files("ledger").joinpath("protocols/NCT05406206.json").read_text("utf-8")
+    raw: dict[str, Any] = json.loads(text)
+    return raw
+
+
 def test_rules_default_to_the_protocol() -> None:
     """Defaults equal protocol.md: 28-day confirmation, day 49, 56 ± 7 days, 119 days."""
     assert AssessmentRules() == AssessmentRules(28, 49, 56, 7, 119)
-    assert AssessmentRules.from_mapping({}) == AssessmentRules()
+    protocol = ProtocolDefinition.from_mapping(_protocol_file())
+    assert AssessmentRules.of(protocol.assessments) == AssessmentRules()
 
 
-def test_rules_from_mapping() -> None:
-    """A protocol mapping overrides defaults; the missed-visit threshold follows the schedule."""
-    rules = AssessmentRules.from_mapping({"visit_interval_days": 42, "confirmation_days": 30})
-    assert rules == AssessmentRules(30, 49, 42, 7, 91)
-    explicit = AssessmentRules.from_mapping({"visit_interval_days": 42, "missed_visits_days": 100})
-    assert explicit.missed_visits_days == 100
-
-
-def test_rules_from_the_protocol_file() -> None:
-    """The protocol definition's assessments section builds the rules as it is spelt there."""
-    text = resources.files("ledger").joinpath("protocols/NCT05406206.json").read_text("utf-8")
-    protocol = json.loads(text)
-    assert AssessmentRules.from_mapping(protocol["assessments"]) == AssessmentRules()
-    with pytest.raises(ValueError, match="twice"):
-        AssessmentRules.from_mapping({"interval_days": 56, "visit_interval_days": 42})
+def test_rules_follow_an_amended_schedule() -> None:
+    """The rules are read from the protocol's validated schedule, field by field, so an amendment
+    to the schedule changes them; nothing falls back to a default."""
+    schedule = AssessmentSchedule(
+        baseline_window_days=28,
+        interval_days=42,
+        window_days=5,
+        confirmation_days=30,
+        min_sd_days=35,
+        missed_visits_days=89,
+    )
+    assert AssessmentRules.of(schedule) == AssessmentRules(30, 35, 42, 5, 89)
 
 
 @pytest.mark.parametrize(
-    ("mapping", "error"),
+    ("assessments", "error"),
     [
-        pytest.param({"min_sd_dayz": 49}, ValueError, id="misspelt key"),
-        pytest.param({"min_sd_days": "49"}, TypeError, id="string value"),
-        pytest.param({"min_sd_days": True}, TypeError, id="boolean value"),
-        pytest.param({"min_sd_days": 0}, ValueError, id="zero days"),
+        pytest.param({"min_sd_dayz": 49}, ProtocolInvalidError, id="misspelt key"),
+        pytest.param({"min_sd_days": "49"}, ProtocolInvalidError, id="string value"),
+        pytest.param({"min_sd_days": True}, ProtocolInvalidError, id="boolean value"),
+        pytest.param({"min_sd_days": 0}, ProtocolInvalidError, id="zero days"),
     ],
 )
-def test_rules_refuse_bad_mappings(mapping: dict[str, object], error: type[Exception]) -> None:
+def test_protocol_refuses_bad_assessment_rules(
+    assessments: dict[str, object], error: type[Exception]
+) -> None:
     """A bad protocol definition fails loudly instead of falling back to a default."""
+    raw = _protocol_file()
+    raw["assessments"] = {**raw["assessments"], **assessments}
     with pytest.raises(error):
-        AssessmentRules.from_mapping(mapping)
+        ProtocolDefinition.from_mapping(raw)
+
+
+@pytest.mark.parametrize(
+    ("field_value", "error"),
+    [
+        pytest.param("49", TypeError, id="string value"),
+        pytest.param(True, TypeError, id="boolean value"),
+        pytest.param(0, ValueError, id="zero days"),
+    ],
+)
+def test_rules_refuse_bad_values(field_value: object, error: type[Exception]) -> None:
+    """Rules built by hand are checked the same way."""
+    with pytest.raises(error):
+        AssessmentRules(min_sd_days=field_value)  # type: ignore[arg-type]
 
 
 def test_study_day_counts_c1d1_as_day_one() -> None:

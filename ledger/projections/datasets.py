@@ -222,8 +222,14 @@ class AnalysisDatasets:
         """ORR rows (overall, then by dose level): responders, n, rate and 95 % CI."""
         return pd.DataFrame(
             [
-                {"label": r.label, "responders": r.responders, "n": r.n, "rate": r.rate,
-                 "lower_95": r.lower, "upper_95": r.upper}
+                {
+                    "label": r.label,
+                    "responders": r.responders,
+                    "n": r.n,
+                    "rate": r.rate,
+                    "lower_95": r.lower,
+                    "upper_95": r.upper,
+                }
                 for r in self.orr
             ]
         ).set_index("label")
@@ -240,7 +246,7 @@ class AnalysisDatasets:
 # --- the fold ---------------------------------------------------------------------------------
 
 
-_CLINICAL_FACT_TYPES = frozenset(CLINICAL_FACT_TYPES)
+_FACT_BOOK_TYPES = frozenset((*CLINICAL_FACT_TYPES, RECORD_CORRECTED, RECORD_VOIDED))
 
 
 @dataclass(slots=True)
@@ -254,7 +260,7 @@ class _LedgerState:
     """What the fold keeps: the protocol, the book of facts, and the ledger's own expansion dose."""
 
     trial_id: str = ""
-    protocol: Mapping[str, Any] | None = None
+    protocol: ProtocolDefinition | None = None
     facts: FactBook = field(default_factory=FactBook)
     enrollments: dict[str, _Enrollment] = field(default_factory=dict)
     expansion_level: str | None = None
@@ -268,31 +274,19 @@ class _LedgerState:
         self.last_position = position
         self.last_recorded_at = entry.recorded_at
         self.entries_read += 1
-        data = entry.data
         kind = entry.type
-        if kind in _CLINICAL_FACT_TYPES:
-            event_id, occurred_on = entry.event_id, entry.occurred_on
-            if event_id is None or occurred_on is None:
-                raise ValueError(f"{kind} at position {position} lacks event_id/date")
-            subject_id = entry.subject_id
-            self.facts.add(Fact(event_id, kind, subject_id, occurred_on, data, position))
-            if kind == SUBJECT_ENROLLED and subject_id is not None:
-                self.enrollments[subject_id] = _Enrollment(str(data["cohort"]), entry.source)
+        if kind in _FACT_BOOK_TYPES:
+            # Facts, corrections and voids are read by the one fold the Trial aggregate uses too.
+            self.facts.fold(entry)
+            if kind == SUBJECT_ENROLLED and entry.subject_id is not None:
+                self.enrollments[entry.subject_id] = _Enrollment(
+                    str(entry.data["cohort"]), entry.source
+                )
         elif kind == "trial.opened":
             self.trial_id = entry.trial_id
-            self.protocol = data["protocol"]
+            self.protocol = ProtocolDefinition.from_mapping(entry.data["protocol"])
         elif kind == "expansion.opened":
-            self.expansion_level = str(data["at_cohort"])
-        elif kind == RECORD_CORRECTED:
-            # The same reading of a correction as Trial.RecordCorrected.
-            corrected_on = data.get("occurred_on")
-            self.facts.correct(
-                str(data["target_event_id"]),
-                data["data"],
-                date.fromisoformat(corrected_on) if corrected_on else None,
-            )
-        elif kind == RECORD_VOIDED:
-            self.facts.void(str(data["target_event_id"]))
+            self.expansion_level = str(entry.data["at_cohort"])
 
 
 def build_datasets(
@@ -329,8 +323,8 @@ class _Subject:
 
 def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) -> AnalysisDatasets:
     assert state.protocol is not None and state.last_recorded_at is not None
-    protocol = ProtocolDefinition.from_mapping(state.protocol)
-    rules = AssessmentRules.from_mapping(state.protocol["assessments"])
+    protocol = state.protocol
+    rules = AssessmentRules.of(protocol.assessments)
     levels = {level.name: level.dose_mg for level in protocol.dose_levels}
     subjects: list[_Subject] = []
     for subject_id in sorted(state.enrollments):
@@ -344,12 +338,15 @@ def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) ->
         )
 
     adsl = _frame([s.adsl for s in subjects], ADSL_COLUMNS, ["USUBJID"])
-    adtte = _frame([r for s in subjects for r in s.adtte], ADTTE_COLUMNS,
-                   ["USUBJID", "PARAMCD", "ADT"])
-    adrs = _frame([r for s in subjects for r in s.adrs], ADRS_COLUMNS,
-                  ["USUBJID", "PARAMCD", "ADT"])
-    adae = _frame([r for s in subjects for r in s.adae], ADAE_COLUMNS,
-                  ["USUBJID", "ASTDT", "AESPID"])
+    adtte = _frame(
+        [r for s in subjects for r in s.adtte], ADTTE_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
+    )
+    adrs = _frame(
+        [r for s in subjects for r in s.adrs], ADRS_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
+    )
+    adae = _frame(
+        [r for s in subjects for r in s.adae], ADAE_COLUMNS, ["USUBJID", "ASTDT", "AESPID"]
+    )
     discrepant = adrs.loc[adrs["DISCRFL"] == "Y", [c.name for c in DISCREPANCY_COLUMNS]]
     discrepancies = discrepant.reset_index(drop=True)
 
@@ -421,9 +418,7 @@ def _subject(
     # only assessments on or after treatment start count towards best response and PFS.
     assessments = [_assessment(f) for f in all_facts if f.type == TUMOR_ASSESSED]
     time_points_all = derive_time_points(assessments)
-    time_points = tuple(
-        tp for tp in time_points_all if cutoff is None or tp.assessed_on <= cutoff
-    )
+    time_points = tuple(tp for tp in time_points_all if cutoff is None or tp.assessed_on <= cutoff)
     known = [a for a in assessments if cutoff is None or a.assessed_on <= cutoff]
     on_treatment = tuple(tp for tp in time_points if c1d1 is not None and tp.assessed_on >= c1d1)
     best = best_overall_response(on_treatment, c1d1, rules) if c1d1 is not None else None
@@ -456,9 +451,9 @@ def _subject(
             ),
             new_therapy_on=_first(all_facts, ANTICANCER_THERAPY_STARTED),
             discontinued_on=_first(all_facts, TREATMENT_DISCONTINUED),
-            discontinuation_reason=None if discontinued is None else str(
-                discontinued.data["reason"]
-            ),
+            discontinuation_reason=None
+            if discontinued is None
+            else str(discontinued.data["reason"]),
             withdrawn_on=_first(all_facts, SUBJECT_WITHDRAWN),
             first_confirmed_response_on=best.first_confirmed_response_on,
         )
@@ -468,9 +463,7 @@ def _subject(
             endpoints.duration_of_response(course, rules, cutoff),
         )
         context = _Context(studyid, usubjid, c1d1, arm, trta, doselvl)
-        adtte = [
-            _tte_row(context, row, cohort, adrs, conflict) for row in rows if row is not None
-        ]
+        adtte = [_tte_row(context, row, cohort, adrs, conflict) for row in rows if row is not None]
         _number(adtte, "ASEQ", ("PARAMCD",))
 
     enrolled = next(f for f in facts if f.type == SUBJECT_ENROLLED)
@@ -510,7 +503,9 @@ def _subject(
         "EOTSTT": end_of_treatment[0],
         "DCTREAS": end_of_treatment[1],
         "EOSSTT": "DISCONTINUED" if death_on or withdrawn else "ONGOING",
-        "DCSREAS": "DEATH" if death_on else (
+        "DCSREAS": "DEATH"
+        if death_on
+        else (
             None if withdrawn is None else _WITHDRAWAL_REASONS.get(str(withdrawn.data["reason"]))
         ),
         "DTHFL": "Y" if death_on else None,
@@ -523,9 +518,10 @@ def _subject(
         adtte=adtte,
         adrs=adrs,
         adae=_adverse_event_rows(
-            _Context(studyid, usubjid, c1d1, arm, trta, doselvl), facts, window.candidates,
+            _Context(studyid, usubjid, c1d1, arm, trta, doselvl),
+            facts,
+            window.candidates,
             "Y" if treated else "N",
         ),
         confirmed=None if best is None else best.confirmed,
     )
-

@@ -30,6 +30,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Final, Literal
 
+from ledger.aggregates.protocol import AssessmentSchedule
+
 Response = Literal["CR", "PR", "SD", "NON_CR_NON_PD", "PD", "NE"]
 """An overall (or target) response at one time point, or a best overall response."""
 
@@ -67,7 +69,7 @@ class AssessmentRules:
 
     The defaults equal the protocol (protocol.md, "Assessments"); a trial amendment changes the
     protocol definition, and the caller builds a new ``AssessmentRules`` from it with
-    :meth:`from_mapping`, so the rules that applied stay visible in the ledger rather than in code.
+    :meth:`of`, so the rules that applied stay visible in the ledger rather than in code.
     """
 
     confirmation_days: int = 28
@@ -92,45 +94,15 @@ class AssessmentRules:
                 raise ValueError(f"{f.name} must be positive, got {value}")
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object]) -> AssessmentRules:
-        """Build the rules from the protocol definition's ``assessments`` section.
-
-        The section is accepted as ``ledger/protocols/*.json`` spells it: ``interval_days`` and
-        ``window_days`` name the visit schedule, and ``baseline_window_days`` (baseline eligibility,
-        not a response rule) is accepted and ignored; the field names themselves are accepted too.
-        Unknown keys are refused because a misspelt key would otherwise fall back to the default
-        silently. Missing keys take the protocol default, except ``missed_visits_days``, which when
-        absent is derived as ``2 × visit_interval_days + visit_window_days`` so that an amendment to
-        the schedule cannot leave a stale missed-visit threshold behind.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - known - set(_PROTOCOL_ALIASES) - _PROTOCOL_IGNORED)
-        if unknown:
-            raise ValueError(f"unknown assessment rule(s): {', '.join(unknown)}")
-        values: dict[str, int] = {}
-        for key, value in mapping.items():
-            if key in _PROTOCOL_IGNORED:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{key} must be an integer number of days, got {value!r}")
-            name = _PROTOCOL_ALIASES.get(key, key)
-            if values.get(name, value) != value:
-                raise ValueError(f"{name} given twice with different values")
-            values[name] = value
-        if "missed_visits_days" not in values:
-            defaults = cls()
-            interval = values.get("visit_interval_days", defaults.visit_interval_days)
-            window = values.get("visit_window_days", defaults.visit_window_days)
-            values["missed_visits_days"] = 2 * interval + window
-        return cls(**values)
-
-
-_PROTOCOL_ALIASES: Final[Mapping[str, str]] = {
-    "interval_days": "visit_interval_days",
-    "window_days": "visit_window_days",
-}
-"""Protocol-file key → ``AssessmentRules`` field, where the two spell it differently."""
-_PROTOCOL_IGNORED: Final[frozenset[str]] = frozenset({"baseline_window_days"})
+    def of(cls, schedule: AssessmentSchedule) -> AssessmentRules:
+        """The rules of a protocol's validated ``assessments`` section (``ProtocolDefinition``)."""
+        return cls(
+            confirmation_days=schedule.confirmation_days,
+            min_sd_days=schedule.min_sd_days,
+            visit_interval_days=schedule.interval_days,
+            visit_window_days=schedule.window_days,
+            missed_visits_days=schedule.missed_visits_days,
+        )
 
 
 def study_day(on: date, c1d1: date) -> int:
@@ -203,8 +175,9 @@ class TimePointResponse:
 
     def __post_init__(self) -> None:
         """Derive the discrepancy flag from the two responses it compares."""
-        object.__setattr__(self, "discrepant", not _same_call(self.investigator_response,
-                                                              self.response))
+        object.__setattr__(
+            self, "discrepant", not _same_call(self.investigator_response, self.response)
+        )
 
 
 def _same_call(investigator: str | None, derived: Response) -> bool:
