@@ -22,11 +22,11 @@ from ledger.audit.inspection import (
     verify_source,
     write_archive,
 )
+from ledger.cli_options import SharedOptions
 from ledger.cli_plumbing import (
     UsageError,
     as_of_argument,
     emit,
-    iso_date,
     provenance_of,
     reader,
     software_version,
@@ -187,14 +187,11 @@ def public_keys_of(path: Path | None) -> dict[str, str] | None:
 
 
 def add_audit_commands(
-    add: AddCommand,
-    store: argparse.ArgumentParser,
-    as_json: argparse.ArgumentParser,
-    as_of: argparse.ArgumentParser,
-    topic_source: TopicReader,
+    add: AddCommand, options: SharedOptions, topic_source: TopicReader
 ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Register checkpoint, verify, archive, replay and diff; return verify and replay, which
     also read the Kafka topics (the caller adds those options)."""
+    store, as_json, as_of, cutoff = options.store, options.as_json, options.as_of, options.cutoff
     checkpoint = add(
         "checkpoint",
         checkpoint_command,
@@ -207,7 +204,7 @@ def add_audit_commands(
         "verify",
         verify_command,
         "recompute every hash, the Merkle tree and the signatures; check against receipts",
-        [store, as_json],
+        [store, as_json, options.public_key],
     )
     verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
     verify.add_argument(
@@ -216,9 +213,6 @@ def add_audit_commands(
         action="append",
         metavar="FILE",
         help="a receipt from `ledger checkpoint`; the log must extend it (repeatable)",
-    )
-    verify.add_argument(
-        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
     )
 
     archive = add(
@@ -233,32 +227,21 @@ def add_audit_commands(
         "replay",
         replay_command,
         "verify an archive (or the topics), then rebuild the datasets from it alone",
-        [store, as_json, as_of],
+        [store, as_json, as_of, cutoff, options.dataset_format, options.out_folder,
+         options.public_key],
     )
     replay.add_argument(
         "archive", type=Path, nargs="?", metavar="ARCHIVE_DIR", help="from `ledger archive`"
-    )
-    replay.add_argument("--cutoff", type=iso_date, metavar="D", help="ISO date: clinical cutoff")
-    replay.add_argument(
-        "--format",
-        choices=["csv", "xpt", "json"],
-        default="csv",
-        help="CSV, SAS v5 transport or CDISC Dataset-JSON 1.1",
-    )
-    replay.add_argument("--out", type=Path, required=True, help="folder to write")
-    replay.add_argument(
-        "--public-key", type=Path, metavar="PEM", help="trust only this key for signatures"
     )
 
     diff = add(
         "diff",
         diff_command,
         "dataset rows added, removed and changed between two as-of points, and why",
-        [store, as_json],
+        [store, as_json, cutoff],
     )
     diff.add_argument("--from", dest="from_", required=True, metavar="T1", help="ISO-8601 UTC")
     diff.add_argument("--to", required=True, metavar="T2", help="ISO-8601 UTC")
-    diff.add_argument("--cutoff", type=iso_date, metavar="D", help="ISO date: clinical cutoff")
     for reads_topics in (verify, replay):
         reads_topics.set_defaults(topic_source=topic_source)
     return verify, replay

@@ -20,11 +20,11 @@ from ledger.aggregates.protocol import ProtocolInvalidError
 from ledger.application import (
     bundled_protocol,
     configured_signer,
-    environment_store,
     load_protocol,
     redacted,
 )
 from ledger.audit.inspection import AuditSource
+from ledger.cli_options import shared_options
 from ledger.cli_plumbing import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -35,7 +35,6 @@ from ledger.cli_plumbing import (
     UsageError,
     as_of_argument,
     emit,
-    iso_date,
     positive_int,
     provenance_of,
     read_lines,
@@ -400,19 +399,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument(
-        "--store",
-        default=environment_store(),
-        help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)",
-    )
-    store.add_argument("--trial", help="trial id, when the store holds several")
-    as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument("--json", action="store_true", help="print one JSON document")
-    as_of = argparse.ArgumentParser(add_help=False)
-    as_of.add_argument(
-        "--as-of", metavar="T", help="ISO-8601 UTC instant: what the ledger knew then"
-    )
+    options = shared_options()
+    store, as_json, as_of, signing = options.store, options.as_json, options.as_of, options.signing
 
     def add(
         name: str,
@@ -423,14 +411,6 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
         sub.set_defaults(handler=handler)
         return sub
-
-    signing = argparse.ArgumentParser(add_help=False)
-    signing.add_argument(
-        "--signing-key",
-        type=Path,
-        metavar="PEM",
-        help="Ed25519 private key (PEM) that signs checkpoints (env LEDGER_SIGNING_KEY)",
-    )
 
     init = add(
         "init", _init, "open the trial with a protocol definition", [store, as_json, signing]
@@ -482,41 +462,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("--type", help="only this event type's envelopes")
 
-    export = add(
+    add(
         "export",
         _export,
         "write ADSL, ADTTE, ADRS, ADAE and manifest.json",
-        [store, as_json, as_of],
+        [store, as_json, as_of, options.cutoff, options.dataset_format, options.out_folder],
     )
-    export.add_argument(
-        "--cutoff",
-        type=iso_date,
-        metavar="D",
-        help="ISO date: clinical facts up to this day; follow-up censored there",
-    )
-    export.add_argument(
-        "--format",
-        choices=["csv", "xpt", "json"],
-        default="csv",
-        help="CSV, SAS v5 transport or CDISC Dataset-JSON 1.1",
-    )
-    export.add_argument("--out", type=Path, required=True, help="folder to write")
-
-    report = add(
+    add(
         "report",
         _report,
         "the statistician's report: report.html (self-contained) and km_summary.csv",
-        [store, as_json, as_of],
+        [store, as_json, as_of, options.cutoff, options.out_folder],
     )
-    report.add_argument(
-        "--cutoff",
-        type=iso_date,
-        metavar="D",
-        help="ISO date: clinical facts up to this day; follow-up censored there",
-    )
-    report.add_argument("--out", type=Path, required=True, help="folder to write")
 
-    verify, replay = audit_cli.add_audit_commands(add, store, as_json, as_of, _topic_source)
+    verify, replay = audit_cli.add_audit_commands(add, options, _topic_source)
 
     from consumers.cli import add_bootstrap_argument, add_broker_arguments, add_ingest_arguments
 

@@ -9,8 +9,8 @@ history spreads over the trial's calendar and `--as-of` questions have interesti
 
 The sites speak envelope version 2 (contract §9) where it says more than version 1: each enrollment
 carries the subject's baseline characteristics and each adverse event report its MedDRA coding.
-Every envelope goes out in the lowest version its data fits, as `schemas.submissions.to_wire` writes
-it. The baseline characteristics come from their own random stream, seeded from the same seed, so
+Every envelope goes out in the lowest version its data fits (`schemas.submissions.wire_version`).
+The baseline characteristics come from their own random stream, seeded from the same seed, so
 a seed's clinical course (and every dataset number derived from it) is the one it always was.
 """
 
@@ -31,8 +31,8 @@ from ledger.aggregates.facts import ADVERSE_EVENT_REPORTED
 from ledger.aggregates.protocol import EXPANSION
 from ledger.application import BatchReport, LedgerService, bundled_protocol
 from ledger.audit.checkpoints import Signer
-from ledger.schemas.catalogue import RACES, SCHEMA_VERSIONS, shape_of
-from ledger.schemas.values import RuleViolationError
+from ledger.schemas.catalogue import RACES
+from ledger.schemas.submissions import wire_version
 
 # True DLT probabilities the simulation draws from: C is too toxic, so the MTD lands below it.
 TRUE_DLT = {"A": 0.05, "B": 0.15, "C": 0.55, EXPANSION: 0.15}
@@ -488,17 +488,6 @@ def run_demo(
             rejected=len(totals.rejected),
             last_day=DEMO_END,
         )
-
-
-def wire_version(kind: str, data: dict[str, Any]) -> int:
-    """The lowest envelope version whose `kind` data `data` is (as `to_wire` chooses)."""
-    for version in SCHEMA_VERSIONS:
-        try:
-            shape_of(kind, version).check(data, "data")
-        except RuleViolationError:
-            continue
-        return version
-    raise ValueError(f"{kind} data fits no envelope version: {sorted(data)}")
 
 
 def _years_before(on: date, years: int) -> date:

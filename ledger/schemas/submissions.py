@@ -43,9 +43,9 @@ __all__ = [
     "parse_submission",
     "submission_json_schema",
     "to_domain",
-    "to_wire",
     "validate_corrected_data",
     "validate_submission",
+    "wire_version",
 ]
 
 
@@ -173,23 +173,6 @@ def to_domain(message: SubmissionMessage) -> Submission:
     )
 
 
-def to_wire(submission: Submission) -> dict[str, Any]:
-    """The envelope JSON of a domain submission (used when writing `.jsonl` files): version 1
-    unless its data needs a later version."""
-    return {
-        "event_id": submission.event_id,
-        "type": submission.type,
-        "schema_version": _wire_version(submission.type, dict(submission.data)),
-        "trial_id": submission.trial_id,
-        "subject_id": submission.subject_id,
-        "occurred_on": submission.occurred_on.isoformat(),
-        "source": submission.source,
-        "entered_by": submission.entered_by,
-        "reason": submission.reason,
-        "data": dict(submission.data),
-    }
-
-
 def json_schemas() -> dict[str, Any]:
     """The published schema (`envelope`: one JSON Schema 2020-12 document for every type and
     version) and, under `data`, the same document narrowed to each type."""
@@ -200,14 +183,16 @@ def json_schemas() -> dict[str, Any]:
     }
 
 
-def _wire_version(kind: str, data: dict[str, Any]) -> int:
+def wire_version(kind: str, data: dict[str, Any]) -> int:
+    """The lowest envelope version whose `kind` data `data` is: what a sender writes, so that
+    receivers that only know version 1 keep reading what needs nothing newer."""
     for version in SCHEMA_VERSIONS:
         try:
             shape_of(kind, version).check(data, "data")
         except RuleViolationError:
             continue
         return version
-    return SCHEMA_VERSION
+    raise ValueError(f"{kind} data fits no envelope version: {sorted(data)}")
 
 
 def _readable_event_id(document: object) -> str | None:
