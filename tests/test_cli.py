@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from ledger.aggregates.escalation import Variant
 from ledger.cli import main
+from ledger.simulation import simulate
 from tests.builders import Script, lines
 
 
@@ -86,7 +88,13 @@ def test_simulate_json_has_the_contract_keys(capsys: pytest.CaptureFixture[str])
     assert (document["variant"], document["runs"], document["seed"]) == ("storer", 500, 3)
     assert set(document["p_mtd"]) == {"none", "A", "B", "C"}
     assert sum(document["p_mtd"].values()) == pytest.approx(1.0)
-    assert document["expected_n"] >= 3
+    # The command reports exactly what the simulator computes for the same inputs...
+    expected = simulate(Variant.STORER, [0.05, 0.1, 0.6], runs=500, seed=3).to_json_dict()
+    assert document == json.loads(json.dumps(expected))
+    # ...and what it computes is plausible: 3 to 18 subjects (two cohorts of 3 at each of 3
+    # levels), and with C far too toxic and B safe, B is the most likely MTD.
+    assert 3 <= document["expected_n"] <= 18
+    assert max(document["p_mtd"], key=document["p_mtd"].get) == "B"
 
 
 BAD_INPUT = [
