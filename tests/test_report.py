@@ -220,7 +220,7 @@ def test_report_is_deterministic_and_km_summary_follows_the_contract(
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     csv = (tmp_path / "one" / "km_summary.csv").read_bytes()
     assert csv.decode().splitlines()[0] == ",".join(KM_SUMMARY_COLUMNS)
-    assert csv == km_summary_csv(km_summary(datasets.adtte))
+    assert csv == km_summary_csv(km_summary(datasets.adtte, cohort_col="COHORT"))
 
 
 def test_report_is_self_contained_with_every_figure(

@@ -21,6 +21,7 @@ import pytest
 
 from ledger.projections.endpoints import clopper_pearson
 from ledger.projections.km_summary import (
+    COHORT_COLUMN,
     KM_SUMMARY_COLUMNS,
     follow_up_summary,
     km_summary,
@@ -45,17 +46,27 @@ BINOM_EXPECTED = _read_expected("binom_expected.csv")
 
 @cache
 def _input(source: str) -> pd.DataFrame:
-    return pd.read_csv(FIXTURES / source, dtype={"DOSELVL": str})
+    return pd.read_csv(FIXTURES / source, dtype={"DOSELVL": str, "COHORT": str})
+
+
+def _cohort_col(source: str) -> str | None:
+    """The demo inputs carry COHORT, and R gave their per-cohort strata too."""
+    return COHORT_COLUMN if COHORT_COLUMN in _input(source).columns else None
+
+
+def _summary(source: str) -> pd.DataFrame:
+    return km_summary(_input(source), cohort_col=_cohort_col(source))
 
 
 @cache
 def _km(source: str) -> pd.DataFrame:
-    return km_summary(_input(source)).set_index(["PARAMCD", "STRATUM"])
+    return _summary(source).set_index(["PARAMCD", "STRATUM"])
 
 
 @cache
 def _follow_up(source: str) -> pd.DataFrame:
-    return follow_up_summary(_input(source)).set_index(["PARAMCD", "STRATUM"])
+    frame = follow_up_summary(_input(source), cohort_col=_cohort_col(source))
+    return frame.set_index(["PARAMCD", "STRATUM"])
 
 
 def _r_value(text: str) -> float | None:
@@ -97,8 +108,9 @@ def test_median_follow_up_equals_r(expected: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("source", sorted({r["SOURCE"] for r in KM_EXPECTED}))
 def test_km_summary_has_r_rows_in_order(source: str) -> None:
-    """One row per PARAMCD × stratum, PARAMCDs sorted, overall before the dose levels: R's order."""
-    frame = km_summary(_input(source))
+    """One row per PARAMCD × stratum, PARAMCDs sorted, overall, the dose levels, then the
+    cohorts: R's order."""
+    frame = _summary(source)
     expected = [(r["PARAMCD"], r["STRATUM"]) for r in KM_EXPECTED if r["SOURCE"] == source]
     assert list(zip(frame["PARAMCD"], frame["STRATUM"], strict=True)) == expected
     assert tuple(frame.columns) == KM_SUMMARY_COLUMNS
@@ -132,10 +144,28 @@ def test_r_fixture_covers_the_edge_case(
 @pytest.mark.parametrize(
     "source", sorted({r["SOURCE"] for r in KM_EXPECTED if r["SOURCE"].startswith("demo_")})
 )
+def test_r_fixture_has_every_cohort_of_the_demo(source: str) -> None:
+    """R gave a COHORT=<cohort> stratum for every PARAMCD × cohort of the demo input, and a
+    cohort stratum differs from the dose level of the same name once the expansion joined it."""
+    data = _input(source)
+    expected = {(p, f"COHORT={c}") for p, c in zip(data["PARAMCD"], data["COHORT"], strict=True)}
+    got = {(r["PARAMCD"], r["STRATUM"]) for r in KM_EXPECTED if r["SOURCE"] == source}
+    assert expected <= got
+    if (data["COHORT"] == "EXPANSION").any():
+        level = data.loc[data["COHORT"] == "EXPANSION", "DOSELVL"].iloc[0]
+        km = _km(source)
+        paramcd = data["PARAMCD"].iloc[0]
+        assert km.loc[(paramcd, level), "N"] > km.loc[(paramcd, f"COHORT={level}"), "N"]
+
+
+@pytest.mark.parametrize(
+    "source", sorted({r["SOURCE"] for r in KM_EXPECTED if r["SOURCE"].startswith("demo_")})
+)
 def test_km_summary_csv_is_byte_stable_and_readable(source: str) -> None:
     """Two writes give the same bytes; read back, the numbers are R's to 10 digits, NA empty."""
-    first = km_summary_csv(km_summary(_input(source)))
-    second = km_summary_csv(km_summary(_input(source).sample(frac=1.0, random_state=7)))
+    shuffled = _input(source).sample(frac=1.0, random_state=7)
+    first = km_summary_csv(_summary(source))
+    second = km_summary_csv(km_summary(shuffled, cohort_col=COHORT_COLUMN))
     assert first == second
     assert first.startswith((",".join(KM_SUMMARY_COLUMNS) + "\n").encode())
     assert b"\r" not in first

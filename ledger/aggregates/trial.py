@@ -312,10 +312,6 @@ class Trial(Aggregate):
         """The system that submitted a recorded event: only it may correct or void the record."""
         return self.state.event_sources.get(event_id)
 
-    def target_subject(self, event_id: str) -> str | None:
-        fact = self.state.facts.get(event_id)
-        return fact.subject_id if fact else None
-
 
 _BY_TYPE: dict[str, type[Trial.Event]] = {
     event_class.ledger_type: event_class

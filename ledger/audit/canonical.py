@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
+from json.encoder import encode_basestring
 from typing import Any
 
 import rfc8785
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes"]
+__all__ = ["MAX_SAFE_INTEGER", "CanonicalShape", "canonical_bytes"]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer RFC 8785 (through I-JSON, RFC 7493) represents exactly."""
@@ -171,10 +173,108 @@ class _NotPlainError(Exception):
 
 
 def _fast_canonical(value: object) -> bytes | None:
-    try:
-        return _FAST_ENCODER.encode(_plain(value, 0)).encode("utf-8")
-    except (_NotPlainError, UnicodeEncodeError, RecursionError):
+    text = _fast_text(value, 0)
+    if text is None:
         return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the full serialiser says where
+        return None
+
+
+def _fast_text(value: object, depth: int) -> str | None:
+    """The JCS text of a plain value (see above), or None when it needs the full serialiser."""
+    try:
+        return _encode_plain(_plain(value, depth))
+    except (_NotPlainError, RecursionError):
+        return None
+
+
+def _plain_encoder() -> Callable[[object], str]:
+    """`_FAST_ENCODER.encode` without building the C encoder again on every call."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _FAST_ENCODER.encode
+    encoder = _FAST_ENCODER
+    # The arguments `JSONEncoder.iterencode` passes; no cycle markers: a cycle is a RecursionError.
+    chunks = make(
+        None, encoder.default, encode_basestring, encoder.indent, encoder.key_separator,
+        encoder.item_separator, encoder.sort_keys, encoder.skipkeys, encoder.allow_nan,
+    )
+    probe = {"b": [1, None, True, "\n"], "a": 0.5}
+    if "".join(chunks(probe, 0)) != _FAST_ENCODER.encode(probe):
+        return _FAST_ENCODER.encode  # an interpreter whose C encoder takes other arguments
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode_plain = _plain_encoder()
+
+
+class CanonicalShape:
+    """RFC 8785 bytes of objects that share one set of ASCII keys (a §3 entry, a checkpoint).
+
+    The keys are sorted once; each member is written in place: strings by the standard library's
+    escaper (the JCS escapes, see above), None, booleans and safe integers directly, anything
+    else through the fast path. An object with other keys, or a value the fast path declines,
+    goes through `canonical_bytes`, so the bytes are always exactly RFC 8785's.
+    `ignored` names a key left out of the bytes when present (the leaf hash beside an entry).
+    """
+
+    __slots__ = ("_fields", "_ignored", "_size")
+
+    def __init__(self, keys: Iterable[str], *, ignored: str | None = None) -> None:
+        names = sorted(keys)
+        if not names or any(type(k) is not str or not k.isascii() for k in names):
+            raise ValueError("a canonical shape needs ASCII string keys")
+        if len(set(names)) != len(names) or ignored in names:
+            raise ValueError("a canonical shape's keys must be distinct from each other and ignored")
+        self._fields = tuple(
+            (name, ("{" if index == 0 else ",") + encode_basestring(name) + ":")
+            for index, name in enumerate(names)
+        )
+        self._size = len(names)
+        self._ignored = ignored
+
+    def dumps(self, value: Mapping[str, Any]) -> bytes:
+        """The RFC 8785 bytes of `value` without the ignored key; `ValueError` as `canonical_bytes`."""
+        text = self._fast_text(value)
+        if text is not None:
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: canonical_bytes says where
+        ignored = self._ignored
+        return canonical_bytes({k: v for k, v in value.items() if k != ignored})
+
+    def _fast_text(self, value: Mapping[str, Any]) -> str | None:
+        if len(value) != self._size + (self._ignored is not None and self._ignored in value):
+            return None
+        parts: list[str] = []
+        append = parts.append
+        for name, prefix in self._fields:
+            try:
+                item = value[name]
+            except KeyError:
+                return None
+            append(prefix)
+            kind = item.__class__
+            if kind is str:
+                append(encode_basestring(item))
+            elif item is None:
+                append("null")
+            elif item is True:
+                append("true")
+            elif item is False:
+                append("false")
+            elif kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                append(int.__repr__(item))
+            else:
+                nested = _fast_text(item, 1)
+                if nested is None:
+                    return None
+                append(nested)
+        append("}")
+        return "".join(parts)
 
 
 def _plain(value: object, depth: int) -> object:

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.audit.canonical import canonical_bytes
+from ledger.audit.canonical import CanonicalShape
 
 SIGNING_KEY_ENV = "LEDGER_SIGNING_KEY"
 CHECKPOINT_FIELDS = ("trial_id", "log", "size", "root", "recorded_at", "key_id", "signature")
@@ -55,18 +55,17 @@ class Signer:
     """The ledger's signing key."""
 
     private_key: Ed25519PrivateKey
+    # Derived once: every sealed batch names the key.
+    key_id: str = field(init=False, compare=False)
+    public_key_pem: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_id", key_id_of(self.public_key))
+        object.__setattr__(self, "public_key_pem", public_key_pem(self.public_key))
 
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
-
-    @property
-    def key_id(self) -> str:
-        return key_id_of(self.public_key)
-
-    @property
-    def public_key_pem(self) -> str:
-        return public_key_pem(self.public_key)
 
     def sign(self, unsigned: Mapping[str, Any]) -> str:
         return base64.b64encode(self.private_key.sign(signed_bytes(unsigned))).decode("ascii")
@@ -103,9 +102,13 @@ def load_signing_key(path: Path) -> Signer:
     return Signer(key)
 
 
+_SIGNED_FIELDS = tuple(k for k in CHECKPOINT_FIELDS if k != "signature")
+_SIGNED_SHAPE = CanonicalShape(_SIGNED_FIELDS)
+
+
 def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
     """What the signature covers: every checkpoint field but the signature, RFC 8785."""
-    return canonical_bytes({k: checkpoint.get(k) for k in CHECKPOINT_FIELDS if k != "signature"})
+    return _SIGNED_SHAPE.dumps({k: checkpoint.get(k) for k in _SIGNED_FIELDS})
 
 
 def make_checkpoint(

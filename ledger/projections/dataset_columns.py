@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from ledger.projections import endpoints
 from ledger.projections.recist import (
@@ -19,9 +19,6 @@ from ledger.projections.recist import (
     PR,
     SD,
 )
-
-if TYPE_CHECKING:
-    pass
 
 ColumnKind = Literal["text", "date", "int", "float"]
 Origin = Literal["Derived", "Assigned", "Collected", "Predecessor"]
@@ -86,7 +83,7 @@ ADSL_COLUMNS: Final = (
          method="The age sent at enrollment, else whole years from BRTHDT to ENRLDT."),
     _col("AGEU", "Age Units", "text", "Assigned", "AGEU"),
     _col("SEX", "Sex", "text", "Collected", "SEX"),
-    _col("RACE", "Race", "text", "Collected"),
+    _col("RACE", "Race", "text", "Collected", "RACE"),
     _col("BRTHDT", "Date of Birth", "date", "Collected"),
     _COHORT,
     _col("ARMCD", "Planned Arm Code", "text", "Assigned"),
@@ -287,21 +284,40 @@ _ADRS_PARAMS: Final = {
 }
 _ADRS_PARAMN: Final = {"OVR": 1, "BOR": 2, "CBOR": 3, "RSP": 4, "CRSP": 5}
 _ADTTE_PARAMN: Final = {"OS": 1, "PFS": 2, "DOR": 3}
-_RESPONSE_CODES: Final[Mapping[str, int]] = {
-    CR: 1, PR: 2, SD: 3, NON_CR_NON_PD: 4, PD: 5, NE: 6,
+RESPONSE_TERMS: Final[Mapping[str, str]] = {
+    CR: "CR", PR: "PR", SD: "SD", NON_CR_NON_PD: "NON-CR/NON-PD", PD: "PD", NE: "NE",
 }
-"""ADRS AVAL of a response, admiralonco ``aval_resp`` (NON-CR/NON-PD spelt as the ledger does)."""
+"""The ledger's RECIST responses (:mod:`ledger.projections.recist`) → the CDISC controlled terms
+ADRS AVALC carries (admiralonco spells them so; ``NON_CR_NON_PD`` is the envelope's spelling)."""
+_RESPONSE_CODES: Final[Mapping[str, int]] = {
+    "CR": 1, "PR": 2, "SD": 3, "NON-CR/NON-PD": 4, "PD": 5, "NE": 6,
+}
+"""ADRS AVAL of a response term, admiralonco ``aval_resp``."""
 _YES_NO_CODES: Final[Mapping[str, int]] = {"Y": 1, "N": 0}
 _WORST_FIRST: Final[Mapping[str, int]] = {NE: 1, CR: 2, PR: 3, SD: 4, NON_CR_NON_PD: 5, PD: 6}
 """admiralonco's ``worst_resp`` order: of two assessments on one day the higher one counts."""
 
 _NY: Final = (("N", "No"), ("Y", "Yes"))
+_RESPONSE_DECODES: Final = (
+    ("CR", "Complete response"), ("PR", "Partial response"), ("SD", "Stable disease"),
+    ("NON-CR/NON-PD", "Non-CR/non-PD"), ("PD", "Progressive disease"), ("NE", "Not evaluable"),
+)
 CODELISTS: Final[Mapping[str, tuple[tuple[str | int, str], ...]]] = {
     "NY": _NY,
     "Y": (("Y", "Yes"),),
     "AGEU": (("YEARS", "Years"),),
     "SEX": (("F", "Female"), ("M", "Male"), ("U", "Unknown"),
             ("UNDIFFERENTIATED", "Undifferentiated")),
+    "RACE": (("AMERICAN INDIAN OR ALASKA NATIVE", "American Indian or Alaska Native"),
+             ("ASIAN", "Asian"),
+             ("BLACK OR AFRICAN AMERICAN", "Black or African American"),
+             ("NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER",
+              "Native Hawaiian or Other Pacific Islander"),
+             ("WHITE", "White"),
+             ("MULTIPLE", "Multiple"),
+             ("OTHER", "Other"),
+             ("NOT REPORTED", "Not reported"),
+             ("UNKNOWN", "Unknown")),
     "STATUS": (("DISCONTINUED", "Discontinued"), ("ONGOING", "Ongoing")),
     "PARAMCD_ADTTE": tuple(endpoints.PARAMS.items()),
     "PARAM_ADTTE": tuple((v, v) for v in endpoints.PARAMS.values()),
@@ -317,10 +333,10 @@ CODELISTS: Final[Mapping[str, tuple[tuple[str | int, str], ...]]] = {
     "PARAMCD_ADRS": tuple(_ADRS_PARAMS.items()),
     "PARAM_ADRS": tuple((v, v) for v in _ADRS_PARAMS.values()),
     "PARAMN_ADRS": tuple((n, _ADRS_PARAMS[c]) for c, n in _ADRS_PARAMN.items()),
-    "AVALC_ADRS": ((CR, "Complete response"), (PR, "Partial response"),
-                   (SD, "Stable disease"), (NON_CR_NON_PD, "Non-CR/non-PD"),
-                   (PD, "Progressive disease"), (NE, "Not evaluable"),
-                   ("Y", "Yes (RSP, CRSP)"), ("N", "No (RSP, CRSP)")),
+    "AVALC_ADRS": (*_RESPONSE_DECODES, ("Y", "Yes (RSP, CRSP)"), ("N", "No (RSP, CRSP)")),
+    "RESPONSE": _RESPONSE_DECODES,
+    "AVAL_RESPONSE": tuple((_RESPONSE_CODES[term], decode) for term, decode in _RESPONSE_DECODES),
+    "AVAL_NY": ((1, "Yes"), (0, "No")),
     "ATOXGRN": tuple((g, f"CTCAE grade {g}") for g in range(1, 6)),
     "ATOXGR": tuple((str(g), f"CTCAE grade {g}") for g in range(1, 6)),
     "SRCDOM": (("ADSL", "Subject-Level Analysis Dataset"),
@@ -328,3 +344,15 @@ CODELISTS: Final[Mapping[str, tuple[tuple[str | int, str], ...]]] = {
 }
 """Codelists of the coded variables (``Column.codelist``): value → decode, for define.xml.
 DOSELVL and COHORT are protocol-specific and come from the protocol at export time."""
+
+NCI_CODES: Final[Mapping[str, tuple[str, Mapping[str, str]]]] = {
+    "SEX": ("C66731", {"F": "C16576", "M": "C20197", "U": "C17998",
+                       "UNDIFFERENTIATED": "C45908"}),
+    "RACE": ("C74457", {"AMERICAN INDIAN OR ALASKA NATIVE": "C41259", "ASIAN": "C41260",
+                        "BLACK OR AFRICAN AMERICAN": "C16352",
+                        "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "C41219",
+                        "WHITE": "C41261", "NOT REPORTED": "C43234", "UNKNOWN": "C17998"}),
+}
+"""CDISC/NCI controlled terminology of the codelists that follow it: codelist → (its NCI code,
+term → the term's NCI code). A value of the codelist without a code here (RACE MULTIPLE, OTHER)
+is a sponsor extension of the extensible codelist (define.xml ``def:ExtendedValue="Yes"``)."""

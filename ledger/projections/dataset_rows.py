@@ -7,18 +7,31 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import pandas as pd
 
 from ledger.aggregates.facts import (
     ADVERSE_EVENT_REPORTED,
     ADVERSE_EVENT_UPDATED,
+    DLT_ADJUDICATED,
     FRUQUINTINIB_DOSED,
+    HAIC_ADMINISTERED,
+    SUBJECT_DIED,
     Fact,
 )
 from ledger.aggregates.safety import adverse_events, first_haic_date
 from ledger.projections import endpoints
+from ledger.projections.dataset_columns import (
+    _ADRS_PARAMN,
+    _ADRS_PARAMS,
+    _ADTTE_PARAMN,
+    _RESPONSE_CODES,
+    _WORST_FIRST,
+    _YES_NO_CODES,
+    RESPONSE_TERMS,
+    Column,
+)
 from ledger.projections.endpoints import TimeToEvent
 from ledger.projections.recist import (
     CR,
@@ -34,24 +47,6 @@ from ledger.projections.recist import (
     TumorAssessment,
     best_overall_response,
     study_day,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from ledger.aggregates.facts import (
-    DLT_ADJUDICATED,
-    HAIC_ADMINISTERED,
-    SUBJECT_DIED,
-)
-from ledger.projections.dataset_columns import (
-    _ADRS_PARAMN,
-    _ADRS_PARAMS,
-    _ADTTE_PARAMN,
-    _RESPONSE_CODES,
-    _WORST_FIRST,
-    _YES_NO_CODES,
-    Column,
 )
 
 _TREATMENT_TYPES: Final = (HAIC_ADMINISTERED, FRUQUINTINIB_DOSED)
@@ -282,7 +277,7 @@ def _ovr_seq(
             if (
                 r["PARAMCD"] == "OVR"
                 and r["ADT"] == on
-                and (response is None or r["AVALC"] == response)
+                and (response is None or r["AVALC"] == RESPONSE_TERMS[response])
                 and (r["ANL01FL"] == "Y" or not flagged)
             ):
                 return int(r["ASEQ"])
@@ -311,7 +306,10 @@ def _response_rows(
     c1d1 = context.c1d1
     assert c1d1 is not None
 
-    def row(paramcd: str, on: date | None, avalc: str, inv: str | None) -> dict[str, Any]:
+    def row(paramcd: str, on: date | None, response: str, inv: str | None) -> dict[str, Any]:
+        # The dataset edge: RECIST responses leave as CDISC terms (NON-CR/NON-PD), RSP/CRSP as
+        # Y/N; the discrepancy flag compares the ledger's own values.
+        avalc = RESPONSE_TERMS.get(response, response)
         return {
             "STUDYID": context.studyid,
             "USUBJID": context.usubjid,
@@ -329,8 +327,8 @@ def _response_rows(
             "AVALC": avalc,
             "ANL01FL": "Y",
             "ANL02FL": None,
-            "INVRESP": inv,
-            "DISCRFL": None if inv is None else ("Y" if inv != avalc else "N"),
+            "INVRESP": None if inv is None else RESPONSE_TERMS.get(inv, inv),
+            "DISCRFL": None if inv is None else ("Y" if inv != response else "N"),
             "SUMDIAM": None,
             "PCHGBL": None,
             "PCHGNAD": None,

@@ -187,6 +187,12 @@ class ResponseRate:
     def rate(self) -> float:
         return self.responders / self.n if self.n else float("nan")
 
+    def summary_row(self) -> dict[str, str | int | float]:
+        """label, responders, n, rate and the 95 % limits (``lower_95``, ``upper_95``)."""
+        lower, upper = self._interval()
+        return {"label": self.label, "responders": self.responders, "n": self.n,
+                "rate": self.rate, "lower_95": lower, "upper_95": upper}
+
     def describe(self) -> str:
         """E.g. "ORR 7/27 = 25.9% (95% CI 11.1–46.3%)"; "ORR 0/0 (no subjects)" when empty."""
         if not self.n:
@@ -220,19 +226,7 @@ class AnalysisDatasets:
     @property
     def orr_summary(self) -> pd.DataFrame:
         """ORR rows (overall, then by dose level): responders, n, rate and 95 % CI."""
-        return pd.DataFrame(
-            [
-                {
-                    "label": r.label,
-                    "responders": r.responders,
-                    "n": r.n,
-                    "rate": r.rate,
-                    "lower_95": r.lower,
-                    "upper_95": r.upper,
-                }
-                for r in self.orr
-            ]
-        ).set_index("label")
+        return pd.DataFrame([r.summary_row() for r in self.orr]).set_index("label")
 
     def kaplan_meier(self, paramcd: str, group_col: str = "DOSELVL") -> EndpointSummary | None:
         """Kaplan–Meier results for PFS, OS or DOR, overall and per group; None without rows."""

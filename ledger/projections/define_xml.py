@@ -32,7 +32,8 @@ from odmlib import ns_registry
 from odmlib.define_2_1 import model as odm
 
 from ledger.entries import format_timestamp
-from ledger.projections.datasets import CODELISTS, Column
+from ledger.projections.dataset_columns import CODELISTS, NCI_CODES, Column
+from ledger.projections.define_values import ValueLevel, value_level_metadata
 
 __all__ = [
     "DEFINE_NAME",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 DEFINE_NAME: Final = "define.xml"
+_CT_STANDARD_OID: Final = "STD.CT.SDTM"
+"""The CDISC controlled terminology the NCI-coded codelists (SEX, RACE) come from."""
 
 _ADAM_CLASSES: Final[Mapping[str, tuple[str, str | None, str]]] = {
     "adsl": ("SUBJECT LEVEL ANALYSIS DATASET", None, "One record per subject"),
@@ -94,13 +97,10 @@ def define_xml(tables: Sequence[DefineTable], study: StudyInfo) -> bytes:
         ),
         DefineVersion="2.1.0",
     )
-    mdv.Standards = odm.Standards(
-        Standard=[odm.Standard(OID="STD.ADAMIG", Name="ADaMIG", Type="IG", Version="1.3",
-                                  Status="Final")]
-    )
     items: dict[str, Any] = {}
     methods: dict[str, Any] = {}
     used_codelists: list[str] = []
+    values = ValueLevel()
     for table in tables:
         group, table_items, table_methods = _item_group(table, study.file_format)
         mdv.ItemGroupDef.append(group)
@@ -109,7 +109,22 @@ def define_xml(tables: Sequence[DefineTable], study: StudyInfo) -> bytes:
         for column in table.columns:
             if column.codelist and column.codelist not in used_codelists:
                 used_codelists.append(column.codelist)
-    for item in items.values():
+        value_level_metadata(
+            table.stem, table.columns, table.frame, table_items,
+            lambda column, present: _data_type(column, present, study.file_format),
+            _description, values,
+        )
+    used_codelists.extend(c for c in values.codelists if c not in used_codelists)
+    standards = [odm.Standard(OID="STD.ADAMIG", Name="ADaMIG", Type="IG", Version="1.3",
+                              Status="Final")]
+    if any(name in NCI_CODES for name in used_codelists):
+        standards.append(odm.Standard(OID=_CT_STANDARD_OID, Name="CDISC/NCI", Type="CT",
+                                      PublishingSet="SDTM", Version="2023-12-15",
+                                      Status="Final"))
+    mdv.Standards = odm.Standards(Standard=standards)
+    mdv.ValueListDef.extend(values.value_lists)
+    mdv.WhereClauseDef.extend(values.where_clauses)
+    for item in (*items.values(), *values.items):
         mdv.ItemDef.append(item)
     for name in used_codelists:
         mdv.CodeList.append(_codelist(name, codelists[name]))
@@ -277,16 +292,22 @@ def _codelist(name: str, entries: tuple[tuple[str | int, str], ...]) -> Any:
         Name=name,
         DataType="integer" if is_integer else "text",
     )
+    nci_code, term_codes = NCI_CODES.get(name, ("", {}))
+    if nci_code:
+        codelist.StandardOID = _CT_STANDARD_OID
     for order, (value, decode) in enumerate(entries, start=1):
-        codelist.CodeListItem.append(
-            odm.CodeListItem(
-                CodedValue=str(value),
-                OrderNumber=order,
-                Decode=odm.Decode(
-                    TranslatedText=[odm.TranslatedText(_content=decode, lang="en")]
-                ),
-            )
+        item = odm.CodeListItem(
+            CodedValue=str(value),
+            OrderNumber=order,
+            Decode=odm.Decode(TranslatedText=[odm.TranslatedText(_content=decode, lang="en")]),
         )
+        if str(value) in term_codes:
+            item.Alias.append(odm.Alias(Context="nci:ExtCodeID", Name=term_codes[str(value)]))
+        elif nci_code:
+            item.ExtendedValue = "Yes"  # a sponsor term in the extensible CDISC codelist
+        codelist.CodeListItem.append(item)
+    if nci_code:
+        codelist.Alias.append(odm.Alias(Context="nci:ExtCodeID", Name=nci_code))
     return codelist
 
 

@@ -11,27 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
-from uuid import uuid4
 
 import pandas as pd
 
 from ledger.entries import LedgerEntry, format_timestamp
+from ledger.projections.conformance import check_dataset, check_transport
 from ledger.projections.dataset_json import dataset_json_bytes, metadata_version_oid, study_oid
 from ledger.projections.datasets import (
+    CODELISTS,
     DATASET_COLUMNS,
     DATASET_KEYS,
     DATASET_LABELS,
     AnalysisDatasets,
     Column,
+    Provenance,
     build_datasets,
 )
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
+from ledger.projections.files import write_atomically
 from ledger.projections.xpt import split_long_text, write_xpt
 
 __all__ = [
@@ -73,28 +75,28 @@ class ManifestFile:
 class Manifest:
     """What was exported, from which ledger state, by which software (``manifest.json``)."""
 
-    trial_id: str
-    protocol_id: str
-    protocol_version: str
-    ledger_position: int
-    last_recorded_at: datetime
-    as_of: datetime | None
-    cutoff: date | None
+    provenance: Provenance
+    """The ledger state read: trial, protocol, last position and time, as-of, cutoff."""
     format: str
     software_version: str
     files: tuple[ManifestFile, ...]
     audit: Mapping[str, Any] | None = field(default=None)
     """``root``, ``size`` and ``checkpoint`` of the ledger state read (contract §6), when known."""
 
+    @property
+    def ledger_position(self) -> int:
+        return self.provenance.last_position
+
     def to_json_dict(self) -> dict[str, Any]:
+        p = self.provenance
         document = {
-            "trial_id": self.trial_id,
-            "protocol_id": self.protocol_id,
-            "protocol_version": self.protocol_version,
-            "ledger_position": self.ledger_position,
-            "last_recorded_at": format_timestamp(self.last_recorded_at),
-            "as_of": None if self.as_of is None else format_timestamp(self.as_of),
-            "cutoff": None if self.cutoff is None else self.cutoff.isoformat(),
+            "trial_id": p.trial_id,
+            "protocol_id": p.protocol_id,
+            "protocol_version": p.protocol_version,
+            "ledger_position": p.last_position,
+            "last_recorded_at": format_timestamp(p.last_recorded_at),
+            "as_of": None if p.as_of is None else format_timestamp(p.as_of),
+            "cutoff": None if p.cutoff is None else p.cutoff.isoformat(),
             "format": self.format,
             "software_version": self.software_version,
             "files": [
@@ -145,6 +147,10 @@ def write_datasets(
     missing)."""
     if fmt not in _FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
+    study = _study_info(datasets, fmt, software_version)
+    codelists = {**CODELISTS, **study.extra_codelists}
+    for stem, frame in datasets.frames().items():  # every dataset checked before a byte is written
+        check_dataset(stem.upper(), DATASET_LABELS[stem], frame, _SCHEMAS[stem], codelists)
     out.mkdir(parents=True, exist_ok=True)
     provenance = datasets.provenance
     files = []
@@ -171,16 +177,10 @@ def write_datasets(
         )
         files.append(_manifest_file(path, len(frame)))
     define_path = out / DEFINE_NAME
-    write_atomically(define_path, define_xml(tables, _study_info(datasets, fmt, software_version)))
+    write_atomically(define_path, define_xml(tables, study))
     files.append(_manifest_file(define_path, None))
     manifest = Manifest(
-        trial_id=provenance.trial_id,
-        protocol_id=provenance.protocol_id,
-        protocol_version=provenance.protocol_version,
-        ledger_position=provenance.last_position,
-        last_recorded_at=provenance.last_recorded_at,
-        as_of=provenance.as_of,
-        cutoff=provenance.cutoff,
+        provenance=provenance,
         format=fmt,
         software_version=software_version,
         files=tuple(files),
@@ -237,6 +237,7 @@ def _write_xpt(
         elif column.kind == "text":
             converted[column.name] = frame[column.name].astype(object)
     split, labels, continuations = split_long_text(converted, {c.name: c.label for c in schema})
+    check_transport(stem.upper(), split, labels)
     write_xpt(split, path, stem.upper(), DATASET_LABELS[stem], labels, created)
     columns: list[Column] = []
     for column in schema:
@@ -252,17 +253,6 @@ def _write_xpt(
                 )
             )
     return split, tuple(columns)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.{uuid4().hex}.partial")
-    try:
-        with open(partial, "xb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 # --- plots and headline -----------------------------------------------------------------------

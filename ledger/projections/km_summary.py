@@ -1,6 +1,10 @@
 """The contract's §8 summary tables: `km_summary` (median, log-log limits and the 6/12-month
 landmarks per PARAMCD × stratum, as R reports them) and the reverse-Kaplan–Meier median
-follow-up, with the byte-stable CSV writer of ``km_summary.csv``."""
+follow-up, with the byte-stable CSV writer of ``km_summary.csv``.
+
+Strata: ``overall``, each dose level (§8), and, as an addition to §8, each enrollment cohort as
+``COHORT=<cohort>`` (so cohort A, dosed at level A, is told apart from the dose level A that
+also holds the expansion at that dose)."""
 
 from __future__ import annotations
 
@@ -41,19 +45,29 @@ KM_CSV_FLOAT_FORMAT: Final = "%.10g"
 OVERALL_STRATUM: Final = "overall"
 _Fit = TypeVar("_Fit", KaplanMeierResult, FollowUpResult)
 _DOSE_LEVEL_COLUMN: Final = "DOSELVL"
+COHORT_COLUMN: Final = "COHORT"
+"""ADTTE's enrollment cohort: what the report passes as ``cohort_col``."""
 
 
-def km_summary(adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN) -> pd.DataFrame:
+def km_summary(
+    adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN, cohort_col: str | None = None
+) -> pd.DataFrame:
     """The §8 ``km_summary`` table: one row per PARAMCD × stratum, times in days.
 
     PARAMCDs in code-point order; within each, ``overall`` first, then each dose level (by
-    value). MEDIAN, LCL, UCL and the landmark columns are NaN where R reports NA (not reached,
-    not estimable); N and EVENTS are integers. An ADTTE without rows gives an empty table.
+    value), then, when ``cohort_col`` is given, each of its values (by value) as the stratum
+    ``<cohort_col>=<value>`` (R's name for a ``survfit(... ~ COHORT)`` stratum, which no dose
+    level name can be). MEDIAN, LCL, UCL and the landmark columns are NaN where R reports NA
+    (not reached, not estimable); N and EVENTS are integers. An ADTTE without rows gives an
+    empty table.
     """
     rows: list[dict[str, object]] = []
-    for paramcd in _paramcds(adtte, group_col):
+    for paramcd in _paramcds(adtte, group_col, cohort_col):
         summary = summarise_endpoint(adtte, paramcd, group_col)
-        for stratum, result in _strata(summary.overall, summary.groups):
+        cohorts = () if cohort_col is None else (
+            summarise_endpoint(adtte, paramcd, cohort_col).groups
+        )
+        for stratum, result in _strata(summary.overall, summary.groups, cohort_col, cohorts):
             median = result.median_estimate
             row: dict[str, object] = {
                 "PARAMCD": paramcd,
@@ -73,19 +87,25 @@ def km_summary(adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN) -> pd.D
     return _typed_frame(rows, KM_SUMMARY_COLUMNS, ("N", "EVENTS"))
 
 
-def follow_up_summary(adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN) -> pd.DataFrame:
+def follow_up_summary(
+    adtte: pd.DataFrame, group_col: str = _DOSE_LEVEL_COLUMN, cohort_col: str | None = None
+) -> pd.DataFrame:
     """Median follow-up (reverse Kaplan–Meier) per PARAMCD × stratum, in km_summary's order."""
+
+    def fit(frame: pd.DataFrame, label: str) -> FollowUpResult:
+        events = frame["CNSR"].to_numpy() == 0
+        return median_follow_up(frame["AVAL"].to_numpy(dtype=float), events, label)
+
+    def fit_groups(paramcd: str, column: str) -> tuple[FollowUpResult, ...]:
+        subset, values = endpoint_rows(adtte, paramcd, column)
+        return tuple(fit(subset.loc[subset[column] == v], str(v)) for v in values)
+
     rows: list[dict[str, object]] = []
-    for paramcd in _paramcds(adtte, group_col):
-        subset, values = endpoint_rows(adtte, paramcd, group_col)
-
-        def fit(frame: pd.DataFrame, label: str) -> FollowUpResult:
-            events = frame["CNSR"].to_numpy() == 0
-            return median_follow_up(frame["AVAL"].to_numpy(dtype=float), events, label)
-
-        overall = fit(subset, OVERALL_LABEL)
-        groups = tuple(fit(subset.loc[subset[group_col] == v], str(v)) for v in values)
-        for stratum, result in _strata(overall, groups):
+    for paramcd in _paramcds(adtte, group_col, cohort_col):
+        overall = fit(endpoint_rows(adtte, paramcd, group_col)[0], OVERALL_LABEL)
+        groups = fit_groups(paramcd, group_col)
+        cohorts = () if cohort_col is None else fit_groups(paramcd, cohort_col)
+        for stratum, result in _strata(overall, groups, cohort_col, cohorts):
             rows.append(
                 {
                     "PARAMCD": paramcd,
@@ -111,8 +131,9 @@ def km_summary_csv(frame: pd.DataFrame) -> bytes:
     return text.encode("utf-8")
 
 
-def _paramcds(adtte: pd.DataFrame, group_col: str) -> list[str]:
-    missing = [c for c in (*ADTTE_COLUMNS, group_col) if c not in adtte.columns]
+def _paramcds(adtte: pd.DataFrame, group_col: str, cohort_col: str | None) -> list[str]:
+    wanted = (*ADTTE_COLUMNS, group_col, *(() if cohort_col is None else (cohort_col,)))
+    missing = [c for c in wanted if c not in adtte.columns]
     if missing:
         raise ValueError(f"ADTTE frame lacks column(s): {', '.join(missing)}")
     if adtte["PARAMCD"].isna().any():
@@ -120,11 +141,14 @@ def _paramcds(adtte: pd.DataFrame, group_col: str) -> list[str]:
     return sorted({str(p) for p in adtte["PARAMCD"]})
 
 
-def _strata(overall: _Fit, groups: tuple[_Fit, ...]) -> list[tuple[str, _Fit]]:
+def _strata(
+    overall: _Fit, groups: tuple[_Fit, ...], cohort_col: str | None, cohorts: tuple[_Fit, ...]
+) -> list[tuple[str, _Fit]]:
     if any(g.label == OVERALL_STRATUM for g in groups):
         raise ValueError(f"a group is called {OVERALL_STRATUM!r}, the name of the whole-set row")
     strata = [(OVERALL_STRATUM, overall)]
     strata.extend((g.label, g) for g in groups)
+    strata.extend((f"{cohort_col}={c.label}", c) for c in cohorts)
     return strata
 
 

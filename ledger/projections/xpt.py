@@ -31,17 +31,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
-from uuid import uuid4
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from ledger.projections.files import write_atomically
 
 __all__ = [
     "DATETIME_FORMAT",
@@ -50,6 +50,7 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_NAME_LENGTH",
     "SAS_EPOCH",
+    "SAS_NAME",
     "split_long_text",
     "split_utf8",
     "write_xpt",
@@ -62,7 +63,8 @@ SAS_EPOCH: Final = dt.date(1960, 1, 1)
 DATE_FORMAT: Final = "DATE9."
 DATETIME_FORMAT: Final = "DATETIME20."
 
-_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,7}")
+SAS_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,7}")
+"""A SAS v5 variable or dataset name."""
 _PRINTABLE_ASCII: Final = re.compile(r"[ -~]*")
 _IBM_MAX: Final = 16.0**63  # IBM hex floats: 16**-65 ≤ |x| < 16**63
 _IBM_MIN: Final = 16.0**-65
@@ -137,13 +139,7 @@ def write_xpt(
         data = _stamp_headers(raw.read_bytes(), created)
 
     out = Path(path)
-    partial = out.with_name(f".{out.name}.{uuid4().hex}.partial")
-    try:
-        with open(partial, "xb") as handle:
-            handle.write(data)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(out, data)
     return out
 
 
@@ -224,7 +220,7 @@ def split_long_text(
 
 
 def _check_name(name: object, what: str) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not SAS_NAME.fullmatch(name):
         raise ValueError(
             f"{what} {name!r} is not a SAS v5 name: 1–{MAX_NAME_LENGTH} characters, "
             "upper-case letters, digits or _, starting with a letter"

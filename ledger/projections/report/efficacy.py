@@ -21,7 +21,7 @@ import pandas as pd
 
 from ledger.projections.datasets import ResponseRate
 from ledger.projections.km_plot import plot_kaplan_meier
-from ledger.projections.km_summary import follow_up_summary, km_summary
+from ledger.projections.km_summary import COHORT_COLUMN, follow_up_summary, km_summary
 from ledger.projections.survival import format_months
 
 __all__ = [
@@ -117,6 +117,9 @@ def _rate(estimate: float, low: float, high: float) -> str:
 
 def _stratum(value: object, levels: Mapping[str, float]) -> str:
     text = str(value)
+    cohort = text.removeprefix(f"{COHORT_COLUMN}=")
+    if cohort != text:
+        return f"cohort {cohort}"
     return f"{text} ({levels[text]:g} mg)" if text in levels else text
 
 
@@ -158,9 +161,10 @@ def follow_up_rows(
 
 
 def km_tables(adtte: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(km_summary, follow_up_summary) of the ADTTE, overall and by dose level."""
+    """(km_summary, follow_up_summary) of the ADTTE: overall, by dose level, by cohort."""
     frame = km_input(adtte)
-    return km_summary(frame), follow_up_summary(frame)
+    return (km_summary(frame, cohort_col=COHORT_COLUMN),
+            follow_up_summary(frame, cohort_col=COHORT_COLUMN))
 
 
 def km_figures(

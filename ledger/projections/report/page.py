@@ -23,7 +23,8 @@ from markupsafe import Markup
 
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
-from ledger.projections.export import dataset_csv_bytes, write_atomically
+from ledger.projections.export import dataset_csv_bytes
+from ledger.projections.files import write_atomically
 from ledger.projections.km_summary import km_summary_csv
 from ledger.projections.report import efficacy, figure_data, figures, safety_tables
 from ledger.projections.report.ledger_reading import LedgerReading, read_ledger
