@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-
 ENTRY_FIELDS = (
     "position", "type", "trial_id", "recorded_at", "subject_id", "occurred_on", "event_id",
     "source", "entered_by", "reason", "data",
