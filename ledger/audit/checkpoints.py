@@ -103,7 +103,9 @@ def load_signing_key(path: Path) -> Signer:
 
 
 _SIGNED_FIELDS = tuple(k for k in CHECKPOINT_FIELDS if k != "signature")
-_SIGNED_SHAPE = CanonicalShape(_SIGNED_FIELDS)
+_SIGNED_SHAPE = CanonicalShape(
+    _SIGNED_FIELDS, texts=("trial_id", "log", "root", "recorded_at", "key_id")
+)
 
 
 def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:

@@ -93,7 +93,10 @@ class Frontier:
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash (32 bytes) at the right end of the log."""
-        merged = _checked(leaf, self._size)
+        # The usual argument (a fresh digest) needs no copy; anything else is checked and copied.
+        merged = leaf if leaf.__class__ is bytes and len(leaf) == HASH_SIZE else _checked(
+            leaf, self._size
+        )
         carry = self._size
         while carry & 1:
             merged = node_hash(self._nodes.pop(), merged)

@@ -26,8 +26,16 @@ REJECTION_FIELDS = (
 
 # Written field by field in the keys' fixed order; an entry with other fields (a tampered
 # archive line, a future version) is canonicalised the general way, to the same RFC 8785 bytes.
-_ENTRY_SHAPE = CanonicalShape(ENTRY_FIELDS, ignored=HASH_FIELD)
-_REJECTION_SHAPE = CanonicalShape(REJECTION_FIELDS, ignored=HASH_FIELD)
+_ENTRY_SHAPE = CanonicalShape(
+    ENTRY_FIELDS,
+    texts=[name for name in ENTRY_FIELDS if name not in ("position", "data")],
+    ignored=HASH_FIELD,
+)
+_REJECTION_SHAPE = CanonicalShape(
+    REJECTION_FIELDS,
+    texts=("event_id", "reason_code", "message", "submission_encoding", "topic", "rejected_at"),
+    ignored=HASH_FIELD,
+)
 
 
 def hashed_content(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ledger.audit.merkle import (
     consistency_proof,
     verify_consistency,
 )
-from ledger.audit.sealing import HASH_FIELD, entry_leaf_hash
+from ledger.audit.sealing import HASH_FIELD, entry_leaf
 
 _UNREADABLE_LEAF = bytes(32)
 
@@ -133,7 +133,7 @@ def _check_content(report: LogReport, slot: int, record: LogRecord, hashed_from:
         report.problem(slot, "undecodable", record.error or "the stored entry cannot be read")
         return _UNREADABLE_LEAF
     try:
-        computed = entry_leaf_hash(record.entry)
+        computed = entry_leaf(record.entry)
     except (ValueError, TypeError) as error:
         report.problem(slot, "undecodable", f"entry cannot be canonicalised: {error}")
         return _UNREADABLE_LEAF
@@ -143,9 +143,9 @@ def _check_content(report: LogReport, slot: int, record: LogRecord, hashed_from:
     if record.stored_leaf is None:
         if slot >= hashed_from:
             report.problem(slot, "unsealed", "no leaf hash was recorded for this entry")
-    elif record.stored_leaf != computed:
+    elif record.stored_leaf != computed.hex():
         report.problem(slot, "hash_mismatch", "content does not match its recorded leaf hash")
-    return bytes.fromhex(computed)
+    return computed
 
 
 def _check_checkpoints(
