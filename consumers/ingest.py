@@ -11,7 +11,9 @@ The store's tracking records are the source of truth for consumer positions: on 
 each partition is sought to the offset after the last one whose effects are in the store, and each
 polled batch is recorded together with its offset in one transaction (`submit_tracked`). Kafka
 offset commits are made too, but only as a convenience for monitoring tools. After each batch the
-new records and rejections are published by the transactional `LedgerOutbox`.
+new records and rejections are published by the transactional `LedgerOutbox` of each owned
+partition of the shared topic (consumers/ownership.py: several processes in one group scale out
+over one store, each publishing the trials of its partitions).
 
 `ledger ingest` (consumers/cli.py) runs it as a service: logs to stderr, stops cleanly on SIGTERM,
 dumps its threads' stacks on SIGUSR1.
@@ -27,8 +29,11 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import stamina
+from eventsourcing.persistence import IntegrityError, OperationalError
+
 from consumers._kafka import Connection, client_settings, kafka, kafka_errors
-from consumers.outbox import LedgerOutbox
+from consumers.ownership import PartitionOutboxes
 from consumers.topics import (
     HISTORY_CONFIGS,
     LEDGER_TOPIC,
@@ -39,7 +44,7 @@ from consumers.topics import (
     site_of_topic,
     wait_for_partitions,
 )
-from ledger.application import Delivery, LedgerService
+from ledger.application import BatchReport, Delivery, LedgerService
 
 DEFAULT_GROUP = "trial-ledger"
 POLL_TIMEOUT_MS = 200
@@ -70,18 +75,27 @@ class IngestReport:
 
 
 class _SeekToStore:
-    """Rebalance listener: every assigned partition resumes right after the store's offset."""
+    """Rebalance listener: every assigned partition resumes right after the store's offset, and
+    the trials of the assigned partitions of the shared topic are published here."""
 
-    def __init__(self, consumer: Any, service: LedgerService, positions: dict[Any, int]) -> None:
+    def __init__(self, consumer: Any, service: LedgerService, positions: dict[Any, int],
+                 outboxes: PartitionOutboxes, shared_topic: str) -> None:
         self._consumer = consumer
         self._service = service
         self._positions = positions  # the store's last offset per partition, cached
+        self._outboxes = outboxes
+        self._shared_topic = shared_topic
 
     def on_partitions_revoked(self, revoked: Sequence[Any]) -> None:
+        # The outboxes stay until the new assignment is known (an eager rebalance revokes
+        # everything first): a partition assigned here again keeps its started publisher.
         for tp in revoked:
             self._positions.pop(tp, None)
 
     def on_partitions_assigned(self, assigned: Sequence[Any]) -> None:
+        count = len(self._consumer.partitions_for_topic(self._shared_topic) or ())
+        self._outboxes.own([tp.partition for tp in assigned if tp.topic == self._shared_topic],
+                           count)
         for tp in assigned:
             last = self._service.upstream_position(tp.topic, tp.partition)
             if last is None:
@@ -93,7 +107,11 @@ class _SeekToStore:
             _log.info("assigned %s:%d, resuming after offset %s", tp.topic, tp.partition, last)
 
     def on_partitions_lost(self, lost: Sequence[Any]) -> None:
+        # Another member may own them already: stop publishing them at once.
         self.on_partitions_revoked(lost)
+        lost_shared = {tp.partition for tp in lost if tp.topic == self._shared_topic}
+        count = len(self._consumer.partitions_for_topic(self._shared_topic) or ())
+        self._outboxes.own(set(self._outboxes.owned) - lost_shared, count)
 
 
 def submissions_pattern(submissions_topic: str = SUBMISSIONS_TOPIC) -> str:
@@ -112,7 +130,6 @@ def run_ingest(
     group_id: str = DEFAULT_GROUP,
     max_batch: int = 500,
     group_instance_id: str | None = None,
-    transactional_id: str | None = None,
     stop: threading.Event | None = None,
 ) -> IngestReport:
     """Consume, record and republish until caught up (`until_idle`) or until `stop` is set."""
@@ -128,12 +145,9 @@ def run_ingest(
     )
     report = IngestReport()
     k = kafka()
-    outbox = LedgerOutbox(
-        service, bootstrap, ledger_topic=ledger_topic, rejections_topic=rejections_topic,
-        transactional_id=transactional_id, stop=stop,
-    )
+    outbox = PartitionOutboxes(service, bootstrap, ledger_topic=ledger_topic,
+                               rejections_topic=rejections_topic, stop=stop)
     with closing(outbox):
-        outbox.publish_pending()  # starts the outbox (retried like any round)
         consumer = k.KafkaConsumer(
             **client_settings(bootstrap, "trial-ledger-ingest"),
             group_id=group_id,
@@ -150,8 +164,10 @@ def run_ingest(
             wait_for_partitions(consumer, submissions_topic)
             # kafka-python insists on its own base class; the behaviour is all in _SeekToStore.
             listener = type("SeekToStore", (_SeekToStore, k.ConsumerRebalanceListener), {})
-            consumer.subscribe(pattern=submissions_pattern(submissions_topic),
-                               listener=listener(consumer, service, positions))
+            consumer.subscribe(
+                pattern=submissions_pattern(submissions_topic),
+                listener=listener(consumer, service, positions, outbox, submissions_topic),
+            )
             while not (stop is not None and stop.is_set()):
                 polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
                 for tp, records in polled.items():
@@ -165,13 +181,15 @@ def run_ingest(
                 elif until_idle and _caught_up(consumer, positions):
                     outbox.publish_pending()
                     break
+                elif outbox.started_since_last_round or service.catch_up():
+                    # A newly owned partition's backlog, or records another process sharing
+                    # the store made of trials published here (from a site's topic).
+                    outbox.publish_pending()
     report.published_events = outbox.published_events
     report.published_rejections = outbox.published_rejections
     report.published_checkpoints = outbox.published_checkpoints
-    # Positions are gapless, so a trial's version is its count of records.
-    report.store_events = sum(
-        service.trial_at(trial_id, None).version for trial_id in service.trial_ids()
-    )
+    # Positions are gapless, so a trial's last position is its count of records.
+    report.store_events = sum(service.size(trial_id) for trial_id in service.trial_ids())
     report.store_rejections = sum(1 for _ in service.rejections())
     return report
 
@@ -186,10 +204,11 @@ def _record(
     fresh = [r for r in records if r.offset > last]
     for start in range(0, len(fresh), max_batch):
         chunk = fresh[start:start + max_batch]
-        batch = service.submit_tracked(
+        batch = _submit_tracked(
+            service,
             [Delivery(r.value if r.value is not None else b"", r.topic, r.partition, r.offset,
                       site=site)
-             for r in chunk]
+             for r in chunk],
         )
         positions[tp] = chunk[-1].offset
         report.consumed += len(chunk)
@@ -198,6 +217,26 @@ def _record(
         report.rejected += len(batch.rejected)
     if fresh:
         _commit_quietly(consumer, tp, positions[tp] + 1)
+
+
+def _submit_tracked(service: LedgerService, deliveries: list[Delivery]) -> BatchReport:
+    """`submit_tracked`, decided again after losing a race with another process sharing the
+    store (the rejection log is the store's, and a partition's previous owner may still be
+    finishing a batch): without what the store has meanwhile recorded from this partition."""
+    topic, partition = deliveries[0].topic, deliveries[0].partition
+    for attempt in stamina.retry_context(
+        on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
+    ):
+        with attempt:
+            if attempt.num > 1:
+                recorded = service.upstream_position(topic, partition)
+                _log.info("%s:%d: a write race lost; deciding again after offset %s",
+                          topic, partition, recorded)
+                deliveries = [d for d in deliveries if recorded is None or d.offset > recorded]
+                if not deliveries:
+                    return BatchReport()
+            return service.submit_tracked(deliveries)
+    raise AssertionError("unreachable: stamina re-raises the last failure")
 
 
 def _commit_quietly(consumer: Any, tp: Any, offset: int) -> None:

@@ -267,6 +267,7 @@ class LedgerOutbox:
 
     def _round(self, *, commit: bool) -> int:
         before = self.published
+        self._service.catch_up()  # another process sharing the store may have written
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 if self._producer is None:

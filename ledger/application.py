@@ -62,6 +62,7 @@ from ledger.store import (
     DEFAULT_STORE,
     DateAsISO,
     LedgerStore,
+    OtherWriters,
     create_postgres_schema_if_allowed,
     environment_store,
     redacted,
@@ -130,6 +131,7 @@ class LedgerService(AuditReading):
         self._signer = signer
         self._audit_logs: dict[UUID, AuditLog] = {}
         self._reader = StoreReader(self._app)
+        self._other_writers = OtherWriters(self._app.recorder)
 
     def close(self) -> None:
         self._app.close()
@@ -169,7 +171,12 @@ class LedgerService(AuditReading):
         if variant is not None:
             protocol = protocol.with_variant(variant)
         if self.find_trial(protocol.trial_id) is None and self.is_empty():
-            self.open_trial(protocol, reason="opened implicitly by the first submission")
+            try:
+                self.open_trial(protocol, reason="opened implicitly by the first submission")
+            except IntegrityError:  # another process sharing the store opened it first
+                self._trials.pop(protocol.trial_id, None)
+                if self.find_trial(protocol.trial_id) is None:
+                    raise
         return protocol.trial_id
 
     def is_empty(self) -> bool:
@@ -240,12 +247,18 @@ class LedgerService(AuditReading):
 
         The offset is stored in the same transaction as the events and rejections, so after a crash
         the consumer resumes exactly after the last delivery whose effects were committed.
+
+        Several processes may share the store (scale-out): what others changed is forgotten
+        first (`catch_up`). A batch that still conflicts with another writer (one that wrote
+        between that and the commit, or an offset already recorded) fails whole with
+        `IntegrityError`; the caller decides it again (consumers/ingest.py).
         """
         if not deliveries:
             return BatchReport()
         upstreams = {(d.topic, d.partition) for d in deliveries}
         if len(upstreams) != 1:
             raise ValueError("a tracked batch comes from one topic partition")
+        self.catch_up()
         last = max(d.offset for d in deliveries)
         report = BatchReport()
         touched: dict[str, Trial] = {}
@@ -337,11 +350,32 @@ class LedgerService(AuditReading):
         processing = ProcessingEvent[UUID](tracking=tracking)
         processing.collect_events(*collected)
         try:
-            self._app._record(processing)
+            recordings = self._app._record(processing)
         except BaseException:
             self._audit_logs.clear()
             self._rejection_log = None
             raise
+        self._other_writers.wrote([r.notification.id for r in recordings])
+
+    def catch_up(self) -> bool:
+        """Forget the cached aggregates other writers of the store changed since the last call
+        (they are read again when next needed); whether anything was written by others.
+
+        One query when nobody else writes; see `store.OtherWriters`."""
+        changed = self._other_writers.changed_since_last_asked()
+        if not changed:
+            return False
+        for trial_id in [t for t in self._trials if trial_aggregate_id(t) in changed]:
+            del self._trials[trial_id]
+        for log_id in changed & self._audit_logs.keys():
+            del self._audit_logs[log_id]
+        if rejection_log_id() in changed:
+            self._rejection_log = None
+        return True
+
+    def size(self, trial_id: str) -> int:
+        """How many records the trial's ledger holds (its last position), nothing replayed."""
+        return self._reader.last_position(trial_id)
 
     def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
         """The rejection log is the store's; its checkpoints name the store's first trial."""

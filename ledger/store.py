@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Transcoding
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    JSONTranscoder,
+    ProcessRecorder,
+    Transcoding,
+)
 
 DEFAULT_STORE = "ledger.db"
 
@@ -42,6 +48,49 @@ class LedgerStore(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+
+
+class OtherWriters:
+    """Which aggregates other writers of a shared store changed since this process last asked.
+
+    Several `ledger ingest` processes share one PostgreSQL store (scale-out): each caches the
+    aggregates it records into, and another process may move one of them on (a trial whose
+    partition it took over, the store's one rejection log). Writing from a stale copy only
+    conflicts and is retried, but reading from one would publish too little. So the notification
+    log is followed: what this process wrote itself is skipped, the rest names the aggregates
+    whose cached copies are stale. Notification ids are committed in order (SQLite has one
+    writer; eventsourcing's PostgreSQL recorder locks the table), so nothing below the maximum
+    read can appear later.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self._recorder = recorder
+        self._seen = recorder.max_notification_id() or 0
+        self._own: list[tuple[int, int]] = []  # id ranges this process wrote beyond _seen
+
+    def wrote(self, notification_ids: Sequence[int]) -> None:
+        """Note the notification ids of a batch this process committed."""
+        if notification_ids:
+            self._own.append((min(notification_ids), max(notification_ids)))
+
+    def changed_since_last_asked(self) -> set[UUID]:
+        """The ids of the aggregates others wrote since the last call (empty: none)."""
+        last = self._recorder.max_notification_id() or 0
+        changed: set[UUID] = set()
+        start = self._seen + 1
+        for low, high in [*sorted(self._own), (last + 1, last + 1)]:
+            stop = min(low - 1, last)
+            if stop >= start:  # a stretch written by someone else
+                notifications = self._recorder.select_notifications(
+                    start=start, limit=stop - start + 1, stop=stop
+                )
+                changed.update(UUID(str(n.originator_id)) for n in notifications)
+            start = max(start, high + 1)
+            if start > last:
+                break
+        self._own = [(low, high) for low, high in self._own if high > last]
+        self._seen = max(self._seen, last)
+        return changed
 
 
 def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:

@@ -355,20 +355,23 @@ class TestLedgerStoreContract:
     def test_a_batch_that_loses_a_write_race_leaves_neither_events_nor_offset(
         self, store: str
     ) -> None:
-        """Two writers on one store: the stale one's tracked batch fails whole, then succeeds."""
+        """Two writers on one store: the one whose trial moved on while it decided its tracked
+        batch fails whole, then succeeds when decided again."""
         script = Script()
         batch = three_subjects(script)
+        clock = _RaceOnFirstReading()
         with (
-            LedgerService(store, clock=FixedClock()) as first,
+            LedgerService(store, clock=clock) as first,
             LedgerService(store, clock=FixedClock(datetime(2026, 2, 1, tzinfo=UTC))) as second,
         ):
             first.ensure_trial()
             first.submit_many(batch[:5])  # `first` now holds the trial at this version
-            second.submit_many(batch[5:10])  # and `second` records past it
-            won = snapshot(second)
+            # `second` records past it while `first` decides its batch
+            clock.race = lambda: second.submit_many(batch[5:10])
             with pytest.raises(IntegrityError):
                 first.submit_tracked(deliveries([*batch[10:], "{not json"], first_offset=0))
-            assert snapshot(second) == won
+            won = snapshot(second)
+            assert positions(second) == list(range(1, len(won) + 1))
             assert second.upstream_position(TOPIC, 0) is None
             assert list(second.rejections()) == []
             retried = first.submit_tracked(deliveries([*batch[10:], "{not json"], first_offset=0))
@@ -377,6 +380,35 @@ class TestLedgerStoreContract:
             assert positions(second) == list(range(1, len(snapshot(second)) + 1))
             assert [r["offset"] for r in second.rejections()] == [len(batch[10:])]
         assert (retried.accepted, len(retried.rejected)) == (len(batch[10:]), 1)
+
+    def test_a_writer_catches_up_with_what_another_recorded(self, store: str) -> None:
+        """A tracked batch is decided on what the store holds, not on a copy another writer has
+        since moved on (scale-out: ingest processes share the store and its rejection log)."""
+        script = Script()
+        batch = three_subjects(script)
+        with (
+            LedgerService(store, clock=FixedClock()) as first,
+            LedgerService(store, clock=FixedClock(datetime(2026, 2, 1, tzinfo=UTC))) as second,
+        ):
+            first.ensure_trial()
+            first.submit_tracked(deliveries([*batch[:5], "{one"], first_offset=0))
+            second.submit_tracked(deliveries([*batch[5:10], "{two"], first_offset=0, partition=1))
+            assert first.catch_up() is True  # second's trial and rejection log changes
+            assert first.catch_up() is False  # nothing new since
+            report = first.submit_tracked(
+                deliveries([*batch[10:], "{three"], first_offset=6))
+            assert second.catch_up() is True
+            assert second.catch_up() is False
+            ours = snapshot(first)
+            assert snapshot(second) == ours
+            assert [e.event_id for e in second.entries(TRIAL_ID) if e.event_id] == [
+                json.loads(line)["event_id"] for line in batch]
+            assert [(r["sequence"], r["submission"]) for r in second.rejections()] == [
+                (1, "{one"), (2, "{two"), (3, "{three")]
+            # What `first` publishes comes with every leaf hash: its audit log is the store's.
+            assert all(entry.leaf_hash for entry in first.entries(TRIAL_ID))
+            assert first.size(TRIAL_ID) == len(ours)
+        assert (report.accepted, len(report.rejected)) == (len(batch[10:]), 1)
 
     def test_reopening_the_store_sees_the_same_history(self, store: str) -> None:
         """A new service on the same store reads the same entries, rejections and offsets."""
@@ -471,3 +503,16 @@ def test_rejections_stored_before_submission_encoding_still_load(tmp_path: Path)
     with LedgerService(str(store)) as service:
         (listed,) = service.rejections()
     assert (listed["submission"], listed["submission_encoding"]) == ("{not json", "utf-8")
+
+
+class _RaceOnFirstReading(FixedClock):
+    """A clock that runs `race` (another writer recording) at its next reading: in the middle
+    of deciding a batch, after the service looked at the store."""
+
+    race: Callable[[], object] | None = None
+
+    def __call__(self) -> datetime:
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return super().__call__()
