@@ -131,6 +131,8 @@ class LedgerService(AuditReading):
         self._signer = signer
         self._audit_logs: dict[UUID, AuditLog] = {}
         self._reader = StoreReader(self._app)
+        if not read_only:
+            self._reader.ensure_subject_index()
         self._other_writers = OtherWriters(self._app.recorder)
 
     def close(self) -> None:
@@ -498,8 +500,16 @@ class LedgerService(AuditReading):
     def history(
         self, trial_id: str, subject_id: str, *, as_of: datetime | None = None
     ) -> list[LedgerEntry]:
-        """A subject's entries as known at `as_of`, in ledger order, with their leaf hashes."""
-        return [e for e in self.entries(trial_id, as_of=as_of) if e.subject_id == subject_id]
+        """A subject's entries as known at `as_of`, in ledger order, with their leaf hashes; only
+        the subject's own records are read where the store can select them (`ledger.reading`)."""
+        if trial_id not in self._trials and not self._reader.has_trial(trial_id):
+            raise LookupError(f"no trial {trial_id} in this ledger")
+        cached = self._audit_logs.get(audit_log_id(LEDGER_LOG, trial_id))
+        last = self._reader.last_position(trial_id, as_of)
+        return list(self._reader.subject_entries(
+            trial_id, subject_id, upto=last,
+            leaf_hashes=None if cached is None else cached.leaf_hashes,
+        ))
 
     def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]:
         return self._reader.stored_entries(trial_id, after=after)

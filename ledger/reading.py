@@ -41,6 +41,20 @@ _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
 """A stored event as read here: (originator_version, topic, state)."""
 _TYPED = b'"_type_"'
+_SUBJECT_OF_ROW = (
+    "CASE WHEN json_valid(CAST(state AS TEXT)) "
+    "THEN json_extract(CAST(state AS TEXT), '$.subject_id') END"
+)
+"""A stored row's subject id as SQLite computes it: the subject index's expression, written the
+same way in its query so the planner uses the index. A row that is not JSON (a damaged one, for
+`verify` to find) has none, so keeping the index never fails a write."""
+_SUBJECT_ROWS = (
+    "SELECT originator_version, topic, state FROM {table} "
+    f"WHERE originator_id=? AND {_SUBJECT_OF_ROW}=? AND +originator_version<=?"
+)
+"""One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
+version range open to an index, SQLite's planner prefers the primary key's index on a store
+never ANALYZEd, and reads the whole trial."""
 
 
 _scan_once: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
@@ -137,18 +151,63 @@ class StoreReader:
         for row in self._rows(trial_aggregate_id(trial_id), after, upto):
             yield self._entry(row, trial_id)
 
-    def entries_at(self, trial_id: str, positions: Sequence[int]) -> Iterator[LedgerEntry]:
-        """The entries at the given positions (ascending), each run of positions read at once."""
+    def subject_entries(
+        self,
+        trial_id: str,
+        subject_id: str,
+        *,
+        upto: int,
+        leaf_hashes: Sequence[str] | None = None,
+    ) -> Iterator[LedgerEntry]:
+        """The subject's entries up to position `upto`, in ledger order, with their leaf hashes.
+
+        A SQLite store is asked for the subject's rows alone (through the subject index when the
+        store has it, `ensure_subject_index`), so a subject's history costs its own records, not
+        the trial's; any other store is read whole and filtered here.
+        """
+        hashes = self.leaf_hashes(trial_id, upto) if leaf_hashes is None else leaf_hashes
+        hashed = len(hashes)
         trial = trial_aggregate_id(trial_id)
-        index = 0
-        while index < len(positions):
-            first = last = positions[index]
-            while index + 1 < len(positions) and positions[index + 1] == last + 1:
-                index += 1
-                last = positions[index]
-            index += 1
-            for row in self._rows(trial, first - 1, last):
-                yield self._entry(row, trial_id)
+        selected = self._subject_rows(trial, subject_id, upto)
+        rows = self._rows(trial, 0, upto) if selected is None else selected
+        for row in rows:
+            position = row[0]
+            entry = self._entry(row, trial_id, hashes[position - 1] if position <= hashed else None)
+            if entry.subject_id == subject_id:
+                yield entry
+
+    def ensure_subject_index(self) -> None:
+        """Index a SQLite store's rows by aggregate and subject (see `subject_entries`).
+
+        Made by whoever opens the store for writing (a read-only open creates nothing, and its
+        reads still select in SQL, only without the index). SQLite keeps the index in each
+        write's own transaction, so it always says what the rows say; a store with encoded rows
+        (a cipher, a compressor) holds no JSON to index and gets none.
+        """
+        recorder = self._app.recorder
+        if not (self._plain and isinstance(recorder, SQLiteAggregateRecorder)):
+            return
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                f"CREATE INDEX IF NOT EXISTS {recorder.events_table_name}_subject "
+                f"ON {recorder.events_table_name} (originator_id, {_SUBJECT_OF_ROW})"
+            )
+
+    def _subject_rows(self, originator: UUID, subject_id: str, upto: int) -> list[Row] | None:
+        """The originator's rows of `subject_id` up to `upto`; None where the store cannot say."""
+        recorder = self._app.recorder
+        if not (self._plain and isinstance(recorder, SQLiteAggregateRecorder)):
+            return None
+        with recorder.datastore.transaction(commit=False) as cursor:
+            plain = cursor.sqlite_cursor
+            plain.row_factory = None
+            plain.execute(
+                _SUBJECT_ROWS.format(table=recorder.events_table_name),
+                (originator.hex, subject_id, upto),
+            )
+            rows: list[Row] = plain.fetchall()
+        rows.sort()
+        return rows
 
     def entries_of_types(
         self, trial_id: str, types: Collection[str], *, upto: int

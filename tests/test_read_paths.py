@@ -8,14 +8,19 @@ own mapper over every stored event, cut with `known_as_of`.
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pandas as pd
 import pytest
 
+from ledger import reading
 from ledger.aggregates.trial import Trial, trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.demo import DemoRun, run_demo
@@ -110,6 +115,34 @@ def test_a_subjects_history_equals_the_filtered_replay(
             assert service.history(TRIAL_ID, subject, as_of=moment) == expected
 
 
+def test_a_subjects_history_is_read_through_the_subject_index(
+    service: LedgerService, demo: DemoRun, tmp_path: Path
+) -> None:
+    """The demo store (opened for writing when made) has the subject index, SQLite's planner
+    reads a history through it, and a copy without the index gives the same histories."""
+    query = "EXPLAIN QUERY PLAN " + reading._SUBJECT_ROWS.format(table="stored_events")
+    with closing(sqlite3.connect(demo.store)) as connection:
+        plan = " ".join(str(row) for row in connection.execute(query, ("x", "01-001", 9)))
+    assert "stored_events_subject" in plan, plan
+    bare = tmp_path / "bare.db"
+    shutil.copyfile(demo.store, bare)
+    with closing(sqlite3.connect(bare)) as connection:
+        connection.execute("DROP INDEX stored_events_subject")
+        connection.commit()
+    everything = replayed(demo.store)
+    subjects = sorted({e.subject_id for e in everything if e.subject_id})
+    with LedgerService(str(bare), read_only=True) as unindexed:
+        for subject in [*subjects[:2], subjects[-1], "99-999"]:
+            expected = [e for e in everything if e.subject_id == subject]
+            assert service.history(TRIAL_ID, subject) == expected
+            assert unindexed.history(TRIAL_ID, subject) == expected
+    with LedgerService(str(bare)) as writer:  # a writable open makes it again
+        assert writer.history(TRIAL_ID, subjects[0]) == service.history(TRIAL_ID, subjects[0])
+    with closing(sqlite3.connect(bare)) as connection:
+        names = [n for (n,) in connection.execute("SELECT name FROM sqlite_master")]
+    assert "stored_events_subject" in names
+
+
 def test_the_past_trial_is_the_aggregate_at_the_bisected_position(
     service: LedgerService, demo: DemoRun
 ) -> None:
@@ -139,3 +172,5 @@ def test_an_unknown_trial_is_refused_by_every_read(service: LedgerService) -> No
         list(service.entries("NCT00000000"))
     with pytest.raises(LookupError, match="no trial NCT00000000"):
         service.cohort_table("NCT00000000")
+    with pytest.raises(LookupError, match="no trial NCT00000000"):
+        service.history("NCT00000000", "01-001")
