@@ -52,9 +52,6 @@ class AuditReading:
             self._audit_logs[log_id] = cached
         return cached
 
-    def rejection_leaf_hashes(self) -> list[str]:
-        return list(self._audit_log(REJECTIONS_LOG, None).leaf_hashes)
-
     def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
         """Every checkpoint of the trial's ledger log and of the rejection log, oldest first."""
         logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
@@ -119,11 +116,6 @@ class AuditReading:
             },
             problems=problems,
         )
-
-    def hashed_later_through(self, trial_id: str) -> int:
-        """The last position hashed when first sealed rather than when recorded (0: none)."""
-        seals = self._audit_log(LEDGER_LOG, trial_id).seals
-        return max((seal.size for seal in seals if seal.hashed_later), default=0)
 
     def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
         """A store written before the ledger hashed its log: hash what it holds, marked so."""
