@@ -232,7 +232,7 @@ def test_xpt_round_trip_and_reproducible(
     frame, meta = pyreadstat.read_xport(str(tmp_path / "x1" / "adtte.xpt"))
     assert meta.table_name == "ADTTE"
     assert list(frame.columns) == list(datasets.adtte.columns)
-    assert meta.column_names_to_labels["AVAL"] == "Analysis Value (days)"
+    assert meta.column_names_to_labels["AVAL"] == "Analysis Value"
     assert frame["USUBJID"].tolist() == datasets.adtte["USUBJID"].tolist()
     assert frame["AVAL"].astype(int).tolist() == datasets.adtte["AVAL"].astype(int).tolist()
     assert frame["CNSR"].astype(int).tolist() == datasets.adtte["CNSR"].astype(int).tolist()
@@ -299,3 +299,32 @@ def test_manifest_carries_the_audit_provenance_when_given(
     assert "other" not in manifest
     plain = export(ledger, tmp_path / "b", None)
     assert "root" not in plain
+
+
+def test_a_dataset_breaking_a_conformance_rule_fails_the_export_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ledger export` of a dataset that breaks a rule of its table (here ADAE AESER holding a
+    value outside its codelist) exits 3 with one line naming dataset, variable and rule, and
+    writes nothing."""
+    import dataclasses
+
+    from ledger import cli
+    from ledger.projections import export as export_module
+
+    run = run_demo(tmp_path / "demo", seed=1)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        datasets = build_datasets(*args, **kwargs)
+        adae = datasets.adae.copy()
+        adae["AESER"] = adae["AESER"].astype(object)
+        adae.loc[adae.index[0], "AESER"] = "U"
+        return dataclasses.replace(datasets, adae=adae)
+
+    monkeypatch.setattr(export_module, "build_datasets", broken)
+    code = cli.main(["export", "--store", run.store, "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 3
+    assert error.count("\n") == 1
+    assert "ADAE AESER: value 'U' is not a term of codelist NY (codelist rule)" in error
+    assert not (tmp_path / "out").exists()

@@ -10,6 +10,7 @@ sends it give the same datasets except the v2 columns, which are blank for versi
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
 from ledger.cli import main
 from ledger.demo import run_demo
-from tests.builders import TRIAL_ID
+from ledger.projections.datasets import build_datasets
+from ledger.projections.define_xml import DEFINE_NAME, validate_define_xml
+from tests.builders import TRIAL_ID, Script
 
 SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 CUTOFF = "2026-06-30"
@@ -123,3 +126,93 @@ def test_a_version_1_store_verifies(stores: dict[str, Path], capsys: Any) -> Non
     report = json.loads(capsys.readouterr().out)
     assert (code, report["intact"], report["problems"]) == (0, True, [])
     assert report["size"] > 2800
+
+
+# --- A store written by the code before envelope version 2 -----------------------------------
+
+OLD_STORE = Path(__file__).parent / "fixtures" / "v1_store" / "ledger.db.gz"
+OLD_ROOT = "18e9a30e2fe0de84befa371723225746036806c5008fa3c3cba2205a950c00e4"
+
+
+@pytest.fixture
+def old_store(tmp_path: Path) -> Path:
+    """A copy of the store commit d0c9248 wrote (tests/fixtures/v1_store), and its public key."""
+    store = tmp_path / "ledger.db"
+    store.write_bytes(gzip.decompress(OLD_STORE.read_bytes()))
+    (tmp_path / "public-key.pem").write_text(SIGNER.public_key_pem)
+    return store
+
+
+def _verify(store: Path, capsys: Any) -> dict[str, Any]:
+    code = main(["verify", "--store", str(store), "--public-key",
+                 str(store.parent / "public-key.pem"), "--json"])
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert (code, report["intact"], report["problems"]) == (0, True, [])
+    return report
+
+
+def test_a_store_written_before_version_2_verifies_and_exports(
+    old_store: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """The old file, untouched, verifies to the root it had, and exports in every format with
+    a schema-valid define.xml: its subjects there, the v2 columns blank."""
+    before = old_store.read_bytes()
+    assert _verify(old_store, capsys)["root"] == OLD_ROOT
+    for fmt in ("csv", "xpt", "json"):
+        out = tmp_path / fmt
+        assert main(["export", "--store", str(old_store), "--format", fmt,
+                     "--out", str(out)]) == 0
+        assert validate_define_xml((out / DEFINE_NAME).read_bytes()) == []
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert (manifest["ledger_position"], manifest["root"]) == (926, OLD_ROOT)
+    capsys.readouterr()
+    adsl = pd.read_csv(tmp_path / "csv" / "adsl.csv", dtype=str)
+    assert len(adsl) == 15
+    assert adsl[list(V2_COLUMNS["adsl"])].isna().all().all()
+    assert old_store.read_bytes() == before  # reading never rewrites the old file
+
+
+def test_a_store_written_before_version_2_takes_version_2_submissions(
+    old_store: Path, capsys: Any
+) -> None:
+    """Today's code appends a v2 enrollment to the old store; it still verifies, and the new
+    subject's demographics reach ADSL next to the old subjects' blanks."""
+    with LedgerService(str(old_store), read_only=True) as service:
+        last_day = max(e.occurred_on for e in service.entries(TRIAL_ID) if e.occurred_on)
+    envelope = Script().envelope(
+        SUBJECT_ENROLLED, "03-099", last_day,
+        {"cohort": "C", "age": 61, "sex": "F", "race": "ASIAN", "ecog": 0,
+         "weight_kg": 70.0, "height_cm": 170.0},
+        schema_version=2, event_id="f1f1f1f1-0000-4000-8000-000000000001",
+    )
+    with LedgerService(str(old_store), clock=after_the_demo(), signer=SIGNER) as service:
+        result = service.submit(json.dumps(envelope))
+        assert not result.rejected, result.message
+        datasets = build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=None)
+    assert _verify(old_store, capsys)["size"] > 926
+    adsl = datasets.adsl.set_index("SUBJID")
+    assert (adsl.loc["03-099", "AGE"], adsl.loc["03-099", "SEX"]) == (61, "F")
+    assert len(adsl) == 16 and adsl.drop(index="03-099")["SEX"].isna().all()
+
+
+def test_schema_prints_both_envelope_versions(capsys: Any) -> None:
+    """`ledger schema` accepts a version-1 enrollment, a version-2 one with its baseline
+    characteristics and a version-2 AE report with MedDRA coding; no version 3."""
+    from jsonschema import Draft202012Validator
+
+    assert main(["schema"]) == 0
+    validator = Draft202012Validator(json.loads(capsys.readouterr().out))
+    script = Script()
+    v1 = script.enroll("01-001", "A", datetime(2026, 1, 5).date())
+    v2 = script.envelope(SUBJECT_ENROLLED, "01-002", datetime(2026, 1, 5).date(), {
+        "cohort": "A", "birth_date": "1960-02-01", "sex": "M", "race": "WHITE", "ecog": 1,
+        "weight_kg": 80.5, "height_cm": 181.0,
+    }, schema_version=2)
+    ae = script.envelope(ADVERSE_EVENT_REPORTED, "01-002", datetime(2026, 1, 9).date(), {
+        "ae_id": "AE-1", "term": "nausea", "grade": 1, "serious": False, "related": True,
+        "meddra_pt": "Nausea", "meddra_soc": "Gastrointestinal disorders",
+    }, schema_version=2)
+    for envelope in (v1, v2, ae):
+        assert validator.is_valid(envelope), list(validator.iter_errors(envelope))
+    assert not validator.is_valid({**v2, "schema_version": 3})
+    assert not validator.is_valid({**v2, "data": {**v2["data"], "sex": "male"}})

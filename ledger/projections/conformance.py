@@ -131,20 +131,25 @@ def _check_label(dataset: str, variable: str, label: str) -> None:
 
 
 def _check_order(dataset: str, frame: pd.DataFrame, columns: Sequence[Column]) -> None:
+    """A missing or extra variable is named as such before any variable out of place."""
     expected = [c.name for c in columns]
     actual = [str(c) for c in frame.columns]
     if actual == expected:
         return
-    for position, (want, got) in enumerate(zip(expected, actual, strict=False), start=1):
-        if want != got:
-            raise DatasetConformanceError(
-                dataset, got, "order", f"variable {position} is {got}; the table has {want}"
-            )
-    if len(actual) > len(expected):
-        extra = actual[len(expected)]
+    missing = next((name for name in expected if name not in actual), None)
+    if missing is not None:
+        raise DatasetConformanceError(dataset, missing, "order", "missing from the dataset")
+    extra = next((name for name in actual if name not in expected), None)
+    if extra is not None:
         raise DatasetConformanceError(dataset, extra, "order", "not a variable of the table")
-    missing = expected[len(actual)]
-    raise DatasetConformanceError(dataset, missing, "order", "missing from the dataset")
+    position, got, want = next(
+        (i, got, want)
+        for i, (want, got) in enumerate(zip(expected, actual, strict=True), start=1)
+        if want != got
+    )
+    raise DatasetConformanceError(
+        dataset, got, "order", f"variable {position} is {got}; the table has {want}"
+    )
 
 
 def _present(values: pd.Series[Any]) -> list[Any]:

@@ -102,8 +102,8 @@ ADSL_COLUMNS: Final = (
     _DOSELVL,
     _col("DOSEMG", "Assigned Fruquintinib Dose (mg)", "float", "Assigned"),
     _col("ENRLDT", "Date of Enrollment", "date", "Collected"),
-    _col("TRTSDT", "Date of First Exposure (C1D1)", "date", "Derived",
-         method="The first HAIC, else the first fruquintinib dose."),
+    _col("TRTSDT", "Date of First Exposure to Treatment", "date", "Derived",
+         method="C1D1: the first HAIC, else the first fruquintinib dose."),
     _col("TRTEDT", "Date of Last Exposure to Treatment", "date", "Derived",
          method="The last HAIC or fruquintinib dose."),
     _col("TRTDURD", "Total Treatment Duration (Days)", "int", "Derived",
@@ -147,13 +147,13 @@ ADTTE_COLUMNS: Final = (
     _col("PARAMN", "Parameter (N)", "int", "Assigned", "PARAMN_ADTTE"),
     _TRTP,
     _TRTA,
-    _col("STARTDT", "Time-to-Event Origin Date", "date", "Derived",
+    _col("STARTDT", "Time-to-Event Origin Date for Subject", "date", "Derived",
          method="ADSL.TRTSDT (C1D1) for PFS and OS; the first confirmed CR/PR for DOR."),
     _col("ADT", "Analysis Date", "date", "Derived",
          method="The event date, or the censoring date CNSDTDSC names."),
-    _col("AVAL", "Analysis Value (days)", "int", "Derived", method="ADT - STARTDT + 1."),
-    _col("CNSR", "Censor (0 = event)", "int", "Derived", "CNSR",
-         "FDA PFS censoring table; see the codelist for each code."),
+    _col("AVAL", "Analysis Value", "int", "Derived", method="Days: ADT - STARTDT + 1."),
+    _col("CNSR", "Censor", "int", "Derived", "CNSR",
+         "0 for an event; else the FDA PFS censoring table's code (see the codelist)."),
     _col("EVNTDESC", "Event or Censoring Description", "text", "Derived", "EVNTDESC"),
     _col("CNSDTDSC", "Censor Date Description", "text", "Derived", "CNSDTDSC"),
     _SRCDOM,
@@ -216,16 +216,16 @@ ADAE_COLUMNS: Final = (
     _col("AEBODSYS", "Body System or Organ Class", "text", "Collected",
          method="MedDRA system organ class sent with the report; blank when not coded."),
     _TRTA,
-    _col("ASTDT", "Analysis Start Date (onset)", "date", "Collected"),
+    _col("ASTDT", "Analysis Start Date", "date", "Collected"),  # the onset
     _col("ASTDY", "Analysis Start Relative Day", "int", "Derived", method="ASTDT - TRTSDT + 1."),
-    _col("AENDT", "Analysis End Date (resolved)", "date", "Collected"),
+    _col("AENDT", "Analysis End Date", "date", "Collected"),  # the resolution
     _col("AERESFL", "Resolved Flag", "text", "Derived", "NY"),
-    _col("ATOXGRN", "Worst CTCAE v5 Grade", "int", "Derived", "ATOXGRN",
-         "The highest grade reported or updated."),
+    _col("ATOXGRN", "Analysis Toxicity Grade (N)", "int", "Derived", "ATOXGRN",
+         "The highest CTCAE v5 grade reported or updated."),
     _col("ATOXGR", "Analysis Toxicity Grade", "text", "Derived", "ATOXGR",
          "ATOXGRN as text."),
     _col("AESER", "Serious Event", "text", "Collected", "NY"),
-    _col("AEREL", "Related to Study Treatment", "text", "Collected", "NY"),
+    _col("AEREL", "Causality", "text", "Collected", "NY"),  # related to study treatment
     _col("AREL", "Analysis Causality", "text", "Derived", "NY", "AEREL."),
     _col("TRTEMFL", "Treatment Emergent Analysis Flag", "text", "Derived", "NY",
          "Y when ASTDT is on or after ADSL.TRTSDT."),
@@ -346,6 +346,8 @@ CODELISTS: Final[Mapping[str, tuple[tuple[str | int, str], ...]]] = {
 DOSELVL and COHORT are protocol-specific and come from the protocol at export time."""
 
 NCI_CODES: Final[Mapping[str, tuple[str, Mapping[str, str]]]] = {
+    "NY": ("C66742", {"N": "C49487", "Y": "C49488"}),
+    "AGEU": ("C66781", {"YEARS": "C29848"}),
     "SEX": ("C66731", {"F": "C16576", "M": "C20197", "U": "C17998",
                        "UNDIFFERENTIATED": "C45908"}),
     "RACE": ("C74457", {"AMERICAN INDIAN OR ALASKA NATIVE": "C41259", "ASIAN": "C41260",
@@ -353,6 +355,7 @@ NCI_CODES: Final[Mapping[str, tuple[str, Mapping[str, str]]]] = {
                         "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "C41219",
                         "WHITE": "C41261", "NOT REPORTED": "C43234", "UNKNOWN": "C17998"}),
 }
-"""CDISC/NCI controlled terminology of the codelists that follow it: codelist → (its NCI code,
-term → the term's NCI code). A value of the codelist without a code here (RACE MULTIPLE, OTHER)
-is a sponsor extension of the extensible codelist (define.xml ``def:ExtendedValue="Yes"``)."""
+"""CDISC/NCI controlled terminology of the codelists that follow it (No Yes Response, Age Unit,
+Sex, Race): codelist → (its NCI code, term → the term's NCI code). A value of the codelist
+without a code here (RACE MULTIPLE, OTHER) is a sponsor extension of the extensible codelist
+(define.xml ``def:ExtendedValue="Yes"``)."""

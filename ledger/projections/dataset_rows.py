@@ -355,7 +355,7 @@ def _response_rows(
         visit["PCHGNAD"] = tp.pct_change_from_nadir
         rows.append(visit)
 
-    counted = [tp for i, tp in enumerate(ordered) if i in analysed]
+    counted = _analysed_time_points(ordered, c1d1)
     investigator = _investigator_best(counted, c1d1, rules)
     rows.append(row("BOR", _best_on(counted, best.unconfirmed, c1d1, rules), best.unconfirmed,
                     None if investigator is None else investigator.unconfirmed))
@@ -382,6 +382,17 @@ def _response_rows(
             r["SRCDOM"], r["SRCVAR"] = "ADRS", "ADT"
             r["SRCSEQ"] = _ovr_seq(rows, r["ADT"], None)
     return rows
+
+
+def _analysed_time_points(
+    time_points: Sequence[TimePointResponse], c1d1: date
+) -> list[TimePointResponse]:
+    """The time points whose OVR records ANL01FL flags, by date: what best response, like
+    admiralonco's BOR from the ANL01FL records, is derived from (a second scan of the same day
+    that is not the worst of it counts for nothing)."""
+    ordered = sorted(time_points, key=lambda t: t.assessed_on)
+    analysed = _analysed(ordered, c1d1)
+    return [tp for i, tp in enumerate(ordered) if i in analysed]
 
 
 def _analysed(ordered: Sequence[TimePointResponse], c1d1: date) -> set[int]:

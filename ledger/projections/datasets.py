@@ -126,6 +126,7 @@ from ledger.projections.dataset_rows import (
     _TREATMENT_TYPES,
     _WITHDRAWAL_REASONS,
     _adverse_event_rows,
+    _analysed_time_points,
     _assessment,
     _baseline,
     _Context,
@@ -409,13 +410,16 @@ def _subject(
 
     # Responses: RECIST on the assessments known by the cutoff. A post-baseline assessment dated
     # before C1D1 is a date conflict: it is listed (OVR, ANL01FL blank) but, as in admiralonco,
-    # only assessments on or after treatment start count towards best response and PFS.
+    # only the ANL01FL records (on or after treatment start, the worst of each day) count towards
+    # best response, PFS and DOR.
     assessments = [_assessment(f) for f in all_facts if f.type == TUMOR_ASSESSED]
     time_points_all = derive_time_points(assessments)
     time_points = tuple(tp for tp in time_points_all if cutoff is None or tp.assessed_on <= cutoff)
     known = [a for a in assessments if cutoff is None or a.assessed_on <= cutoff]
-    on_treatment = tuple(tp for tp in time_points if c1d1 is not None and tp.assessed_on >= c1d1)
-    best = best_overall_response(on_treatment, c1d1, rules) if c1d1 is not None else None
+    best = (
+        None if c1d1 is None
+        else best_overall_response(_analysed_time_points(time_points, c1d1), c1d1, rules)
+    )
     all_death_on = _first(all_facts, SUBJECT_DIED)
     conflict = c1d1 is not None and (
         (death_on is not None and death_on < c1d1)
@@ -437,7 +441,7 @@ def _subject(
             usubjid=usubjid,
             c1d1=c1d1,
             has_baseline=any(a.baseline for a in known),
-            time_points=tuple(tp for tp in time_points_all if tp.assessed_on >= c1d1),
+            time_points=tuple(_analysed_time_points(time_points_all, c1d1)),
             death_on=course_death_on,
             last_known_alive_on=max(
                 (f.occurred_on for f in all_facts if f.type not in _NOT_ALIVE_EVIDENCE),
