@@ -37,15 +37,21 @@ from ledger.application import LedgerService
 TRIAL = "NCT05406206"
 
 
-def submissions(count: int) -> Iterator[bytes]:
+#: Submissions of one cycle of `submissions`: HAIC and 21 doses for each of three subjects.
+PER_CYCLE = 3 * 22
+
+
+def submissions(count: int, trial_id: str = TRIAL, start: date = date(2024, 1, 8)
+                ) -> Iterator[bytes]:
     """COUNT envelopes as a site would send them, with no protocol deviation: cohort A's three
     subjects (cohort B opens only when their DLT windows close) on the protocol's schedule — HAIC
-    on day 1 of every 28-day cycle, fruquintinib 3 mg on days 1-21 — subject after subject."""
-    start = date(2024, 1, 8)
+    on day 1 of every 28-day cycle, fruquintinib 3 mg on days 1-21 — subject after subject,
+    enrolled on `start`; a cycle every 28 days (PER_CYCLE submissions)."""
 
     def envelope(kind: str, subject: str, on: date, data: dict[str, object]) -> bytes:
         return json.dumps({
-            "event_id": str(uuid.uuid4()), "type": kind, "schema_version": 1, "trial_id": TRIAL,
+            "event_id": str(uuid.uuid4()), "type": kind, "schema_version": 1,
+            "trial_id": trial_id,
             "subject_id": subject, "occurred_on": on.isoformat(), "source": "bench",
             "entered_by": "bench", "reason": None, "data": data}).encode()
 
