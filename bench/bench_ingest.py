@@ -29,7 +29,7 @@ from consumers._kafka import (
     load_client_properties,
     resolve_settings,
 )
-from consumers.ingest import run_ingest
+from consumers.ingest import IngestSettings, run_ingest
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
 from ledger.application import LedgerService
@@ -103,10 +103,10 @@ def run(bootstrap: Connection, count: int, max_batch: int, work: Path) -> dict[s
     with LedgerService(str(work / f"bench-{tag}.db"), clock=lambda: clock_start) as service:
         service.ensure_trial()
         started = time.perf_counter()
-        ingest = run_ingest(
-            service, bootstrap, until_idle=True, group_id=f"bench-{tag}", max_batch=max_batch,
+        ingest = run_ingest(service, bootstrap, IngestSettings(
+            until_idle=True, group_id=f"bench-{tag}", max_batch=max_batch,
             submissions_topic=topics["submissions_topic"], ledger_topic=topics["ledger_topic"],
-            rejections_topic=topics["rejections_topic"])
+            rejections_topic=topics["rejections_topic"]))
         ingest_s = time.perf_counter() - started
     assert ingest.consumed == count and ingest.rejected == 0, ingest
     return {

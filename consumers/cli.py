@@ -30,7 +30,7 @@ from consumers._kafka import (
     kafka_errors,
     resolve_settings,
 )
-from consumers.ingest import DEFAULT_GROUP, run_ingest
+from consumers.ingest import DEFAULT_GROUP, IngestSettings, run_ingest
 from consumers.outbox import UntrustedTopicError
 from consumers.publisher import publish_file
 from consumers.security import DEMO_SITE, ProvisioningError, add_site, provision
@@ -71,40 +71,23 @@ def cmd_publish(
 
 
 def cmd_ingest(
-    store: str,
-    bootstrap: str | None,
-    until_idle: bool,
-    *,
-    kafka_config: Path | str | None = None,
-    submissions_topic: str | None = SUBMISSIONS_TOPIC,
-    ledger_topic: str = LEDGER_TOPIC,
-    rejections_topic: str = REJECTIONS_TOPIC,
-    group_id: str = DEFAULT_GROUP,
-    group_instance_id: str | None = None,
-    max_batch: int = 500,
-    signer: Signer | None = None,
+    store: str, server: KafkaSettings, settings: IngestSettings, signer: Signer | None = None
 ) -> Result:
     """Consume, record and republish; SIGTERM or Ctrl-C stops cleanly after the current batch.
 
-    Reads `submissions_topic` and every site topic `<submissions_topic>.<SITE>`."""
-    server = connection(bootstrap, kafka_config)
-    submissions_topic = submissions_topic or SUBMISSIONS_TOPIC
+    Reads `settings.submissions_topic` and every site topic `<submissions_topic>.<SITE>`."""
     stop = threading.Event()
     with (
         _as_a_service(stop),
         _kafka_failures("ingest"),
         LedgerService(store, signer=signer) as service,
     ):
-        report = run_ingest(
-            service, server, until_idle=until_idle, submissions_topic=submissions_topic,
-            ledger_topic=ledger_topic, rejections_topic=rejections_topic, group_id=group_id,
-            group_instance_id=group_instance_id, max_batch=max_batch, stop=stop,
-        )
+        report = run_ingest(service, server, settings, stop=stop)
     text = (
-        f"consumed {report.consumed} submissions from {submissions_topic}[.SITE]: "
+        f"consumed {report.consumed} submissions from {settings.submissions_topic}[.SITE]: "
         f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected} rejected\n"
-        f"published {report.published_events} records to {ledger_topic} and "
-        f"{report.published_rejections} rejections to {rejections_topic}\n"
+        f"published {report.published_events} records to {settings.ledger_topic} and "
+        f"{report.published_rejections} rejections to {settings.rejections_topic}\n"
         f"store: {report.store_events} records, {report.store_rejections} rejections"
     )
     return 0, text, report.to_json_dict()
@@ -274,3 +257,19 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="static group membership: a restarted process takes over at once")
     parser.add_argument("--max-batch", type=int, default=500,
                         help="most submissions recorded in one store transaction")
+
+
+def ingest_settings(args: argparse.Namespace) -> IngestSettings:
+    """The settings of one `ledger ingest` run from its options (`add_ingest_arguments`)."""
+    try:
+        return IngestSettings(
+            submissions_topic=args.submissions_topic or SUBMISSIONS_TOPIC,
+            ledger_topic=args.ledger_topic,
+            rejections_topic=args.rejections_topic,
+            group_id=args.group_id,
+            group_instance_id=args.group_instance_id,
+            max_batch=args.max_batch,
+            until_idle=args.until_idle,
+        )
+    except ValueError as error:
+        raise KafkaCommandError(f"ingest: {error}") from None

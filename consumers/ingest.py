@@ -52,6 +52,28 @@ POLL_TIMEOUT_MS = 200
 _log = logging.getLogger("trial_ledger.ingest")
 
 
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """What one ingest run is told: built once at the edge (`ingest_settings` in consumers/cli.py
+    from the `ledger ingest` options) and passed down whole."""
+
+    submissions_topic: str = SUBMISSIONS_TOPIC
+    """Read with every site topic `<submissions_topic>.<SITE>`."""
+    ledger_topic: str = LEDGER_TOPIC
+    rejections_topic: str = REJECTIONS_TOPIC
+    group_id: str = DEFAULT_GROUP
+    group_instance_id: str | None = None
+    """Static group membership: a restarted process takes its partitions back at once."""
+    max_batch: int = 500
+    """Most submissions recorded in one store transaction."""
+    until_idle: bool = False
+    """Stop once every assigned partition is consumed and published."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+
+
 @dataclass(slots=True)
 class IngestReport:
     """Counts of one run: what was consumed and decided, and what was published."""
@@ -122,19 +144,13 @@ def submissions_pattern(submissions_topic: str = SUBMISSIONS_TOPIC) -> str:
 def run_ingest(
     service: LedgerService,
     bootstrap: Connection,
+    settings: IngestSettings,
     *,
-    until_idle: bool,
-    submissions_topic: str = SUBMISSIONS_TOPIC,
-    ledger_topic: str = LEDGER_TOPIC,
-    rejections_topic: str = REJECTIONS_TOPIC,
-    group_id: str = DEFAULT_GROUP,
-    max_batch: int = 500,
-    group_instance_id: str | None = None,
     stop: threading.Event | None = None,
 ) -> IngestReport:
-    """Consume, record and republish until caught up (`until_idle`) or until `stop` is set."""
-    if max_batch < 1:
-        raise ValueError("max_batch must be at least 1")
+    """Consume, record and republish until caught up (`settings.until_idle`) or until `stop`."""
+    submissions_topic, ledger_topic = settings.submissions_topic, settings.ledger_topic
+    rejections_topic, max_batch = settings.rejections_topic, settings.max_batch
     service.ensure_trial()
     # The ledger's own topics keep history forever; the submissions topics are the operator's
     # (`ledger broker start` / `add-site`): ingest only reads them.
@@ -150,8 +166,8 @@ def run_ingest(
     with closing(outbox):
         consumer = k.KafkaConsumer(
             **client_settings(bootstrap, "trial-ledger-ingest"),
-            group_id=group_id,
-            group_instance_id=group_instance_id,
+            group_id=settings.group_id,
+            group_instance_id=settings.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -159,6 +175,7 @@ def run_ingest(
         )
         with closing(consumer):
             positions: dict[Any, int] = {}
+            batches = _Batches(service, consumer, positions, max_batch, report)
             # Know the topic's partitions before joining: a group leader that joins without them
             # assigns nothing, and a static member taking over would keep that empty assignment.
             wait_for_partitions(consumer, submissions_topic)
@@ -171,14 +188,13 @@ def run_ingest(
             while not (stop is not None and stop.is_set()):
                 polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
                 for tp, records in polled.items():
-                    site = site_of_topic(tp.topic, submissions_topic)
-                    _record(service, consumer, tp, records, positions, max_batch, report, site)
+                    batches.record(tp, records, site_of_topic(tp.topic, submissions_topic))
                 if polled:
                     published = outbox.publish_pending()
                     _log.info("consumed %d, published %d (totals: %d consumed, %d published)",
                               sum(len(r) for r in polled.values()), published,
                               report.consumed, outbox.published)
-                elif until_idle and _caught_up(consumer, positions):
+                elif settings.until_idle and _caught_up(consumer, positions):
                     outbox.publish_pending()
                     break
                 elif outbox.started_since_last_round or service.catch_up():
@@ -194,29 +210,37 @@ def run_ingest(
     return report
 
 
-def _record(
-    service: LedgerService, consumer: Any, tp: Any, records: Sequence[Any],
-    positions: dict[Any, int], max_batch: int, report: IngestReport, site: str | None,
-) -> None:
-    last = positions.get(tp)
-    if last is None:  # revoked while this poll's records were in flight
-        return
-    fresh = [r for r in records if r.offset > last]
-    for start in range(0, len(fresh), max_batch):
-        chunk = fresh[start:start + max_batch]
-        batch = _submit_tracked(
-            service,
-            [Delivery(r.value if r.value is not None else b"", r.topic, r.partition, r.offset,
-                      site=site)
-             for r in chunk],
-        )
-        positions[tp] = chunk[-1].offset
-        report.consumed += len(chunk)
-        report.accepted += batch.accepted
-        report.duplicates += batch.duplicates
-        report.rejected += len(batch.rejected)
-    if fresh:
-        _commit_quietly(consumer, tp, positions[tp] + 1)
+class _Batches:
+    """Records polled records a batch at a time, each with its offset, and counts them."""
+
+    def __init__(self, service: LedgerService, consumer: Any, positions: dict[Any, int],
+                 max_batch: int, report: IngestReport) -> None:
+        self._service = service
+        self._consumer = consumer
+        self._positions = positions  # shared with the rebalance listener
+        self._max_batch = max_batch
+        self._report = report
+
+    def record(self, tp: Any, records: Sequence[Any], site: str | None) -> None:
+        last = self._positions.get(tp)
+        if last is None:  # revoked while this poll's records were in flight
+            return
+        fresh = [r for r in records if r.offset > last]
+        for start in range(0, len(fresh), self._max_batch):
+            chunk = fresh[start:start + self._max_batch]
+            batch = _submit_tracked(
+                self._service,
+                [Delivery(r.value if r.value is not None else b"", r.topic, r.partition,
+                          r.offset, site=site)
+                 for r in chunk],
+            )
+            self._positions[tp] = chunk[-1].offset
+            self._report.consumed += len(chunk)
+            self._report.accepted += batch.accepted
+            self._report.duplicates += batch.duplicates
+            self._report.rejected += len(batch.rejected)
+        if fresh:
+            _commit_quietly(self._consumer, tp, self._positions[tp] + 1)
 
 
 def _submit_tracked(service: LedgerService, deliveries: list[Delivery]) -> BatchReport:

@@ -24,8 +24,9 @@ next batch, and the transaction commits once it is COMMIT_INTERVAL_S old or TRAN
 failed transaction sent is sent again from the store after the restart.
 
 Several publishers may share a store and its topics (scale-out, consumers/ingest.py): each
-publishes only the trials it `owns` (and the rejections only if `publishes_rejections`), under a
-transactional id of its own, and checks only those in the tails it resumes from.
+publishes only its `PublishingShare`: the trials it owns (and the rejections only if the share
+includes them), under a transactional id of its own, and checks only those in the tails it resumes
+from.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ class UntrustedTopicError(RuntimeError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PublishingShare:
+    """The part of a shared store one publisher publishes (consumers/ownership.py): the trials it
+    `owns`, the store's rejection log if `rejections`, under its own `transactional_id`."""
+
+    transactional_id: str
+    owns: Callable[[str], bool]
+    rejections: bool
+
+
 class LedgerOutbox:
     """Publishes the store's new records and rejections in transactions, resuming after a crash."""
 
@@ -121,20 +132,17 @@ class LedgerOutbox:
         *,
         ledger_topic: str = LEDGER_TOPIC,
         rejections_topic: str = REJECTIONS_TOPIC,
-        checkpoints_topic: str | None = None,
-        transactional_id: str | None = None,
+        share: PublishingShare | None = None,
         stop: threading.Event | None = None,
-        owns: Callable[[str], bool] | None = None,
-        publishes_rejections: bool = True,
-        **producer_config: Any,
     ) -> None:
         self._service = service
-        self._owns = owns
-        self.publishes_rejections = publishes_rejections
+        self._share = share
+        self.publishes_rejections = share is None or share.rejections
         self._bootstrap = bootstrap
         self.ledger_topic = ledger_topic
         self.rejections_topic = rejections_topic
-        self.checkpoints_topic = checkpoints_topic or checkpoints_topic_for(ledger_topic)
+        self.checkpoints_topic = checkpoints_topic_for(ledger_topic)
+        transactional_id = share.transactional_id if share is not None else None
         self._config: dict[str, Any] = {
             **client_settings(bootstrap, "trial-ledger-outbox"),
             **PRODUCER_TIMEOUTS,
@@ -146,7 +154,6 @@ class LedgerOutbox:
             # Catch-up rounds send thousands of small records; kafka-python's 16 KiB batches
             # cost a sender wake-up each (measured: 1.6 s of 8.7 s ingesting 20k submissions).
             "batch_size": 1 << 20,
-            **producer_config,
         }
         self._stop = stop
         self._producer: Any = None
@@ -209,7 +216,7 @@ class LedgerOutbox:
 
     def owns(self, trial_id: str) -> bool:
         """Whether this outbox publishes `trial_id`'s records (and its log's checkpoints)."""
-        return self._owns is None or self._owns(trial_id)
+        return self._share is None or self._share.owns(trial_id)
 
     def trial_ids(self) -> list[str]:
         """The store's trials this outbox publishes."""

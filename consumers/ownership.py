@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterable
 
 from consumers._kafka import Connection, kafka_errors
-from consumers.outbox import LedgerOutbox, default_transactional_id
+from consumers.outbox import LedgerOutbox, PublishingShare, default_transactional_id
 from ledger.application import LedgerService
 
 _log = logging.getLogger("trial_ledger.ingest")
@@ -101,11 +101,13 @@ class PartitionOutboxes:
         return LedgerOutbox(
             self._service, self._bootstrap, ledger_topic=self._ledger_topic,
             rejections_topic=self._rejections_topic,
-            transactional_id=partition_transactional_id(
-                self._ledger_topic, self._rejections_topic, partition),
+            share=PublishingShare(
+                transactional_id=partition_transactional_id(
+                    self._ledger_topic, self._rejections_topic, partition),
+                owns=lambda trial_id: partition_of(trial_id, count) == partition,
+                rejections=partition == 0,
+            ),
             stop=self._stop,
-            owns=lambda trial_id: partition_of(trial_id, count) == partition,
-            publishes_rejections=partition == 0,
         )
 
     def publish_pending(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
+from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submission
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
@@ -38,7 +38,6 @@ from ledger.audit.checkpoints import SIGNING_KEY_ENV, Signer, load_signing_key
 from ledger.audit.sealing import seal_batch
 from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry, format_timestamp
-from ledger.projections.cohorts import COHORT_TYPES, CohortTable, cohort_table
 from ledger.reading import StoreReader, entry_of
 from ledger.recording import (
     LEDGER_SOURCE,
@@ -68,6 +67,7 @@ from ledger.store import (
     redacted,
     store_environment,
 )
+from ledger.trial_reading import TrialReading
 
 __all__ = [
     "DEFAULT_STORE",
@@ -104,7 +104,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class LedgerService(AuditReading):
+class LedgerService(TrialReading, AuditReading):
     """Submit, read and rebuild: everything outside the domain goes through here."""
 
     def __init__(
@@ -375,10 +375,6 @@ class LedgerService(AuditReading):
             self._rejection_log = None
         return True
 
-    def size(self, trial_id: str) -> int:
-        """How many records the trial's ledger holds (its last position), nothing replayed."""
-        return self._reader.last_position(trial_id)
-
     def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
         """The rejection log is the store's; its checkpoints name the store's first trial."""
         trial_ids = self.trial_ids() or sorted(trials)
@@ -470,72 +466,6 @@ class LedgerService(AuditReading):
             except AggregateNotFoundError:
                 self._rejection_log = RejectionLog.start()
         return self._rejection_log
-
-    # --- reading ------------------------------------------------------------------------------
-
-    def entries(
-        self, trial_id: str, *, as_of: datetime | None = None, after: int = 0
-    ) -> Iterator[LedgerEntry]:
-        """The trial's recorded events in ledger order, as known at `as_of` (None: all).
-
-        Reads only the prefix `as_of` knew, in pages; nothing is replayed (see `ledger.reading`).
-        """
-        if trial_id not in self._trials and not self._reader.has_trial(trial_id):
-            raise LookupError(f"no trial {trial_id} in this ledger")
-        cached = self._audit_logs.get(audit_log_id(LEDGER_LOG, trial_id))
-        hashes = None if cached is None else cached.leaf_hashes
-        return self._reader.entries(trial_id, as_of=as_of, after=after, leaf_hashes=hashes)
-
-    def cohort_table(self, trial_id: str, *, as_of: datetime | None = None) -> CohortTable:
-        """The cohort table as known at `as_of`: only the records it reads are fetched.
-
-        Equal to `cohort_table(entries(trial_id, as_of=as_of))` (tests/test_read_paths.py).
-        """
-        if trial_id not in self._trials and not self._reader.has_trial(trial_id):
-            raise LookupError(f"no trial {trial_id} in this ledger")
-        last = self._reader.last_position(trial_id, as_of)
-        read = self._reader.entries_of_types(trial_id, COHORT_TYPES, upto=last)
-        return cohort_table(read, position=last)
-
-    def history(
-        self, trial_id: str, subject_id: str, *, as_of: datetime | None = None
-    ) -> list[LedgerEntry]:
-        """A subject's entries as known at `as_of`, in ledger order, with their leaf hashes; only
-        the subject's own records are read where the store can select them (`ledger.reading`)."""
-        if trial_id not in self._trials and not self._reader.has_trial(trial_id):
-            raise LookupError(f"no trial {trial_id} in this ledger")
-        cached = self._audit_logs.get(audit_log_id(LEDGER_LOG, trial_id))
-        last = self._reader.last_position(trial_id, as_of)
-        return list(self._reader.subject_entries(
-            trial_id, subject_id, upto=last,
-            leaf_hashes=None if cached is None else cached.leaf_hashes,
-        ))
-
-    def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]:
-        return self._reader.stored_entries(trial_id, after=after)
-
-    def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
-        # Version 1 is the log's creation, so rejection n is version n + 1.
-        for event in self._app.events.get(rejection_log_id(), gt=after + 1):
-            if isinstance(event, RejectionLog.Rejected):
-                yield rejection_message(event, sequence=event.originator_version - 1)
-
-    def trial_at(self, trial_id: str, as_of: datetime | None) -> Trial:
-        """The aggregate as it stood at `as_of` (transaction time)."""
-        aggregate_id = trial_aggregate_id(trial_id)
-        if as_of is None:
-            trial = self.find_trial(trial_id)
-            if trial is None:
-                raise LookupError(f"no trial {trial_id} in this ledger")
-            return trial
-        if trial_id not in self._trials and not self._reader.has_trial(trial_id):
-            raise LookupError(f"no trial {trial_id} in this ledger")
-        last = self._reader.last_position(trial_id, as_of)
-        if last == 0:
-            raise LookupError(f"trial {trial_id} was not yet open at {as_of.isoformat()}")
-        past: Trial = self._app.repository.get(aggregate_id, version=last)
-        return past
 
 
 def configured_signer(path: Path | None) -> Signer | None:

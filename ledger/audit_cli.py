@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.audit.inspection import (
     AuditSource,
@@ -154,25 +154,33 @@ def _source(args: argparse.Namespace) -> AuditSource:
         return service.audit_source(trial_id)
 
 
+class TopicContents(Protocol):
+    """What the ledger's topics hold for a trial (consumers/audit.py reads it)."""
+
+    @property
+    def ledger(self) -> list[dict[str, Any]]: ...
+    @property
+    def rejections(self) -> list[dict[str, Any]]: ...
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]: ...
+    @property
+    def problems(self) -> list[str]:
+        """What would make them an incomplete history (retention, compaction, log start)."""
+
+
 def source_from_topics(
-    trial_id: str,
-    description: str,
-    ledger: list[dict[str, Any]],
-    rejections: list[dict[str, Any]],
-    checkpoints: list[dict[str, Any]],
-    problems: list[str],
-    public_keys: dict[str, str],
+    trial_id: str, description: str, topics: TopicContents, public_keys: dict[str, str]
 ) -> AuditSource:
     """What the topics hold, as a source: checkpoints are checked with the key given, since a
     topic carries no key of its own."""
     return AuditSource(
         description=description,
         trial_id=trial_id,
-        ledger=records_from_messages(ledger, "position"),
-        rejections=records_from_messages(rejections, "sequence"),
-        checkpoints=checkpoints,
+        ledger=records_from_messages(topics.ledger, "position"),
+        rejections=records_from_messages(topics.rejections, "sequence"),
+        checkpoints=topics.checkpoints,
         public_keys=public_keys,
-        problems=[("topic_history", p) for p in problems],
+        problems=[("topic_history", p) for p in topics.problems],
     )
 
 

@@ -344,10 +344,7 @@ def _topic_source(args: argparse.Namespace) -> AuditSource:
     snapshot = read_ledger_topics(
         settings, trial_id, ledger_topic=args.ledger_topic, rejections_topic=args.rejections_topic
     )
-    return audit_cli.source_from_topics(
-        trial_id, f"topics at {settings.bootstrap}", snapshot.ledger, snapshot.rejections,
-        snapshot.checkpoints, snapshot.problems, keys,
-    )
+    return audit_cli.source_from_topics(trial_id, f"topics at {settings.bootstrap}", snapshot, keys)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -361,22 +358,12 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from consumers.cli import cmd_ingest
+    from consumers.cli import cmd_ingest, connection, ingest_settings
 
     signer = configured_signer(args.signing_key)
     args.unsigned = signer is None
     code, text, document = cmd_ingest(
-        args.store,
-        args.bootstrap,
-        args.until_idle,
-        kafka_config=args.kafka_config,
-        signer=signer,
-        submissions_topic=args.submissions_topic,
-        ledger_topic=args.ledger_topic,
-        rejections_topic=args.rejections_topic,
-        group_id=args.group_id,
-        group_instance_id=args.group_instance_id,
-        max_batch=args.max_batch,
+        args.store, connection(args.bootstrap, args.kafka_config), ingest_settings(args), signer
     )
     emit(args, document, text)
     return code

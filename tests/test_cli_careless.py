@@ -176,3 +176,16 @@ def test_every_option_has_help_and_version_is_printed(capsys: pytest.CaptureFixt
         if action.help is None and not isinstance(action, argparse._HelpAction)
     ]
     assert missing == []
+
+
+def test_an_ingest_batch_of_nothing_is_refused_before_anything_opens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--max-batch 0` is one line and exit 2; no store is made and no broker is dialled (the
+    address is a closed port: a connection attempt would fail differently)."""
+    store = tmp_path / "ledger.db"
+    code, _, err = run(capsys, "ingest", "--bootstrap", "127.0.0.1:1", "--max-batch", "0",
+                       "--store", str(store))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "max_batch must be at least 1" in err
+    assert not store.exists()

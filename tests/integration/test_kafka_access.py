@@ -14,7 +14,7 @@ import pytest
 
 from consumers._kafka import KafkaSettings, client_settings, kafka, kafka_errors
 from consumers.audit import read_ledger_topics
-from consumers.ingest import DEFAULT_GROUP, run_ingest
+from consumers.ingest import DEFAULT_GROUP, IngestSettings, run_ingest
 from consumers.outbox import LedgerOutbox, UntrustedTopicError, default_transactional_id
 from consumers.publisher import SubmissionPublisher
 from consumers.security import DEMO_SITE, add_site
@@ -202,7 +202,7 @@ def test_a_site_sends_only_as_itself(secure: broker.BrokerCluster, tmp_path: Pat
     assert report.published == 3 and publisher.topic == site_topic(DEMO_SITE)
 
     with LedgerService(str(tmp_path / "sites.db")) as service:
-        run_ingest(service, client(secure, "ledger"), until_idle=True)
+        run_ingest(service, client(secure, "ledger"), IngestSettings(until_idle=True))
         recorded = {e.event_id: e.source for e in service.entries(TRIAL_ID)}
         rejected = {m["event_id"]: m["reason_code"] for m in service.rejections()}
 

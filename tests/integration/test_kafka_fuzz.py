@@ -28,7 +28,7 @@ def test_the_fuzz_corpus_through_kafka_ingest(kafka_broker: Any, tmp_path: Path)
     corpus = read_corpus()
     send_raw(bootstrap, topics.submissions, [(b"NCT05406206", line) for line in corpus])
     with LedgerService(str(tmp_path / "fuzz.db")) as service:
-        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        report = run_ingest(service, bootstrap, topics.settings())
         rejections = list(service.rejections())
         intact = verify_source(service.audit_source(TRIAL_ID)).intact
     assert report.consumed == len(corpus)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from consumers._kafka import Connection, client_settings, kafka, kafka_errors
-from consumers.ingest import run_ingest
+from consumers.ingest import IngestSettings, run_ingest
 from consumers.outbox import LedgerOutbox, default_transactional_id
 from consumers.publisher import SubmissionPublisher, publish_file, read_lines
 from consumers.topics import checkpoints_topic_for, ensure_topics
@@ -42,9 +42,11 @@ class Topics:
     rejections: str
     group: str
 
-    def kwargs(self) -> dict[str, str]:
-        return {"submissions_topic": self.submissions, "ledger_topic": self.ledger,
-                "rejections_topic": self.rejections, "group_id": self.group}
+    def settings(self) -> IngestSettings:
+        """An ingest run over these topics until it is idle."""
+        return IngestSettings(submissions_topic=self.submissions, ledger_topic=self.ledger,
+                              rejections_topic=self.rejections, group_id=self.group,
+                              until_idle=True)
 
 
 def _topics(partitions: int = 1) -> Topics:
@@ -161,7 +163,7 @@ def test_kafka_ingest_records_what_submit_records(kafka_broker: Any, tmp_path: P
     assert published.published == run.submitted
 
     with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
-        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        report = run_ingest(service, bootstrap, topics.settings())
         via_kafka = list(service.entries(TRIAL_ID))
     lines = [raw for _, raw in read_lines(run.submissions_file)]
     with direct_store(tmp_path / "direct.db", lines) as direct:
@@ -199,7 +201,7 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
     send_raw(bootstrap, topics.submissions, stream)
 
     with LedgerService(str(tmp_path / "kafka.db"), clock=fixed_clock()) as service:
-        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        report = run_ingest(service, bootstrap, topics.settings())
         store_events = list(service.entries(TRIAL_ID))
         store_rejections = list(service.rejections())
 
@@ -229,7 +231,7 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
     with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
         publisher.publish(enumerate(lines[:400], start=1))
     with LedgerService(store) as service:
-        run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        run_ingest(service, bootstrap, topics.settings())
         # The store runs ahead of the topic, as after a crash between recording and publishing.
         record_directly(service, lines[400:500], first_offset=0)
     # A zombie publisher with the same transactional id left a transaction open.
@@ -244,8 +246,8 @@ def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) 
         with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
             publisher.publish(enumerate(lines[500:], start=501))
         with LedgerService(store) as service:
-            run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
-            run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+            run_ingest(service, bootstrap, topics.settings())
+            run_ingest(service, bootstrap, topics.settings())
             expected = [entry.to_json() for entry in service.entries(TRIAL_ID)]
 
     assert ledger_values(bootstrap, topics.ledger) == expected
