@@ -20,13 +20,8 @@ from ledger.projections.conformance import (
     check_dataset,
     check_transport,
 )
-from ledger.projections.dataset_columns import DATASET_LABELS, Column
-from ledger.projections.datasets import (
-    CODELISTS,
-    DATASET_COLUMNS,
-    AnalysisDatasets,
-    build_datasets,
-)
+from ledger.projections.dataset_columns import CODELISTS, DATASET_COLUMNS, DATASET_LABELS, Column
+from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.export import MANIFEST_NAME, write_datasets
 from tests.builders import TRIAL_ID
 from tests.test_datasets import C1D1, TRIAL, EntryStream, censoring_trial, tumor_data

@@ -22,6 +22,7 @@ from ledger.projections.dataset_columns import (
     Column,
 )
 from ledger.projections.dataset_json import (
+    DatasetJsonHeader,
     dataset_json_bytes,
     metadata_version_oid,
     study_oid,
@@ -55,13 +56,15 @@ def write(datasets: AnalysisDatasets, stem: str, frame: pd.DataFrame | None = No
     return dataset_json_bytes(
         datasets.frames()[stem] if frame is None else frame,
         DATASET_COLUMNS[stem],
+        DatasetJsonHeader(
+            study_oid=study_oid(trial),
+            metadata_version_oid=metadata_version_oid(trial),
+            define_path=DEFINE_NAME,
+            created=datasets.provenance.last_recorded_at,
+            software_version="0.1.0",
+        ),
         name=stem.upper(),
         label=DATASET_LABELS[stem],
-        study_oid=study_oid(trial),
-        metadata_version_oid=metadata_version_oid(trial),
-        define_path=DEFINE_NAME,
-        created=datasets.provenance.last_recorded_at,
-        software_version="0.1.0",
         keys=DATASET_KEYS[stem],
     )
 
@@ -181,14 +184,20 @@ KINDS = [
 VALUES = {"text": ["abc", None], "int": [3, None], "float": [2.5, None],
           "date": [date(2025, 1, 2), None]}
 CREATED = datetime(2026, 5, 29, 18, 0, tzinfo=UTC)
+SMALL_HEADER = DatasetJsonHeader(
+    study_oid="ST.T",
+    metadata_version_oid="MDV.T",
+    define_path="define.xml",
+    created=CREATED,
+    software_version="0",
+)
 
 
 def small(column: Column, values: list[Any], keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """A one-column dataset XX written to Dataset-JSON and read back."""
     frame = pd.DataFrame({column.name: pd.Series(values, dtype=object)})
     return dict(json.loads(dataset_json_bytes(
-        frame, (column,), name="xx", label="Test", study_oid="ST.T", metadata_version_oid="MDV.T",
-        define_path="define.xml", created=CREATED, software_version="0", keys=keys,
+        frame, (column,), SMALL_HEADER, name="xx", label="Test", keys=keys,
     )))
 
 
@@ -234,7 +243,6 @@ def test_a_column_missing_from_the_data_is_refused() -> None:
     """A variable of the column table absent from the frame is named, nothing written."""
     with pytest.raises(ValueError, match=r"^XX\.OTHER: variable not in the data$"):
         dataset_json_bytes(
-            pd.DataFrame({"VAR": [1]}), (Column("OTHER", "Other", "int"),), name="xx",
-            label="Test", study_oid="ST.T", metadata_version_oid="MDV.T",
-            define_path="define.xml", created=CREATED, software_version="0",
+            pd.DataFrame({"VAR": [1]}), (Column("OTHER", "Other", "int"),), SMALL_HEADER,
+            name="xx", label="Test",
         )

@@ -18,14 +18,13 @@ import pytest
 
 from ledger.application import bundled_protocol
 from ledger.entries import LedgerEntry
-from ledger.projections.datasets import (
+from ledger.projections.dataset_columns import (
     ADAE_COLUMNS,
     ADRS_COLUMNS,
     ADSL_COLUMNS,
     ADTTE_COLUMNS,
-    AnalysisDatasets,
-    build_datasets,
 )
+from ledger.projections.datasets import AnalysisDatasets, build_datasets
 
 TRIAL = "NCT05406206"
 C1D1 = date(2025, 1, 6)

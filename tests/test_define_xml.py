@@ -17,7 +17,8 @@ import pytest
 
 from ledger.application import LedgerService
 from ledger.demo import run_demo
-from ledger.projections.datasets import DATASET_COLUMNS, build_datasets
+from ledger.projections.dataset_columns import DATASET_COLUMNS
+from ledger.projections.datasets import build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, validate_define_xml
 from ledger.projections.export import MANIFEST_NAME, write_datasets
 from tests.builders import TRIAL_ID

@@ -106,7 +106,6 @@ BEFORE_THERAPY = "Last adequate tumor assessment before new anticancer therapy"
             course(
                 at("2024-04-26", "SD"),
                 discontinued_on=d("2024-05-10"),
-                discontinuation_reason="toxicity",
             ),
             None,
             pfs_row(
@@ -135,7 +134,6 @@ BEFORE_THERAPY = "Last adequate tumor assessment before new anticancer therapy"
                 at("2024-04-26", "SD"),
                 at("2024-06-21", "PD"),
                 discontinued_on=d("2024-05-10"),
-                discontinuation_reason="toxicity",
             ),
             None,
             pfs_row("2024-06-21", 113, 0, "Disease progression", None),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ledger.projections.export import (
     headline,
     write_km_plots,
 )
+from ledger.projections.km_summary import km_summary
 
 TRIAL = "NCT05406206"
 C1D1 = date(2025, 1, 6)
@@ -276,9 +279,27 @@ def test_demo_report(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "summary.txt").read_text() == report.headline + "\n"
     assert [m.format for m in report.manifests] == ["csv", "xpt"]
     assert len(report.plots) == 4
-    assert "median OS" in report.headline
     adsl = pd.read_csv(tmp_path / "demo" / "adsl.csv")
     assert len(adsl) == 27
+    adtte = pd.read_csv(tmp_path / "demo" / "adtte.csv")
+    medians = km_summary(adtte).set_index(["PARAMCD", "STRATUM"])
+    for paramcd in ("PFS", "OS"):
+        overall = medians.loc[(paramcd, "overall")]
+        rows = adtte.loc[adtte["PARAMCD"] == paramcd]
+        median, lower, upper = (_months(overall[c]) for c in ("MEDIAN", "LCL", "UCL"))
+        unit = "" if median == "NR" else " months"
+        assert (
+            f"median {paramcd} {median}{unit} (95% CI {lower}–{upper}); "
+            f"{(rows['CNSR'] == 0).sum()} events / {len(rows)} subjects"
+        ) in report.headline.splitlines()
+
+
+def _months(days: float) -> str:
+    """Days as months (30.4375 days) to one place, rounded half-up; NaN (not reached) is NR."""
+    if math.isnan(days):
+        return "NR"
+    months = Decimal(repr(float(days) / (365.25 / 12)))
+    return str(months.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def test_manifest_carries_the_audit_provenance_when_given(

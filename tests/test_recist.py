@@ -10,19 +10,17 @@ from typing import Any
 import pytest
 
 from ledger.aggregates.protocol import AssessmentSchedule, ProtocolDefinition, ProtocolInvalidError
+from ledger.projections.best_response import BestResponse, best_overall_response
 from ledger.projections.recist import (
     AssessmentRules,
-    BestResponse,
     Response,
     TargetLesion,
     TimePointResponse,
     TumorAssessment,
-    best_overall_response,
     derive_time_points,
     overall_response_non_target_only,
     overall_response_with_target,
     study_day,
-    sum_of_diameters,
     target_response,
 )
 
@@ -337,10 +335,14 @@ def test_target_response_thresholds(
 
 
 def test_sum_of_diameters_adds_long_and_short_axes_as_given() -> None:
-    """Long axes of non-nodal and short axes of nodal lesions add up; any gap gives None."""
-    assert sum_of_diameters((lesion("T1", 21.3), lesion("N1", 15.2, nodal=True))) == 36.5
-    assert sum_of_diameters((lesion("T1", 21.3), lesion("T2", None))) is None
-    assert sum_of_diameters(()) == 0.0
+    """Long axes of non-nodal and short axes of nodal lesions add up exactly; any gap gives None."""
+    base = assessment(day(-10), (lesion("T1", 30.0), lesion("N1", 20.0, nodal=True)), baseline=True)
+    measured = assessment(day(57), (lesion("T1", 21.3), lesion("N1", 15.2, nodal=True)))
+    unmeasured = assessment(day(113), (lesion("T1", 21.3), lesion("N1", None, nodal=True)))
+    first, second = derive_time_points([base, measured, unmeasured])
+    assert (first.target_sum_mm, first.nadir_sum_mm) == (36.5, 50.0)
+    assert first.pct_change_from_baseline == -27.0
+    assert second.target_sum_mm is None
 
 
 # --- derive_time_points ---

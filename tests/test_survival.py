@@ -10,17 +10,19 @@ import pandas as pd
 import pytest
 from lifelines import KaplanMeierFitter
 
-from ledger.projections.km_summary import KM_SUMMARY_COLUMNS, km_summary, km_summary_csv
+from ledger.projections.km_format import format_landmark, format_median, format_months
+from ledger.projections.km_summary import (
+    KM_SUMMARY_COLUMNS,
+    km_summary,
+    km_summary_csv,
+    summarise_endpoint,
+)
 from ledger.projections.survival import (
     DAYS_PER_MONTH,
     KaplanMeierResult,
     MedianEstimate,
     fit_kaplan_meier,
-    format_landmark,
-    format_median,
-    format_months,
     median_follow_up,
-    summarise_endpoint,
 )
 
 # R survival's `aml` data (Miller 1981), in weeks; "+" marks a censored time.

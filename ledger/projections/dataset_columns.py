@@ -45,7 +45,7 @@ def _columns(*spec: tuple[str, str, ColumnKind]) -> tuple[Column, ...]:
     return tuple(Column(name, label, kind) for name, label, kind in spec)
 
 
-def _col(  # noqa: PLR0913 - one argument per define.xml attribute of a column
+def _col(
     name: str,
     label: str,
     kind: ColumnKind,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from numbers import Integral, Real
 from typing import Any, Final
@@ -35,6 +36,7 @@ from ledger.projections.dataset_columns import Column
 
 __all__ = [
     "DATASET_JSON_VERSION",
+    "DatasetJsonHeader",
     "dataset_json_bytes",
     "metadata_version_oid",
     "study_oid",
@@ -55,25 +57,33 @@ def metadata_version_oid(trial_id: str) -> str:
     return f"MDV.{trial_id}.ADAM"
 
 
-def dataset_json_bytes(  # noqa: PLR0913 - one argument per Dataset-JSON top-level attribute
+@dataclass(frozen=True, slots=True)
+class DatasetJsonHeader:
+    """What every Dataset-JSON file of one export states alike: define.xml's study and metadata
+    version OIDs and its path relative to the file, the last recorded time of the ledger read
+    (creation and last-modified time) and the software that wrote it."""
+
+    study_oid: str
+    metadata_version_oid: str
+    define_path: str
+    created: datetime
+    software_version: str
+    originator: str = "trial-ledger"
+
+
+def dataset_json_bytes(
     frame: pd.DataFrame,
     columns: Sequence[Column],
+    header: DatasetJsonHeader,
     *,
     name: str,
     label: str,
-    study_oid: str,
-    metadata_version_oid: str,
-    define_path: str,
-    created: datetime,
-    software_version: str,
     keys: Sequence[str] = (),
-    originator: str = "trial-ledger",
 ) -> bytes:
     """The Dataset-JSON 1.1 document of ``frame`` (its ``columns``, in that order), UTF-8.
 
-    ``name``: the dataset (``ADSL``); ``label``: its label; ``study_oid``/``metadata_version_oid``:
-    define.xml's; ``define_path``: where define.xml is, relative to this file; ``created``: the
-    last recorded time of the ledger read; ``keys``: the natural key variables, in key order.
+    ``header``: what every file of the export states alike; ``name``: the dataset (``ADSL``);
+    ``label``: its label; ``keys``: the natural key variables, in key order.
     """
     dataset = name.upper()
     missing = [column.name for column in columns if column.name not in frame.columns]
@@ -86,17 +96,17 @@ def dataset_json_bytes(  # noqa: PLR0913 - one argument per Dataset-JSON top-lev
         [_value(dataset, column, value) for column, value in zip(columns, row, strict=True)]
         for row in frame[[column.name for column in columns]].itertuples(index=False, name=None)
     ]
-    stamp = format_timestamp(created)
+    stamp = format_timestamp(header.created)
     document: dict[str, Any] = {
         "datasetJSONCreationDateTime": stamp,
         "datasetJSONVersion": DATASET_JSON_VERSION,
-        "fileOID": f"{metadata_version_oid}.{dataset}",
+        "fileOID": f"{header.metadata_version_oid}.{dataset}",
         "dbLastModifiedDateTime": stamp,
-        "originator": originator,
-        "sourceSystem": {"name": "trial-ledger", "version": software_version},
-        "studyOID": study_oid,
-        "metaDataVersionOID": metadata_version_oid,
-        "metaDataRef": define_path,
+        "originator": header.originator,
+        "sourceSystem": {"name": "trial-ledger", "version": header.software_version},
+        "studyOID": header.study_oid,
+        "metaDataVersionOID": header.metadata_version_oid,
+        "metaDataRef": header.define_path,
         "itemGroupOID": f"IG.{dataset}",
         "records": len(rows),
         "name": dataset,

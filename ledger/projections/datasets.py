@@ -11,10 +11,11 @@ with both clocks explicit, never "now":
   time-to-event rows are censored at it by :mod:`ledger.projections.endpoints`, which receives the
   cutoff itself (it alone decides "alive at the cutoff" from facts dated after it).
 
-Responses come from :mod:`ledger.projections.recist`, censoring from
-:mod:`ledger.projections.endpoints`, C1D1, DLT windows and adverse events from
-:mod:`ledger.aggregates.safety`: nothing clinical is re-derived here. Decisions taken here, where
-the rules leave room, each noted where applied:
+This module is the fold and the collection of rows into frames; one subject's rows are derived by
+:mod:`ledger.projections.dataset_subject`. Responses come from :mod:`ledger.projections.recist`
+and :mod:`ledger.projections.best_response`, censoring from :mod:`ledger.projections.endpoints`,
+C1D1, DLT windows and adverse events from :mod:`ledger.aggregates.safety`: nothing clinical is
+re-derived. Decisions taken where the rules leave room, each noted where applied:
 
 * C1D1 (TRTSDT, STARTDT) is the first HAIC; a subject dosed with fruquintinib but never given HAIC
   (a deviation, but a treated subject) starts at the first fruquintinib dose, so the full analysis
@@ -47,8 +48,9 @@ What the ledger accepts, the datasets hold; clinical impossibilities are flagged
   transport files (:func:`ledger.projections.xpt.split_long_text`).
 
 Output is deterministic: rows sorted by (USUBJID, PARAMCD, ADT) (ADAE by USUBJID, ASTDT, AESPID),
-columns in the order of the ``*_COLUMNS`` tables below, dates as :class:`datetime.date` (written as
-ISO-8601 in CSV, as SAS ``DATE9.`` numbers in transport files).
+columns in the order of the ``*_COLUMNS`` tables of :mod:`ledger.projections.dataset_columns`,
+dates as :class:`datetime.date` (written as ISO-8601 in CSV, as SAS ``DATE9.`` numbers in
+transport files).
 """
 
 from __future__ import annotations
@@ -57,89 +59,40 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ledger.aggregates.facts import (
-    ANTICANCER_THERAPY_STARTED,
     CLINICAL_FACT_TYPES,
     RECORD_CORRECTED,
     RECORD_VOIDED,
-    SUBJECT_DIED,
     SUBJECT_ENROLLED,
-    SUBJECT_WITHDRAWN,
-    TREATMENT_DISCONTINUED,
-    TUMOR_ASSESSED,
-    Fact,
     FactBook,
 )
-from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
-from ledger.aggregates.safety import assess_dlt_window
+from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.entries import LedgerEntry, known_as_of
-from ledger.projections import endpoints
-from ledger.projections.endpoints import SubjectCourse, clopper_pearson
-from ledger.projections.recist import (
-    CR,
-    PR,
-    AssessmentRules,
-    best_overall_response,
-    derive_time_points,
-)
-
-if TYPE_CHECKING:
-    from ledger.projections.survival import EndpointSummary
-
-__all__ = [
-    "ADAE_COLUMNS",
-    "ADRS_COLUMNS",
-    "ADSL_COLUMNS",
-    "ADTTE_COLUMNS",
-    "CODELISTS",
-    "DATASET_COLUMNS",
-    "DATASET_KEYS",
-    "DATASET_LABELS",
-    "DISCREPANCY_COLUMNS",
-    "AnalysisDatasets",
-    "Column",
-    "Provenance",
-    "ResponseRate",
-    "build_datasets",
-]
-
 from ledger.projections.dataset_columns import (
     ADAE_COLUMNS,
     ADRS_COLUMNS,
     ADSL_COLUMNS,
     ADTTE_COLUMNS,
-    CODELISTS,
-    DATASET_COLUMNS,
-    DATASET_KEYS,
-    DATASET_LABELS,
     DISCREPANCY_COLUMNS,
-    Column,
 )
-from ledger.projections.dataset_rows import (
-    _NOT_ALIVE_EVIDENCE,
-    _NOT_TREATED,
-    _NOT_TREATED_CD,
-    _TREATMENT_TYPES,
-    _WITHDRAWAL_REASONS,
-    _adverse_event_rows,
-    _analysed_time_points,
-    _assessment,
-    _baseline,
-    _Context,
-    _end_of_treatment,
-    _first,
-    _first_fact,
-    _frame,
-    _number,
-    _response_rows,
-    _site,
-    _treatment_start,
-    _tte_row,
-)
+from ledger.projections.dataset_rows import dataset_frame
+from ledger.projections.dataset_subject import SubjectRows, TrialFacts, derive_subject
+from ledger.projections.endpoints import clopper_pearson
+from ledger.projections.recist import CR, PR, AssessmentRules
+
+if TYPE_CHECKING:
+    from ledger.projections.km_summary import EndpointSummary
+
+__all__ = [
+    "AnalysisDatasets",
+    "Provenance",
+    "ResponseRate",
+    "build_datasets",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +141,6 @@ class ResponseRate:
     def rate(self) -> float:
         return self.responders / self.n if self.n else float("nan")
 
-    def summary_row(self) -> dict[str, str | int | float]:
-        """label, responders, n, rate and the 95 % limits (``lower_95``, ``upper_95``)."""
-        lower, upper = self._interval()
-        return {"label": self.label, "responders": self.responders, "n": self.n,
-                "rate": self.rate, "lower_95": lower, "upper_95": upper}
-
     def describe(self) -> str:
         """E.g. "ORR 7/27 = 25.9% (95% CI 11.1–46.3%)"; "ORR 0/0 (no subjects)" when empty."""
         if not self.n:
@@ -224,14 +171,9 @@ class AnalysisDatasets:
         """The four submission datasets by file stem, in a fixed order."""
         return {"adsl": self.adsl, "adtte": self.adtte, "adrs": self.adrs, "adae": self.adae}
 
-    @property
-    def orr_summary(self) -> pd.DataFrame:
-        """ORR rows (overall, then by dose level): responders, n, rate and 95 % CI."""
-        return pd.DataFrame([r.summary_row() for r in self.orr]).set_index("label")
-
     def kaplan_meier(self, paramcd: str, group_col: str = "DOSELVL") -> EndpointSummary | None:
         """Kaplan–Meier results for PFS, OS or DOR, overall and per group; None without rows."""
-        from ledger.projections.survival import summarise_endpoint  # lifelines, when asked
+        from ledger.projections.km_summary import summarise_endpoint  # lifelines, when asked
 
         if not (self.adtte["PARAMCD"] == paramcd).any():
             return None
@@ -305,41 +247,34 @@ def build_datasets(
 # --- from the folded state to datasets --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Subject:
-    """One subject's derived rows, before they are collected into frames."""
-
-    adsl: dict[str, Any]
-    adtte: list[dict[str, Any]]
-    adrs: list[dict[str, Any]]
-    adae: list[dict[str, Any]]
-    confirmed: str | None
-
-
 def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) -> AnalysisDatasets:
     assert state.protocol is not None and state.last_recorded_at is not None
     protocol = state.protocol
-    rules = AssessmentRules.of(protocol.assessments)
     levels = {level.name: level.dose_mg for level in protocol.dose_levels}
-    subjects: list[_Subject] = []
+    trial = TrialFacts(
+        trial_id=state.trial_id,
+        protocol=protocol,
+        rules=AssessmentRules.of(protocol.assessments),
+        levels=levels,
+        expansion_level=state.expansion_level,
+        facts=state.facts,
+        cutoff=cutoff,
+    )
+    subjects: list[SubjectRows] = []
     for subject_id in sorted(state.enrollments):
-        all_facts = state.facts.of_subject(subject_id)
-        facts = [f for f in all_facts if cutoff is None or f.occurred_on <= cutoff]
-        enrollment = next((f for f in facts if f.type == SUBJECT_ENROLLED), None)
-        if enrollment is None:
-            continue  # enrolled after the cutoff: not yet in the study on that day
-        subjects.append(
-            _subject(state, protocol, rules, levels, subject_id, all_facts, facts, cutoff)
-        )
+        enrollment = state.enrollments[subject_id]
+        subject = derive_subject(trial, subject_id, enrollment.cohort, enrollment.source)
+        if subject is not None:
+            subjects.append(subject)
 
-    adsl = _frame([s.adsl for s in subjects], ADSL_COLUMNS, ["USUBJID"])
-    adtte = _frame(
+    adsl = dataset_frame([s.adsl for s in subjects], ADSL_COLUMNS, ["USUBJID"])
+    adtte = dataset_frame(
         [r for s in subjects for r in s.adtte], ADTTE_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
     )
-    adrs = _frame(
+    adrs = dataset_frame(
         [r for s in subjects for r in s.adrs], ADRS_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
     )
-    adae = _frame(
+    adae = dataset_frame(
         [r for s in subjects for r in s.adae], ADAE_COLUMNS, ["USUBJID", "ASTDT", "AESPID"]
     )
     discrepant = adrs.loc[adrs["DISCRFL"] == "Y", [c.name for c in DISCREPANCY_COLUMNS]]
@@ -371,155 +306,6 @@ def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) ->
     )
 
 
-def _rate(label: str, subjects: Sequence[_Subject]) -> ResponseRate:
+def _rate(label: str, subjects: Sequence[SubjectRows]) -> ResponseRate:
     responders = sum(1 for s in subjects if s.confirmed in (CR, PR))
     return ResponseRate(label=label, responders=responders, n=len(subjects))
-
-
-def _subject(
-    state: _LedgerState,
-    protocol: ProtocolDefinition,
-    rules: AssessmentRules,
-    levels: Mapping[str, float],
-    subject_id: str,
-    all_facts: Sequence[Fact],
-    facts: Sequence[Fact],
-    cutoff: date | None,
-) -> _Subject:
-    studyid = state.trial_id
-    usubjid = f"{studyid}-{subject_id}"
-    enrollment = state.enrollments[subject_id]
-    cohort = enrollment.cohort
-    level = state.expansion_level if cohort == EXPANSION else cohort
-    dose_mg = levels.get(level) if level is not None else None
-    doselvl = level if dose_mg is not None else None
-    arm = f"FRUQ {dose_mg:g} MG + HAIC" if dose_mg is not None else None
-    armcd = f"FRUQ{dose_mg:g}MG" if dose_mg is not None else None
-
-    c1d1 = _treatment_start(facts)
-    treatment_dates = [f.occurred_on for f in facts if f.type in _TREATMENT_TYPES]
-    treated = bool(treatment_dates)
-    trta = arm if treated else None
-    death_on = _first(facts, SUBJECT_DIED)
-    withdrawn = _first_fact(facts, SUBJECT_WITHDRAWN)
-    discontinued = _first_fact(facts, TREATMENT_DISCONTINUED)
-    # The book of everything known answers for this subject alike when nothing is cut off.
-    book = state.facts if cutoff is None else FactBook.of(facts)
-    window = assess_dlt_window(book, subject_id, protocol)
-    alive_dates = [f.occurred_on for f in facts if f.type not in _NOT_ALIVE_EVIDENCE]
-
-    # Responses: RECIST on the assessments known by the cutoff. A post-baseline assessment dated
-    # before C1D1 is a date conflict: it is listed (OVR, ANL01FL blank) but, as in admiralonco,
-    # only the ANL01FL records (on or after treatment start, the worst of each day) count towards
-    # best response, PFS and DOR.
-    assessments = [_assessment(f) for f in all_facts if f.type == TUMOR_ASSESSED]
-    time_points_all = derive_time_points(assessments)
-    time_points = tuple(tp for tp in time_points_all if cutoff is None or tp.assessed_on <= cutoff)
-    known = [a for a in assessments if cutoff is None or a.assessed_on <= cutoff]
-    best = (
-        None if c1d1 is None
-        else best_overall_response(_analysed_time_points(time_points, c1d1), c1d1, rules)
-    )
-    all_death_on = _first(all_facts, SUBJECT_DIED)
-    conflict = c1d1 is not None and (
-        (death_on is not None and death_on < c1d1)
-        or any(tp.assessed_on < c1d1 for tp in time_points)
-    )
-
-    adtte: list[dict[str, Any]] = []
-    adrs: list[dict[str, Any]] = []
-    if c1d1 is not None:
-        assert best is not None
-        adrs = _response_rows(
-            _Context(studyid, usubjid, c1d1, arm, trta, doselvl), time_points, best, rules
-        )
-        # A death dated before C1D1 cannot be placed after the origin: the time-to-event rows
-        # take it on C1D1 (day 1, the earliest day they can hold) and carry DTCONFL = Y; ADSL
-        # keeps the recorded DTHDT. Nothing is dropped and no AVAL is ever below 1.
-        course_death_on = None if all_death_on is None else max(all_death_on, c1d1)
-        course = SubjectCourse(
-            usubjid=usubjid,
-            c1d1=c1d1,
-            has_baseline=any(a.baseline for a in known),
-            time_points=tuple(_analysed_time_points(time_points_all, c1d1)),
-            death_on=course_death_on,
-            last_known_alive_on=max(
-                (f.occurred_on for f in all_facts if f.type not in _NOT_ALIVE_EVIDENCE),
-                default=None,
-            ),
-            new_therapy_on=_first(all_facts, ANTICANCER_THERAPY_STARTED),
-            discontinued_on=_first(all_facts, TREATMENT_DISCONTINUED),
-            discontinuation_reason=None
-            if discontinued is None
-            else str(discontinued.data["reason"]),
-            withdrawn_on=_first(all_facts, SUBJECT_WITHDRAWN),
-            first_confirmed_response_on=best.first_confirmed_response_on,
-        )
-        rows = (
-            endpoints.progression_free_survival(course, rules, cutoff),
-            endpoints.overall_survival(course, cutoff),
-            endpoints.duration_of_response(course, rules, cutoff),
-        )
-        context = _Context(studyid, usubjid, c1d1, arm, trta, doselvl)
-        adtte = [_tte_row(context, row, cohort, adrs, conflict) for row in rows if row is not None]
-        _number(adtte, "ASEQ", ("PARAMCD",))
-
-    enrolled = next(f for f in facts if f.type == SUBJECT_ENROLLED)
-    baseline = _baseline(enrolled)
-    has_post_baseline = any(tp.assessed_on >= c1d1 for tp in time_points) if c1d1 else False
-    efffl = treated and any(a.baseline for a in known) and has_post_baseline
-    dltevlfl = {True: "Y", False: "N", None: None}[window.evaluable]
-    trtedt = max(treatment_dates, default=None)
-    end_of_treatment = _end_of_treatment(treated, discontinued, withdrawn, death_on)
-    adsl = {
-        "STUDYID": studyid,
-        "USUBJID": usubjid,
-        "SUBJID": subject_id,
-        "SITEID": _site(subject_id, enrollment.source),
-        **baseline,
-        "COHORT": cohort,
-        "ARMCD": armcd,
-        "ARM": arm,
-        "ACTARMCD": armcd if treated else _NOT_TREATED_CD,
-        "ACTARM": arm if treated else _NOT_TREATED,
-        "TRT01P": arm,
-        "TRT01PN": dose_mg,
-        "TRT01A": trta,
-        "TRT01AN": dose_mg if treated else None,
-        "DOSELVL": doselvl,
-        "DOSEMG": dose_mg,
-        "ENRLDT": enrolled.occurred_on,
-        "TRTSDT": c1d1,
-        "TRTEDT": trtedt,
-        "TRTDURD": None if c1d1 is None or trtedt is None else (trtedt - c1d1).days + 1,
-        "ITTFL": "Y",
-        "SAFFL": "Y" if treated else "N",
-        "FASFL": "Y" if treated else "N",
-        "EFFFL": "Y" if efffl else "N",
-        "DLTEVLFL": dltevlfl,
-        "DLTFL": ("Y" if window.has_dlt else "N") if window.evaluable else None,
-        "EOTSTT": end_of_treatment[0],
-        "DCTREAS": end_of_treatment[1],
-        "EOSSTT": "DISCONTINUED" if death_on or withdrawn else "ONGOING",
-        "DCSREAS": "DEATH"
-        if death_on
-        else (
-            None if withdrawn is None else _WITHDRAWAL_REASONS.get(str(withdrawn.data["reason"]))
-        ),
-        "DTHFL": "Y" if death_on else None,
-        "DTHDT": death_on,
-        "LSTALVDT": death_on if death_on else max(alive_dates, default=None),
-        "DTCONFL": "Y" if conflict else None,
-    }
-    return _Subject(
-        adsl=adsl,
-        adtte=adtte,
-        adrs=adrs,
-        adae=_adverse_event_rows(
-            _Context(studyid, usubjid, c1d1, arm, trta, doselvl),
-            facts,
-            window.candidates,
-            "Y" if treated else "N",
-        ),
-        confirmed=None if best is None else best.confirmed,
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pandas as pd
 from odmlib.define_2_1 import model as odm
@@ -60,10 +60,19 @@ DataTypeOf = Callable[[Column, Sequence[Any]], dict[str, Any]]
 """define_xml's data type and length of a column's (present) values."""
 
 
-def value_level_metadata(  # noqa: PLR0913 - the table, its frame and the parent items' settings
-    stem: str,
-    columns: Sequence[Column],
-    frame: pd.DataFrame,
+class DatasetTable(Protocol):
+    """One exported dataset: its stem, variables (file order) and rows (define_xml's table)."""
+
+    @property
+    def stem(self) -> str: ...
+    @property
+    def columns(self) -> Sequence[Column]: ...
+    @property
+    def frame(self) -> pd.DataFrame: ...
+
+
+def value_level_metadata(
+    table: DatasetTable,
     parent_items: Mapping[str, Any],
     data_type: DataTypeOf,
     describe: Callable[[str], Any],
@@ -74,6 +83,7 @@ def value_level_metadata(  # noqa: PLR0913 - the table, its frame and the parent
     ``parent_items``: the dataset's ItemDefs by OID; ``data_type``: a column's type and length
     from its values; ``describe``: text → a define ``Description``.
     """
+    stem, columns, frame = table.stem, table.columns, table.frame
     variables = VALUE_LEVEL.get(stem)
     if not variables or "PARAMCD" not in frame.columns or frame.empty:
         return

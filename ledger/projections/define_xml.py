@@ -110,7 +110,7 @@ def define_xml(tables: Sequence[DefineTable], study: StudyInfo) -> bytes:
             if column.codelist and column.codelist not in used_codelists:
                 used_codelists.append(column.codelist)
         value_level_metadata(
-            table.stem, table.columns, table.frame, table_items,
+            table, table_items,
             lambda column, present: _data_type(column, present, study.file_format),
             _description, values,
         )

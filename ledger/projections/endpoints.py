@@ -104,8 +104,8 @@ class SubjectCourse:
     ``c1d1`` is ``None`` for a subject never treated (outside the full analysis set).
     ``time_points`` are the derived post-baseline responses (see ``recist.derive_time_points``).
     ``last_known_alive_on`` is the latest dated fact about the subject, supplied by the caller, who
-    sees every kind of record. ``discontinuation_reason`` is carried for listings; it does not
-    change the censoring, which treats every stop of treatment without PD alike (FDA table).
+    sees every kind of record. Why treatment stopped does not change the censoring, which treats
+    every stop of treatment without PD alike (FDA table).
     """
 
     usubjid: str
@@ -116,7 +116,6 @@ class SubjectCourse:
     last_known_alive_on: date | None = None
     new_therapy_on: date | None = None
     discontinued_on: date | None = None
-    discontinuation_reason: str | None = None
     withdrawn_on: date | None = None
     first_confirmed_response_on: date | None = None
 

@@ -21,17 +21,20 @@ import pandas as pd
 
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.conformance import check_dataset, check_transport
-from ledger.projections.dataset_json import dataset_json_bytes, metadata_version_oid, study_oid
-from ledger.projections.datasets import (
+from ledger.projections.dataset_columns import (
     CODELISTS,
     DATASET_COLUMNS,
     DATASET_KEYS,
     DATASET_LABELS,
-    AnalysisDatasets,
     Column,
-    Provenance,
-    build_datasets,
 )
+from ledger.projections.dataset_json import (
+    DatasetJsonHeader,
+    dataset_json_bytes,
+    metadata_version_oid,
+    study_oid,
+)
+from ledger.projections.datasets import AnalysisDatasets, Provenance, build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.files import write_atomically
 from ledger.projections.xpt import split_long_text, write_xpt
@@ -162,12 +165,16 @@ def write_datasets(
         if fmt == "csv":
             write_atomically(path, dataset_csv_bytes(frame))
         elif fmt == "json":
-            write_atomically(path, dataset_json_bytes(
-                frame, columns, name=stem.upper(), label=DATASET_LABELS[stem],
+            header = DatasetJsonHeader(
                 study_oid=study_oid(provenance.trial_id),
                 metadata_version_oid=metadata_version_oid(provenance.trial_id),
-                define_path=DEFINE_NAME, created=provenance.last_recorded_at,
-                software_version=software_version, keys=DATASET_KEYS[stem]))
+                define_path=DEFINE_NAME,
+                created=provenance.last_recorded_at,
+                software_version=software_version,
+            )
+            write_atomically(path, dataset_json_bytes(
+                frame, columns, header, name=stem.upper(), label=DATASET_LABELS[stem],
+                keys=DATASET_KEYS[stem]))
         else:
             written, columns = _write_xpt(
                 frame, path, stem, columns, provenance.last_recorded_at
@@ -268,7 +275,10 @@ def write_km_plots(datasets: AnalysisDatasets, out: Path) -> list[Path]:
     Files: ``km_pfs_overall.png``, ``km_pfs_by_dose.png``, ``km_os_overall.png``,
     ``km_os_by_dose.png``.
     """
-    from ledger.projections.km_plot import plot_kaplan_meier  # matplotlib: only when plotting
+    from ledger.projections.km_plot import (  # matplotlib: only when plotting
+        PlotOptions,
+        plot_kaplan_meier,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     adtte = datasets.adtte
@@ -289,7 +299,8 @@ def write_km_plots(datasets: AnalysisDatasets, out: Path) -> list[Path]:
             continue
         for suffix, column in (("overall", _OVERALL_COLUMN), ("by_dose", _DOSE_COLUMN)):
             path = out / f"km_{paramcd.lower()}_{suffix}.png"
-            written.append(plot_kaplan_meier(frame, paramcd, column, path, footnote=footnote))
+            options = PlotOptions(footnote=footnote)
+            written.append(plot_kaplan_meier(frame, paramcd, column, path, options))
     return written
 
 
@@ -305,7 +316,7 @@ def _footnote(datasets: AnalysisDatasets) -> str:
 
 def headline(datasets: AnalysisDatasets) -> str:
     """A few lines for the terminal: populations, median PFS and OS with CI, ORR with CI."""
-    from ledger.projections.survival import format_median  # lifelines: only for the headline
+    from ledger.projections.km_format import format_median  # lifelines: only for the headline
 
     p = datasets.provenance
     adsl = datasets.adsl

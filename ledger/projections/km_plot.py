@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -23,15 +26,11 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.typing import RcKeyType
 
-from ledger.projections.survival import (
-    DAYS_PER_MONTH,
-    EndpointSummary,
-    KaplanMeierResult,
-    format_months,
-    summarise_endpoint,
-)
+from ledger.projections.km_format import format_months
+from ledger.projections.km_summary import EndpointSummary, summarise_endpoint
+from ledger.projections.survival import DAYS_PER_MONTH, KaplanMeierResult
 
-__all__ = ["default_title", "plot_kaplan_meier"]
+__all__ = ["PlotOptions", "default_title", "kaplan_meier_figure", "plot_kaplan_meier"]
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale.
 _COLOURS: Final = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -65,37 +64,57 @@ _RC: Final[dict[RcKeyType, object]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class PlotOptions:
+    """How the figure is drawn and written; the defaults are the deck's."""
+
+    title: str | None = None
+    """None: :func:`default_title` (naming the axis's unit, months)."""
+    confidence_bands: bool = False
+    """Shade each curve's pointwise log-log 95 % band."""
+    tick_months: int | None = None
+    """Spacing of the x ticks and the at-risk columns; None: chosen from 1, 2, 3, 6, 12, 24."""
+    footnote: str | None = None
+    """Printed under the standard notes (e.g. the data cut-off)."""
+    dpi: int = 150
+
+
 def plot_kaplan_meier(
     adtte: pd.DataFrame,
     paramcd: str,
     group_col: str,
     path: str | Path,
-    *,
-    title: str | None = None,
-    confidence_bands: bool = False,
-    tick_months: int | None = None,
-    footnote: str | None = None,
-    dpi: int = 150,
+    options: PlotOptions | None = None,
 ) -> Path:
-    """Write a Kaplan–Meier PNG of ``paramcd`` by ``group_col`` to ``path`` and return the path.
-
-    ``title`` defaults to :func:`default_title` (naming the axis's unit, months);
-    ``confidence_bands`` shades each curve's pointwise log-log 95 % band; ``tick_months`` spaces
-    the x ticks and the at-risk columns (chosen from 1, 2, 3, 6, 12, 24 months when not given);
-    ``footnote`` (e.g. the data cut-off) is printed under the standard notes.
-    """
-    summary = summarise_endpoint(adtte, paramcd, group_col)
-    if title is None:
-        title = default_title(adtte, paramcd, group_col)
+    """Write a Kaplan–Meier PNG of ``paramcd`` by ``group_col`` to ``path`` and return the path."""
+    options = PlotOptions() if options is None else options
+    figure = kaplan_meier_figure(adtte, paramcd, group_col, options)
     out = Path(path)
-    with matplotlib.style.context("default"), mpl.rc_context(_RC):
-        figure = _draw(summary, title, confidence_bands, tick_months, footnote)
-        figure.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    with _house_style():
+        figure.savefig(out, format="png", dpi=options.dpi, metadata={"Software": None})
     return out
 
 
+def kaplan_meier_figure(
+    adtte: pd.DataFrame, paramcd: str, group_col: str, options: PlotOptions | None = None
+) -> Figure:
+    """The figure :func:`plot_kaplan_meier` writes: one step curve per group with censoring ticks,
+    the numbers at risk at each x tick below, notes at the foot; time in months."""
+    options = PlotOptions() if options is None else options
+    summary = summarise_endpoint(adtte, paramcd, group_col)
+    title = default_title(adtte, paramcd, group_col) if options.title is None else options.title
+    with _house_style():
+        return _draw(summary, title, options)
+
+
+@contextmanager
+def _house_style() -> Iterator[None]:
+    with matplotlib.style.context("default"), mpl.rc_context(_RC):
+        yield
+
+
 def default_title(adtte: pd.DataFrame, paramcd: str, group_col: str) -> str:
-    """"Kaplan–Meier estimate of <PARAM> (months) by <group_col>": ADTTE's PARAM names AVAL's unit
+    """ "Kaplan–Meier estimate of <PARAM> (months) by <group_col>": ADTTE's PARAM names AVAL's unit
     (days), the plot's time axis is in months, so the title names months whatever PARAM said."""
     name = _TIME_UNIT.sub("", _parameter_name(adtte, paramcd))
     return f"Kaplan–Meier estimate of {name} (months) by {group_col}"
@@ -120,26 +139,20 @@ def _tick_step(max_months: float, requested: int | None) -> int:
     return _TICK_STEPS_MONTHS[-1]
 
 
-def _draw(
-    summary: EndpointSummary,
-    title: str,
-    confidence_bands: bool,
-    tick_months: int | None,
-    footnote: str | None,
-) -> Figure:
+def _draw(summary: EndpointSummary, title: str, options: PlotOptions) -> Figure:
     groups = summary.groups
     max_months = max(g.timeline_days[-1] for g in groups) / DAYS_PER_MONTH
-    step = _tick_step(max_months, tick_months)
+    step = _tick_step(max_months, options.tick_months)
     x_max = step * max(1, math.ceil(max_months / step))
     ticks = list(range(0, x_max + 1, step))
 
     notes = [
         "Kaplan–Meier estimates. Tick marks (|): censored observations. 1 month = 30.4375 days."
     ]
-    if confidence_bands:
+    if options.confidence_bands:
         notes.append("Shaded bands: pointwise 95% confidence intervals (log-log).")
-    if footnote:
-        notes.append(footnote)
+    if options.footnote:
+        notes.append(options.footnote)
     note_height = 0.03 * len(notes) + 0.01
     # The layout engine places axes above a bottom strip kept for the notes.
     figure = Figure(
@@ -154,7 +167,7 @@ def _draw(
     names = [_display_name(g, summary.group_col) for g in groups]
     for index, result in enumerate(groups):
         colour = _COLOURS[index % len(_COLOURS)]
-        _draw_curve(curves, result, names[index], colour, confidence_bands)
+        _draw_curve(curves, result, names[index], colour, options.confidence_bands)
 
     curves.set_xlim(0, x_max)
     curves.set_xticks(ticks)

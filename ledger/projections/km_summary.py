@@ -1,4 +1,5 @@
-"""The contract's §8 summary tables: `km_summary` (median, log-log limits and the 6/12-month
+"""Kaplan–Meier by ADTTE parameter (:func:`summarise_endpoint`: overall and per group) and the
+contract's §8 summary tables: `km_summary` (median, log-log limits and the 6/12-month
 landmarks per PARAMCD × stratum, as R reports them) and the reverse-Kaplan–Meier median
 follow-up, with the byte-stable CSV writer of ``km_summary.csv``.
 
@@ -9,25 +10,122 @@ also holds the expansion at that dose)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from ledger.projections.survival import (
-    ADTTE_COLUMNS,
     LANDMARK_DAYS,
     LANDMARK_MONTHS,
-    OVERALL_LABEL,
     FollowUpResult,
     KaplanMeierResult,
-    endpoint_rows,
+    fit_kaplan_meier,
     median_follow_up,
-    summarise_endpoint,
 )
+
+__all__ = [
+    "ADTTE_COLUMNS",
+    "COHORT_COLUMN",
+    "FOLLOW_UP_COLUMNS",
+    "KM_CSV_FLOAT_FORMAT",
+    "KM_SUMMARY_COLUMNS",
+    "OVERALL_LABEL",
+    "EndpointSummary",
+    "endpoint_rows",
+    "follow_up_summary",
+    "km_summary",
+    "km_summary_csv",
+    "summarise_endpoint",
+]
 
 
 def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
+
+
+ADTTE_COLUMNS: Final = ("PARAMCD", "AVAL", "CNSR")
+"""The ADTTE columns every Kaplan–Meier fit reads."""
+
+OVERALL_LABEL: Final = "Overall"
+"""The label of the all-subjects result."""
+
+
+@dataclass(frozen=True)
+class EndpointSummary:
+    """Kaplan–Meier results for one ADTTE parameter: all subjects, then each group in order."""
+
+    paramcd: str
+    group_col: str
+    overall: KaplanMeierResult
+    groups: tuple[KaplanMeierResult, ...]
+    """One result per group value, sorted by value; each labelled ``str(value)``."""
+
+    def group(self, label: str) -> KaplanMeierResult:
+        """The result for one group label, or KeyError naming the labels there are."""
+        for result in self.groups:
+            if result.label == label:
+                return result
+        known = ", ".join(r.label for r in self.groups)
+        raise KeyError(f"no {self.group_col} group {label!r}; groups are: {known}")
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Overall row first, then one row per group; ``stratum`` tells them apart."""
+        rows = [{"stratum": "overall", **self.overall.summary_row()}]
+        rows += [{"stratum": self.group_col, **g.summary_row()} for g in self.groups]
+        labels = [self.overall.label, *(g.label for g in self.groups)]
+        return pd.DataFrame(rows, index=pd.Index(labels, name="label"))
+
+
+def summarise_endpoint(adtte: pd.DataFrame, paramcd: str, group_col: str) -> EndpointSummary:
+    """Fit Kaplan–Meier for one PARAMCD of an ADTTE frame, overall and per ``group_col`` value."""
+    rows, values = endpoint_rows(adtte, paramcd, group_col)
+
+    def fit(subset: pd.DataFrame, label: str) -> KaplanMeierResult:
+        return fit_kaplan_meier(
+            subset["AVAL"].to_numpy(dtype=float), subset["CNSR"].to_numpy() == 0, label
+        )
+
+    groups = tuple(fit(rows.loc[rows[group_col] == v], str(v)) for v in values)
+    return EndpointSummary(
+        paramcd=paramcd,
+        group_col=group_col,
+        overall=fit(rows, OVERALL_LABEL),
+        groups=groups,
+    )
+
+
+def endpoint_rows(
+    adtte: pd.DataFrame, paramcd: str, group_col: str
+) -> tuple[pd.DataFrame, list[object]]:
+    """The checked rows of one PARAMCD and its group values in order (numbers by value)."""
+    missing = [c for c in (*ADTTE_COLUMNS, group_col) if c not in adtte.columns]
+    if missing:
+        raise ValueError(f"ADTTE frame lacks column(s): {', '.join(missing)}")
+    rows = adtte.loc[adtte["PARAMCD"] == paramcd]
+    if rows.empty:
+        known = ", ".join(sorted(str(p) for p in adtte["PARAMCD"].dropna().unique()))
+        raise ValueError(f"no ADTTE rows with PARAMCD {paramcd!r}; present: {known or 'none'}")
+    if "USUBJID" in rows.columns and rows["USUBJID"].duplicated().any():
+        dupes = sorted(str(s) for s in rows.loc[rows["USUBJID"].duplicated(), "USUBJID"])
+        raise ValueError(f"PARAMCD {paramcd!r} has more than one row for: {', '.join(dupes)}")
+    for column in ("AVAL", "CNSR", group_col):
+        if rows[column].isna().any():
+            raise ValueError(f"PARAMCD {paramcd!r}: {column} is missing on some rows")
+    for column in ("AVAL", "CNSR"):
+        if not pd.api.types.is_numeric_dtype(rows[column]):
+            raise ValueError(f"PARAMCD {paramcd!r}: {column} must be numeric")
+    cnsr = rows["CNSR"].to_numpy(dtype=float)
+    if np.any(cnsr < 0) or np.any(cnsr != np.floor(cnsr)):
+        raise ValueError(f"PARAMCD {paramcd!r}: CNSR must be 0 (event) or a positive integer")
+    values = list(rows[group_col].unique())
+    try:
+        values.sort()
+    except TypeError:
+        values.sort(key=str)
+    return rows, values
 
 
 KM_SUMMARY_COLUMNS: Final = (
@@ -64,8 +162,8 @@ def km_summary(
     rows: list[dict[str, object]] = []
     for paramcd in _paramcds(adtte, group_col, cohort_col):
         summary = summarise_endpoint(adtte, paramcd, group_col)
-        cohorts = () if cohort_col is None else (
-            summarise_endpoint(adtte, paramcd, cohort_col).groups
+        cohorts = (
+            () if cohort_col is None else (summarise_endpoint(adtte, paramcd, cohort_col).groups)
         )
         for stratum, result in _strata(summary.overall, summary.groups, cohort_col, cohorts):
             median = result.median_estimate

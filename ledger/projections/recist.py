@@ -6,6 +6,9 @@ than silently trusted. Everything here is a pure function over frozen dataclasse
 standard library: the rules are tables, and tables are easiest to audit (and to test row by row)
 as plain code.
 
+This module reads one assessment at a time (RECIST 1.1 tables 1 and 2);
+:mod:`ledger.projections.best_response` reads a subject's time points together (table 3).
+
 Decisions this module takes where RECIST 1.1 leaves room, each documented where it is applied:
 
 * Arithmetic on diameters is exact decimal arithmetic on the recorded values (``Decimal(str(x))``),
@@ -24,7 +27,7 @@ Decisions this module takes where RECIST 1.1 leaves room, each documented where 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
@@ -46,16 +49,6 @@ RESPONSES: Final[frozenset[str]] = frozenset({CR, PR, SD, NON_CR_NON_PD, PD, NE}
 
 NON_TARGET_STATUSES: Final[frozenset[str]] = frozenset({"NONE", CR, NON_CR_NON_PD, PD, NE})
 """Values of ``TumorAssessment.non_target``: ``NONE`` means no non-target disease is recorded."""
-
-RESPONSE_RANK: Final[Mapping[str, int]] = {
-    CR: 6,
-    PR: 5,
-    SD: 4,
-    NON_CR_NON_PD: 3,
-    PD: 2,
-    NE: 1,
-}
-"""The usual best-response hierarchy CR > PR > SD > non-CR/non-PD > PD > NE (higher is better)."""
 
 _CR_NODE_SHORT_AXIS_MM: Final = Decimal(10)
 _PR_FRACTION_OF_BASELINE: Final = Decimal("0.70")
@@ -189,21 +182,6 @@ def _same_call(investigator: str | None, derived: Response) -> bool:
     return investigator == SD and derived == NON_CR_NON_PD
 
 
-@dataclass(frozen=True)
-class BestResponse:
-    """Best overall response of one subject, unconfirmed (ADRS BOR) and confirmed (ADRS CBOR).
-
-    ``first_confirmed_response_on`` is the date of the first CR/PR that a later assessment confirmed
-    (the DoR origin) and ``confirmation_on`` the date of the assessment that confirmed it; both are
-    ``None`` unless the confirmed response is CR or PR.
-    """
-
-    unconfirmed: Response
-    confirmed: Response
-    first_confirmed_response_on: date | None = None
-    confirmation_on: date | None = None
-
-
 def _mm(value: float) -> Decimal:
     """Exact decimal for a recorded diameter, so that 30 % means 30 % and not 29.999999 %."""
     return Decimal(str(value))
@@ -216,15 +194,6 @@ def _sum_decimal(lesions: Iterable[TargetLesion]) -> Decimal | None:
             return None
         total += _mm(lesion.diameter_mm)
     return total
-
-
-def sum_of_diameters(lesions: Iterable[TargetLesion]) -> float | None:
-    """Sum of diameters (long axis non-nodal, short axis nodal, as recorded), or ``None``.
-
-    ``None`` when any lesion was not measured: a partial sum would look like shrinkage.
-    """
-    total = _sum_decimal(lesions)
-    return None if total is None else float(total)
 
 
 def _meets_pd(current: Decimal, nadir: Decimal) -> bool:
@@ -384,103 +353,3 @@ def derive_time_points(assessments: Iterable[TumorAssessment]) -> tuple[TimePoin
         if current_sum is not None and (nadir is None or current_sum < nadir):
             nadir = current_sum
     return tuple(results)
-
-
-_SD_OR_BETTER: Final[frozenset[str]] = frozenset({CR, PR, SD, NON_CR_NON_PD})
-_RESPONDING: Final[frozenset[str]] = frozenset({CR, PR})
-
-
-def _first_confirmed(
-    points: Sequence[TimePointResponse],
-    responses: frozenset[str],
-    allowed_between: frozenset[str],
-    confirmation_days: int,
-) -> tuple[date, date] | None:
-    """Earliest (response date, confirmation date) pair, or ``None``.
-
-    A time point in ``responses`` is confirmed by a later one in ``responses`` at least
-    ``confirmation_days`` after it, with only ``allowed_between`` responses in between (any number
-    of NE visits is tolerated: a missed scan does not undo a response).
-    """
-    for i, first in enumerate(points):
-        if first.response not in responses:
-            continue
-        for later in points[i + 1 :]:
-            if later.response not in allowed_between:
-                break
-            gap = (later.assessed_on - first.assessed_on).days
-            if later.response in responses and gap >= confirmation_days:
-                return first.assessed_on, later.assessed_on
-    return None
-
-
-def best_overall_response(
-    time_points: Iterable[TimePointResponse], c1d1: date, rules: AssessmentRules
-) -> BestResponse:
-    """Unconfirmed and confirmed best overall response (RECIST 1.1 table 3), hierarchy CR > … > NE.
-
-    Only time points up to and including the first PD count. Confirmed BOR, in order:
-
-    1. CR if a CR is followed ≥ ``confirmation_days`` later by a CR, with only CR/NE between.
-    2. PR if a CR or PR is followed ≥ ``confirmation_days`` later by a CR or PR, with only CR/PR/NE
-       between. This covers "PR then CR → PR", "PR then PR → PR" and the row "CR then PR", for which
-       the table allows SD, PD or PR: we choose **PR**. The ledger's own PD rule already turns real
-       regrowth after a CR (≥ 5 mm above a nadir of 0) into PD, so a derived PR after a CR means a
-       small residual that makes the first "CR" really a PR, RECIST's second reading of that row.
-    3. SD (or NON_CR_NON_PD for non-target-only disease) if any SD-or-better time point falls on
-       or after study day ``min_sd_days``. Applied uniformly, also to "PR then SD", whose table cell
-       assumes the minimum duration met (RECIST 1.1 §4.4.1 requires it for any SD).
-    4. PD if a PD was documented, or if an unconfirmed CR was followed by SD/PR/non-CR/non-PD: had
-       the CR been real, that disease reappeared ("CR then SD → PD" when SD is too short).
-    5. NE otherwise ("NE then NE", "CR/PR then NE" with SD too short).
-
-    Unconfirmed BOR: CR if any CR, PR if any PR, else steps 3-5 without the CR rule of step 4.
-    """
-    ordered = sorted(time_points, key=lambda t: t.assessed_on)
-    points: list[TimePointResponse] = []
-    for tp in ordered:
-        points.append(tp)
-        if tp.response == PD:
-            break
-    responses = [tp.response for tp in points]
-    stable: Response = SD if any(tp.target_response is not None for tp in points) else NON_CR_NON_PD
-    sd_met = any(
-        tp.response in _SD_OR_BETTER and study_day(tp.assessed_on, c1d1) >= rules.min_sd_days
-        for tp in points
-    )
-    has_pd = PD in responses
-
-    unconfirmed: Response
-    if CR in responses:
-        unconfirmed = CR
-    elif PR in responses:
-        unconfirmed = PR
-    elif sd_met:
-        unconfirmed = stable
-    elif has_pd:
-        unconfirmed = PD
-    else:
-        unconfirmed = NE
-
-    days = rules.confirmation_days
-    cr_pair = _first_confirmed(points, frozenset({CR}), frozenset({CR, NE}), days)
-    response_pair = _first_confirmed(points, _RESPONDING, frozenset({CR, PR, NE}), days)
-    first_cr = responses.index(CR) if CR in responses else None
-    disease_after_cr = first_cr is not None and any(
-        r in (SD, PR, NON_CR_NON_PD) for r in responses[first_cr + 1 :]
-    )
-    confirmed: Response
-    if cr_pair is not None:
-        confirmed = CR
-    elif response_pair is not None:
-        confirmed = PR
-    elif sd_met:
-        confirmed = stable
-    elif has_pd or disease_after_cr:
-        confirmed = PD
-    else:
-        confirmed = NE
-
-    if confirmed in _RESPONDING and response_pair is not None:
-        return BestResponse(unconfirmed, confirmed, response_pair[0], response_pair[1])
-    return BestResponse(unconfirmed, confirmed)

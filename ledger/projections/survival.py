@@ -29,7 +29,9 @@ and ``tests/fixtures/r/km_reference.R`` holds exactly that check. Conventions, e
   estimable (NaN, "NE"), as R's default ``extend = FALSE`` leaves such times out.
 * Median follow-up is the median of the reverse Kaplan–Meier curve (censoring as the event):
   R ``survfit(Surv(AVAL, CNSR != 0) ~ 1, conf.type = "log-log")``, same median rule.
-* Printed figures are rounded half-up (SAS ``ROUND``), never banker's rounding.
+
+The ADTTE side (one PARAMCD, overall and by group) is :mod:`ledger.projections.km_summary`; the
+printed figures are :mod:`ledger.projections.km_format`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from statistics import NormalDist
 from typing import Final, NamedTuple
 
@@ -47,24 +48,17 @@ import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
-    "ADTTE_COLUMNS",
     "CONFIDENCE_LEVEL",
     "DAYS_PER_MONTH",
     "LANDMARK_DAYS",
     "LANDMARK_MONTHS",
-    "EndpointSummary",
     "FollowUpResult",
     "KaplanMeierResult",
     "MedianEstimate",
     "SurvivalAt",
     "days_to_months",
-    "endpoint_rows",
     "fit_kaplan_meier",
-    "format_landmark",
-    "format_median",
-    "format_months",
     "median_follow_up",
-    "summarise_endpoint",
 ]
 
 DAYS_PER_MONTH: Final = 30.4375
@@ -78,11 +72,6 @@ LANDMARK_DAYS: Final = {months: months * DAYS_PER_MONTH for months in LANDMARK_M
 
 CONFIDENCE_LEVEL: Final = 0.95
 """Level of every interval in this module."""
-
-OVERALL_LABEL: Final = "Overall"
-
-_NOT_REACHED: Final = "NR"
-_NOT_ESTIMABLE: Final = "NE"
 
 _Z: Final = NormalDist().inv_cdf(1.0 - (1.0 - CONFIDENCE_LEVEL) / 2)
 """R's ``qnorm(0.975)``."""
@@ -169,24 +158,12 @@ class KaplanMeierResult:
         return self.at_risk[i] if i < len(self.at_risk) else 0
 
     @property
-    def survival_table(self) -> pd.DataFrame:
-        """The curve as a frame: one row per timeline time."""
-        return pd.DataFrame(
-            {
-                "timeline_days": self.timeline_days,
-                "at_risk": self.at_risk,
-                "survival": self.survival,
-                "ci_lower": self.ci_lower,
-                "ci_upper": self.ci_upper,
-            }
-        )
-
-    @property
     def summary(self) -> pd.DataFrame:
         """One row, indexed by label: counts, median with interval, landmark survival."""
-        return pd.DataFrame([self._summary_row()], index=pd.Index([self.label], name="label"))
+        return pd.DataFrame([self.summary_row()], index=pd.Index([self.label], name="label"))
 
-    def _summary_row(self) -> dict[str, float | int]:
+    def summary_row(self) -> dict[str, float | int]:
+        """The :attr:`summary` row as a dict: counts, median with limits, landmarks with limits."""
         row: dict[str, float | int] = {
             "n": self.n,
             "events": self.events,
@@ -201,33 +178,6 @@ class KaplanMeierResult:
             row[f"S_{months}m_lower_95"] = lower
             row[f"S_{months}m_upper_95"] = upper
         return row
-
-
-@dataclass(frozen=True)
-class EndpointSummary:
-    """Kaplan–Meier results for one ADTTE parameter: all subjects, then each group in order."""
-
-    paramcd: str
-    group_col: str
-    overall: KaplanMeierResult
-    groups: tuple[KaplanMeierResult, ...]
-    """One result per group value, sorted by value; each labelled ``str(value)``."""
-
-    def group(self, label: str) -> KaplanMeierResult:
-        """The result for one group label, or KeyError naming the labels there are."""
-        for result in self.groups:
-            if result.label == label:
-                return result
-        known = ", ".join(r.label for r in self.groups)
-        raise KeyError(f"no {self.group_col} group {label!r}; groups are: {known}")
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Overall row first, then one row per group; ``stratum`` tells them apart."""
-        rows = [{"stratum": "overall", **self.overall._summary_row()}]
-        rows += [{"stratum": self.group_col, **g._summary_row()} for g in self.groups]
-        labels = [self.overall.label, *(g.label for g in self.groups)]
-        return pd.DataFrame(rows, index=pd.Index(labels, name="label"))
 
 
 def fit_kaplan_meier(
@@ -435,93 +385,3 @@ def _nan_if_none(value: float | None) -> float:
 
 def _none_if_missing(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
-
-
-ADTTE_COLUMNS: Final = ("PARAMCD", "AVAL", "CNSR")
-
-
-def summarise_endpoint(adtte: pd.DataFrame, paramcd: str, group_col: str) -> EndpointSummary:
-    """Fit Kaplan–Meier for one PARAMCD of an ADTTE frame, overall and per ``group_col`` value."""
-    rows, values = endpoint_rows(adtte, paramcd, group_col)
-
-    def fit(subset: pd.DataFrame, label: str) -> KaplanMeierResult:
-        return fit_kaplan_meier(
-            subset["AVAL"].to_numpy(dtype=float), subset["CNSR"].to_numpy() == 0, label
-        )
-
-    groups = tuple(fit(rows.loc[rows[group_col] == v], str(v)) for v in values)
-    return EndpointSummary(
-        paramcd=paramcd,
-        group_col=group_col,
-        overall=fit(rows, OVERALL_LABEL),
-        groups=groups,
-    )
-
-
-def endpoint_rows(
-    adtte: pd.DataFrame, paramcd: str, group_col: str
-) -> tuple[pd.DataFrame, list[object]]:
-    """The checked rows of one PARAMCD and its group values in order (numbers by value)."""
-    missing = [c for c in (*ADTTE_COLUMNS, group_col) if c not in adtte.columns]
-    if missing:
-        raise ValueError(f"ADTTE frame lacks column(s): {', '.join(missing)}")
-    rows = adtte.loc[adtte["PARAMCD"] == paramcd]
-    if rows.empty:
-        known = ", ".join(sorted(str(p) for p in adtte["PARAMCD"].dropna().unique()))
-        raise ValueError(f"no ADTTE rows with PARAMCD {paramcd!r}; present: {known or 'none'}")
-    if "USUBJID" in rows.columns and rows["USUBJID"].duplicated().any():
-        dupes = sorted(str(s) for s in rows.loc[rows["USUBJID"].duplicated(), "USUBJID"])
-        raise ValueError(f"PARAMCD {paramcd!r} has more than one row for: {', '.join(dupes)}")
-    for column in ("AVAL", "CNSR", group_col):
-        if rows[column].isna().any():
-            raise ValueError(f"PARAMCD {paramcd!r}: {column} is missing on some rows")
-    for column in ("AVAL", "CNSR"):
-        if not pd.api.types.is_numeric_dtype(rows[column]):
-            raise ValueError(f"PARAMCD {paramcd!r}: {column} must be numeric")
-    cnsr = rows["CNSR"].to_numpy(dtype=float)
-    if np.any(cnsr < 0) or np.any(cnsr != np.floor(cnsr)):
-        raise ValueError(f"PARAMCD {paramcd!r}: CNSR must be 0 (event) or a positive integer")
-    values = list(rows[group_col].unique())
-    try:
-        values.sort()
-    except TypeError:
-        values.sort(key=str)
-    return rows, values
-
-
-def _round_half_up(value: float, digits: int) -> str:
-    quantum = Decimal(1).scaleb(-digits)
-    return str(Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP))
-
-
-def format_months(days: float, *, digits: int = 1) -> str:
-    """Days as months to ``digits`` places; "NR" for inf (not reached), "NE" for NaN."""
-    if math.isnan(days):
-        return _NOT_ESTIMABLE
-    if math.isinf(days):
-        return _NOT_REACHED
-    return _round_half_up(days_to_months(days), digits)
-
-
-def format_median(result: KaplanMeierResult, endpoint: str, *, digits: int = 1) -> str:
-    """E.g. "median PFS 5.6 months (95% CI 3.2–NR)"."""
-    median = format_months(result.median_days, digits=digits)
-    unit = "" if median in (_NOT_REACHED, _NOT_ESTIMABLE) else " months"
-    low, high = (format_months(d, digits=digits) for d in result.median_ci)
-    return f"median {endpoint} {median}{unit} (95% CI {low}–{high})"
-
-
-def format_landmark(
-    result: KaplanMeierResult, months: int, endpoint: str, *, digits: int = 1
-) -> str:
-    """E.g. "6-month PFS rate 62.5% (95% CI 22.9–86.1%)"; "NE" beyond follow-up."""
-    estimate = result.survival_at.get(months)
-    if estimate is None:
-        estimate = result.survival_at_day(months * DAYS_PER_MONTH)
-    if math.isnan(estimate.estimate):
-        return f"{months}-month {endpoint} rate {_NOT_ESTIMABLE}"
-    rate = _round_half_up(100.0 * estimate.estimate, digits)
-    if math.isnan(estimate.lower) or math.isnan(estimate.upper):  # S is 1 or 0: R gives NA
-        return f"{months}-month {endpoint} rate {rate}% (95% CI {_NOT_ESTIMABLE})"
-    low, high = (_round_half_up(100.0 * v, digits) for v in estimate[1:])
-    return f"{months}-month {endpoint} rate {rate}% (95% CI {low}–{high}%)"

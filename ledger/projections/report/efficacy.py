@@ -20,9 +20,9 @@ from typing import Final
 import pandas as pd
 
 from ledger.projections.datasets import ResponseRate
-from ledger.projections.km_plot import plot_kaplan_meier
+from ledger.projections.km_format import format_months
+from ledger.projections.km_plot import PlotOptions, plot_kaplan_meier
 from ledger.projections.km_summary import COHORT_COLUMN, follow_up_summary, km_summary
-from ledger.projections.survival import format_months
 
 __all__ = [
     "ENDPOINTS",
@@ -191,8 +191,10 @@ def km_figures(
                 ("by_dose", _DOSE_COLUMN, f"{name}: by dose level"),
             ):
                 path = Path(scratch) / f"km_{paramcd.lower()}_{suffix}.png"
-                plot_kaplan_meier(frame, paramcd, column, path, title=title,
-                                  confidence_bands=True, footnote=footnote, dpi=200)
+                options = PlotOptions(
+                    title=title, confidence_bands=True, footnote=footnote, dpi=200
+                )
+                plot_kaplan_meier(frame, paramcd, column, path, options)
                 encoded = base64.b64encode(path.read_bytes()).decode("ascii")
                 figures.append(KmFigure(paramcd, title, f"data:image/png;base64,{encoded}"))
     return figures
