@@ -37,6 +37,7 @@ from consumers.security import DEMO_SITE, ProvisioningError, add_site, provision
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
+from ledger.cli_plumbing import one_line
 
 Result = tuple[int, str, dict[str, Any]]
 
@@ -105,7 +106,7 @@ def cmd_broker_start(data_dir: Path | None, nodes: int = 1, tls: bool = False) -
         cluster = broker.start(directory, nodes=nodes, tls=tls or None)
         files = provision(cluster.data_dir, sites=(DEMO_SITE,))
     except (broker.BrokerError, ProvisioningError, KafkaConfigError) as error:
-        raise KafkaCommandError(_one_line(error)) from None
+        raise KafkaCommandError(one_line(error)) from None
     secured = (f"SASL/SCRAM-SHA-512 over TLS (CA {cluster.ca_file})" if cluster.tls
                else "SASL/SCRAM-SHA-512")
     lines = [f"Kafka {broker.kafka_version()}, {len(cluster.nodes)} node(s), {secured} "
@@ -128,7 +129,7 @@ def cmd_broker_add_site(data_dir: Path | None, site: str | None) -> Result:
     try:
         path = add_site(directory, site)
     except (broker.BrokerError, ProvisioningError, KafkaConfigError) as error:
-        raise KafkaCommandError(_one_line(error)) from None
+        raise KafkaCommandError(one_line(error)) from None
     text = (f"site {site} may write {broker.read_properties(path)['ledger.submissions.topic']} "
             f"and nothing else\n{path}")
     return 0, text, {"site": site, "kafka_config": str(path)}
@@ -153,13 +154,8 @@ def cmd_broker_stop(data_dir: Path | None) -> Result:
     try:
         broker.stop(directory)
     except broker.BrokerError as error:
-        raise KafkaCommandError(_one_line(error)) from None
+        raise KafkaCommandError(one_line(error)) from None
     return 0, f"stopped the broker in {directory}", broker.status(directory)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 @contextmanager
@@ -167,9 +163,9 @@ def _kafka_failures(command: str) -> Iterator[None]:
     try:
         yield
     except UntrustedTopicError as error:
-        raise KafkaCommandError(f"{command}: {_one_line(error)}") from None
+        raise KafkaCommandError(f"{command}: {one_line(error)}") from None
     except kafka_errors().KafkaError as error:
-        reason = _one_line(error)
+        reason = one_line(error)
         if not reason.startswith(type(error).__name__):
             reason = f"{type(error).__name__}: {reason}"
         if "Unable to bootstrap" in reason:

@@ -35,6 +35,7 @@ from ledger.cli_plumbing import (
     UsageError,
     as_of_argument,
     emit,
+    one_line,
     positive_int,
     provenance_of,
     read_lines,
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REJECTED
     except (UsageError, ValueError, LookupError, ProtocolInvalidError) as error:
         _mark_incomplete(args, error)
-        print(f"ledger {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"ledger {args.command}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _mark_incomplete(args, "interrupted (Ctrl-C)")
@@ -83,16 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("LEDGER_DEBUG"):
             raise
         print(
-            f"ledger {args.command}: failed: {type(error).__name__}: {_one_line(error)} "
+            f"ledger {args.command}: failed: {type(error).__name__}: {one_line(error)} "
             "(LEDGER_DEBUG=1 shows the traceback)",
             file=sys.stderr,
         )
         return EXIT_FAILED
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error)
-    return text.splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _mark_incomplete(args: argparse.Namespace, why: object) -> None:

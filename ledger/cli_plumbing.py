@@ -88,3 +88,9 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def one_line(error: BaseException) -> str:
+    """An error as the one line a command prints: its message's first line, else its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
