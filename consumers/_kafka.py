@@ -18,6 +18,7 @@ from typing import Any
 
 #: The client properties file every Kafka command reads when `--kafka-config` is not given.
 KAFKA_CONFIG_ENV = "LEDGER_KAFKA_CONFIG"
+BOOTSTRAP_ENV = "LEDGER_BOOTSTRAP"
 #: The extra key of a site's properties file naming the topic it writes its submissions to.
 SUBMISSIONS_TOPIC_KEY = "ledger.submissions.topic"
 _SECURITY_PROTOCOLS = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
@@ -103,7 +104,9 @@ def load_client_properties(path: Path | str) -> KafkaSettings:
 def resolve_settings(bootstrap: str | None, kafka_config: Path | str | None) -> KafkaSettings:
     """What a Kafka command connects with: `--kafka-config` (or env `LEDGER_KAFKA_CONFIG`), its
     address overridden by `--bootstrap`; a bare `--bootstrap` alone is an anonymous client."""
+    # The environment is read here and nowhere else in consumers/: the options default to None.
     config = kafka_config or os.environ.get(KAFKA_CONFIG_ENV) or None
+    bootstrap = bootstrap or os.environ.get(BOOTSTRAP_ENV) or None
     if config:
         settings = load_client_properties(config).with_bootstrap(bootstrap)
     elif bootstrap:
@@ -111,7 +114,7 @@ def resolve_settings(bootstrap: str | None, kafka_config: Path | str | None) -> 
     else:
         raise KafkaConfigError(
             "no Kafka connection: give --kafka-config FILE (env LEDGER_KAFKA_CONFIG) or "
-            "--bootstrap HOST:PORT (env LEDGER_BOOTSTRAP)"
+            f"--bootstrap HOST:PORT (env {BOOTSTRAP_ENV})"
         )
     if not settings.bootstrap:
         raise KafkaConfigError(f"Kafka config {settings.source}: no bootstrap.servers "

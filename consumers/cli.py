@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
-import os
 import signal
 import sys
 import threading
@@ -204,7 +203,8 @@ def _as_a_service(stop: threading.Event) -> Iterator[None]:
 def add_kafka_config_argument(parser: argparse.ArgumentParser) -> None:
     """`--kafka-config FILE`, default env `LEDGER_KAFKA_CONFIG`."""
     parser.add_argument(
-        "--kafka-config", type=Path, default=os.environ.get(KAFKA_CONFIG_ENV) or None,
+        # No default here: `resolve_settings` reads the environment, the one place that does.
+        "--kafka-config", type=Path, default=None,
         metavar="FILE",
         help=f"Kafka client properties of the principal to connect as, e.g. "
              f"DATA/clients/ledger.properties from `ledger broker start` (env {KAFKA_CONFIG_ENV})",
@@ -214,7 +214,7 @@ def add_kafka_config_argument(parser: argparse.ArgumentParser) -> None:
 def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
     """`--kafka-config`, `--bootstrap` and `--submissions-topic` (every Kafka command)."""
     add_kafka_config_argument(parser)
-    parser.add_argument("--bootstrap", default=os.environ.get("LEDGER_BOOTSTRAP"),
+    parser.add_argument("--bootstrap", default=None,
                         help="Kafka HOST:PORT[,...], overriding the --kafka-config file's "
                              "address (env LEDGER_BOOTSTRAP)")
     parser.add_argument("--submissions-topic", default=None,
