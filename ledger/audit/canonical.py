@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring
+from operator import itemgetter
 from typing import Any
 
 import rfc8785
@@ -213,15 +214,16 @@ _encode_plain = _plain_encoder()
 class CanonicalShape:
     """RFC 8785 bytes of objects that share one set of ASCII keys (a §3 entry, a checkpoint).
 
-    Most members of such objects are text: for those (`texts`, each a string or None) one check
-    of their types replaces the walk, the other members go through the fast path's walk, and the
-    standard library's C encoder writes the whole object (keys sorted, JCS escapes, see above).
-    An object with other keys or types, or a value the fast path declines, goes through
-    `canonical_bytes`, so the bytes are always exactly RFC 8785's. `ignored` names a key left
-    out of the bytes when present (the leaf hash beside an entry).
+    Such an object is written into a template of its keys, sorted once (code-point order, which
+    is RFC 8785's UTF-16 order for ASCII): each text member (`texts`, a string or None) is one
+    call of the standard library's C string escaper (JCS escapes, see above), each other member
+    a safe integer as is or the fast path's walk and C encoder. An object with other keys or
+    types, or a value the fast path declines, goes through `canonical_bytes`, so the bytes are
+    always exactly RFC 8785's. `ignored` names a key left out of the bytes when present (the
+    leaf hash beside an entry).
     """
 
-    __slots__ = ("_ignored", "_keys", "_others", "_texts")
+    __slots__ = ("_count", "_ignored", "_others", "_template", "_texts")
 
     def __init__(
         self, keys: Iterable[str], *, texts: Iterable[str] = (), ignored: str | None = None
@@ -229,13 +231,28 @@ class CanonicalShape:
         names = list(keys)
         if not names or any(type(k) is not str or not k.isascii() for k in names):
             raise ValueError("a canonical shape needs ASCII string keys")
-        self._keys = frozenset(names)
-        self._texts = tuple(texts)
-        if len(self._keys) != len(names) or ignored in self._keys:
+        text_set = set(texts)
+        text_names = [name for name in names if name in text_set]
+        if len(set(names)) != len(names) or ignored in names:
             raise ValueError("a canonical shape's keys must be distinct, the ignored one apart")
-        if not self._keys.issuperset(self._texts):
+        if not text_set.issubset(names):
             raise ValueError("a canonical shape's text members must be among its keys")
-        self._others = tuple(name for name in names if name not in self._texts)
+        other_names = [name for name in names if name not in text_names]
+        # The members are fetched texts first, then the others; the template puts each in its
+        # key's sorted place ({n} is the n-th fetched member's JSON).
+        fetched = [*text_names, *other_names]
+        self._template = (
+            "{{"
+            + ",".join(
+                encode_basestring(key).replace("{", "{{").replace("}", "}}")
+                + f":{{{fetched.index(key)}}}"
+                for key in sorted(names)
+            )
+            + "}}"
+        )
+        self._texts = _getter(text_names)
+        self._others = _getter(other_names)
+        self._count = len(names)
         self._ignored = ignored
 
     def dumps(self, value: Mapping[str, Any]) -> bytes:
@@ -250,25 +267,49 @@ class CanonicalShape:
         return canonical_bytes({k: v for k, v in value.items() if k != ignored})
 
     def _fast_text(self, value: Mapping[str, Any]) -> str | None:
-        plain = dict(value)
-        if self._ignored is not None:
-            plain.pop(self._ignored, None)
-        if plain.keys() != self._keys:
-            return None
-        # The text members' types in one pass of C (map, set), not one Python step each.
-        if not set(map(type, map(plain.__getitem__, self._texts))) <= _TEXT_TYPES:
+        if value.__class__ is not dict:
+            value = dict(value)
+        ignored = self._ignored
+        # Every key of the shape present and no other: the same set.
+        if len(value) != self._count + (ignored is not None and ignored in value):
             return None
         try:
-            for name in self._others:
-                item = plain[name]
-                if item.__class__ is not str and item is not None:
-                    plain[name] = _plain(item, 1)
-            return _encode_plain(plain)
+            texts, others = self._texts(value), self._others(value)
+            # One C call per text member; a member of another type is not in _TEXT_JSON.
+            fragments = [_TEXT_JSON[item.__class__](item) for item in texts]
+        except KeyError:
+            return None
+        try:
+            for item in others:
+                kind = item.__class__
+                if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    fragments.append(str(item))  # a position, a size: its digits are its JSON
+                elif kind is str or item is None:
+                    fragments.append(_TEXT_JSON[kind](item))
+                else:
+                    fragments.append(_encode_plain(_plain(item, 1)))
         except (_NotPlainError, RecursionError):
             return None
+        return self._template.format(*fragments)
 
 
-_TEXT_TYPES = frozenset({str, type(None)})
+def _getter(names: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The members named, as a tuple, in one C call (`KeyError` when one is missing)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        only = names[0]
+        return lambda value: (value[only],)
+    return lambda value: ()
+
+
+def _null(_: None) -> str:
+    return "null"
+
+
+_TEXT_JSON: dict[type, Callable[[Any], str]] = {str: encode_basestring, type(None): _null}
+"""The JSON of a text member by its exact type (a str subclass may serialise differently)."""
+
 
 
 def _plain(value: object, depth: int) -> object:

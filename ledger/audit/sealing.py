@@ -68,11 +68,12 @@ def seal_batch(
     The entries are §3 records (as `LedgerEntry` or its JSON object) or §4 rejection messages.
     """
     frontier = Frontier.from_hex_list(audit.size, audit.frontier)
-    hashes: list[str] = []
-    for entry in entries:
-        digest = entry_leaf(entry.to_json_dict() if isinstance(entry, LedgerEntry) else entry)
-        frontier.append(digest)
-        hashes.append(digest.hex())
+    digests = [
+        entry_leaf(entry.to_json_dict() if isinstance(entry, LedgerEntry) else entry)
+        for entry in entries
+    ]
+    frontier.extend(digests)
+    hashes = [digest.hex() for digest in digests]
     checkpoint = make_checkpoint(
         trial_id=audit.trial_id,
         log=audit.log,

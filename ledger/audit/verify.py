@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,9 +28,8 @@ from ledger.audit.sealing import HASH_FIELD, entry_leaf
 _UNREADABLE_LEAF = bytes(32)
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One entry as the source holds it."""
+class LogRecord(NamedTuple):
+    """One entry as the source holds it (a tuple: one is made per entry of every log read)."""
 
     position: int
     entry: Mapping[str, Any] | None
@@ -81,39 +80,9 @@ def verify_log(
     """Check one log: positions, content hashes, times, stored checkpoints, receipts."""
     report = LogReport(log)
     wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if _is_size(c.get("size"))}
-    roots: dict[int, bytes] = {0: EMPTY_ROOT}
-    leaves: list[bytes] = []
+    leaves = _check_records(report, records, hashed_from, time_field)
     frontier = Frontier()
-    seen: set[int] = set()
-    expected = 1
-    previous_time: str | None = None
-    for record in records:
-        slot = expected
-        if record.position > expected:
-            report.problem(
-                expected, "missing", f"positions {expected}..{record.position - 1} absent"
-            )
-            slot = record.position
-        elif record.position < expected:
-            kind = "inserted" if record.position in seen else "reordered"
-            report.problem(
-                expected, kind, f"position {record.position} found where {expected} belongs"
-            )
-        seen.add(record.position)
-        expected = max(expected, record.position) + 1
-        leaf = _check_content(report, slot, record, hashed_from)
-        if record.entry is not None:
-            moment = record.entry.get(time_field)
-            if isinstance(moment, str):
-                if previous_time is not None and moment < previous_time:
-                    report.problem(
-                        slot, "time_reversed", f"{time_field} {moment} < {previous_time}"
-                    )
-                previous_time = moment
-        leaves.append(leaf)
-        frontier.append(leaf)
-        if frontier.size in wanted:
-            roots[frontier.size] = frontier.root()
+    roots = {0: EMPTY_ROOT, **frontier.extend(leaves, heads_at=wanted)}
     report.size = frontier.size
     report.root = frontier.root().hex()
     _check_checkpoints(report, checkpoints, roots, keys, trial_id, hashed_from)
@@ -128,24 +97,62 @@ def verify_log(
     return report
 
 
-def _check_content(report: LogReport, slot: int, record: LogRecord, hashed_from: int) -> bytes:
-    if record.entry is None:
-        report.problem(slot, "undecodable", record.error or "the stored entry cannot be read")
-        return _UNREADABLE_LEAF
-    try:
-        computed = entry_leaf(record.entry)
-    except (ValueError, TypeError) as error:
-        report.problem(slot, "undecodable", f"entry cannot be canonicalised: {error}")
-        return _UNREADABLE_LEAF
-    own_position = record.entry.get("position", record.entry.get("sequence"))
-    if own_position is not None and own_position != record.position:
-        report.problem(slot, "reordered", f"entry says position {own_position}")
-    if record.stored_leaf is None:
-        if slot >= hashed_from:
-            report.problem(slot, "unsealed", "no leaf hash was recorded for this entry")
-    elif record.stored_leaf != computed.hex():
-        report.problem(slot, "hash_mismatch", "content does not match its recorded leaf hash")
-    return computed
+def _check_records(
+    report: LogReport, records: Sequence[LogRecord], hashed_from: int, time_field: str
+) -> list[bytes]:
+    """Positions, content hashes and times of every record; the leaf hash of each, in order
+    (recomputed from its content; zeros for one that cannot be read)."""
+    leaves: list[bytes] = []
+    seen: set[int] = set()
+    expected = 1
+    previous_time: str | None = None
+    leaf_of = entry_leaf
+    # One pass, few calls: this loop runs once per entry of every log verified.
+    for position, entry, stored_leaf, error in records:
+        slot = expected if position == expected else _out_of_place(report, position, expected, seen)
+        seen.add(position)
+        expected = max(expected, position) + 1
+        if entry is None:
+            report.problem(slot, "undecodable", error or "the stored entry cannot be read")
+            leaves.append(_UNREADABLE_LEAF)
+            continue
+        try:
+            leaf = leaf_of(entry)
+        except (ValueError, TypeError) as problem:
+            report.problem(slot, "undecodable", f"entry cannot be canonicalised: {problem}")
+            leaf = _UNREADABLE_LEAF
+        else:
+            own_position = entry.get("position", _ABSENT)
+            if own_position is _ABSENT:
+                own_position = entry.get("sequence")
+            if own_position is not None and own_position != position:
+                report.problem(slot, "reordered", f"entry says position {own_position}")
+            if stored_leaf is None:
+                if slot >= hashed_from:
+                    report.problem(slot, "unsealed", "no leaf hash was recorded for this entry")
+            elif stored_leaf != leaf.hex():
+                report.problem(slot, "hash_mismatch", _MISMATCH)
+        leaves.append(leaf)
+        moment = entry.get(time_field)
+        if isinstance(moment, str):
+            if previous_time is not None and moment < previous_time:
+                report.problem(slot, "time_reversed", f"{time_field} {moment} < {previous_time}")
+            previous_time = moment
+    return leaves
+
+
+def _out_of_place(report: LogReport, position: int, expected: int, seen: set[int]) -> int:
+    """Report a record not at the position expected next; the slot it is checked at."""
+    if position > expected:
+        report.problem(expected, "missing", f"positions {expected}..{position - 1} absent")
+        return position
+    kind = "inserted" if position in seen else "reordered"
+    report.problem(expected, kind, f"position {position} found where {expected} belongs")
+    return expected
+
+
+_ABSENT = object()
+_MISMATCH = "content does not match its recorded leaf hash"
 
 
 def _check_checkpoints(

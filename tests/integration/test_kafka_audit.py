@@ -48,7 +48,7 @@ def ingested(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
     (folder / "public.pem").write_text(signer.public_key_pem)
     store = str(folder / "kafka.db")
     with LedgerService(store, signer=signer) as service:
-        report = run_ingest(service, bootstrap, until_idle=True, **topics.kwargs())
+        report = run_ingest(service, bootstrap, topics.settings())
         checkpoints = service.checkpoints(service.default_trial_id())
     return {"store": store, "topics": topics, "bootstrap": bootstrap, "report": report,
             "checkpoints": checkpoints, "folder": folder, "signer": signer,
