@@ -89,9 +89,8 @@ class AuditReading:
                 REJECTIONS_LOG, None
             )
         records: list[LogRecord] = []
-        for position, held, why in self._reader.held_entries(trial_id):
+        for position, entry, why in self._reader.held_entry_objects(trial_id):
             leaf = audit.leaf_hashes[position - 1] if position <= audit.size else None
-            entry = held.to_json_dict() if held is not None else None
             records.append(LogRecord(position, entry, leaf, why))
         rejections: list[dict[str, Any]] = []
         try:

@@ -14,6 +14,7 @@ longer decodes is a finding there, not an error.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial import Trial, trial_aggregate_id
-from ledger.entries import LedgerEntry
+from ledger.entries import LedgerEntry, format_timestamp
 from ledger.store import LedgerStore
 
 PAGE = 2_000
@@ -55,6 +56,15 @@ _SUBJECT_ROWS = (
 """One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
 version range open to an index, SQLite's planner prefers the primary key's index on a store
 never ANALYZEd, and reads the whole trial."""
+
+
+_ENTRY_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+"""A stored recorded time whose spelling, with "Z" for "+00:00", is `format_timestamp`'s."""
+
+
+def _without_leaf_hash(entry: dict[str, Any]) -> dict[str, Any]:
+    del entry["leaf_hash"]
+    return entry
 
 
 _scan_once: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
@@ -258,17 +268,49 @@ class StoreReader:
 
     # --- rows ----------------------------------------------------------------------------------
 
-    def held_entries(
+    def held_entry_objects(
         self, trial_id: str
-    ) -> Iterator[tuple[int, LedgerEntry | None, str | None]]:
-        """Every stored row of the trial as held, for `verify`: (position, entry, None), or
-        (position, None, why) for a row that no longer decodes (a tampered row is a finding,
-        never the end of the read)."""
+    ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        """Every stored row of the trial as held, for `verify`: (position, its §3 object without
+        a leaf hash, None), or (position, None, why) for a row that no longer decodes (a tampered
+        row is a finding, never the end of the read).
+
+        The object is `entry.to_json_dict()` of the row's entry, built straight from the row: the
+        recorded time in its stored spelling when that already is the §3 one (it is for every
+        row the ledger wrote), so no `LedgerEntry` is made and formatted back per row.
+        """
         for row in self._rows(trial_aggregate_id(trial_id), 0, None):
             try:
-                yield row[0], self._entry(row, trial_id), None
+                yield row[0], self._entry_object(row, trial_id), None
             except Exception as error:
                 yield row[0], None, f"{type(error).__name__}: {error}"
+
+    def _entry_object(self, row: Row, trial_id: str) -> dict[str, Any]:
+        position, topic, raw = row
+        ledger_type = _TYPE_OF_TOPIC.get(topic)
+        if not self._plain or ledger_type is None:
+            return _without_leaf_hash(self._entry(row, trial_id).to_json_dict())
+        state = _json_object(raw)
+        stamp, on = state.get("timestamp"), state.get("occurred_on")
+        if stamp is None or raw.count(_TYPED) != 1 + (on is not None):
+            return _without_leaf_hash(self._entry(row, trial_id).to_json_dict())
+        stored = stamp["_data_"]
+        moment = datetime.fromisoformat(stored)  # what `_state` checks: a bad time is a finding
+        return {
+            "position": position,
+            "type": ledger_type,
+            "trial_id": trial_id,
+            "recorded_at": (
+                stored[:-6] + "Z" if _ENTRY_TIME.fullmatch(stored) else format_timestamp(moment)
+            ),
+            "subject_id": state["subject_id"],
+            "occurred_on": None if on is None else date.fromisoformat(on["_data_"]).isoformat(),
+            "event_id": state["event_id"],
+            "source": state["source"],
+            "entered_by": state["entered_by"],
+            "reason": state["reason"],
+            "data": state["data"],
+        }
 
     def _rows(self, originator: UUID, after: int, upto: int | None) -> Iterator[Row]:
         """The originator's rows after `after` up to `upto`, a page at a time."""

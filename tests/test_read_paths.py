@@ -8,6 +8,7 @@ own mapper over every stored event, cut with `known_as_of`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -174,3 +175,51 @@ def test_an_unknown_trial_is_refused_by_every_read(service: LedgerService) -> No
         service.cohort_table("NCT00000000")
     with pytest.raises(LookupError, match="no trial NCT00000000"):
         service.history("NCT00000000", "01-001")
+
+
+@pytest.mark.parametrize(
+    "stored_time",
+    [
+        "2026-03-04T05:06:07.000008+00:00",  # the ledger's own spelling
+        "2026-03-04T05:06:07+00:00",  # no microseconds
+        "2026-03-04 05:06:07.000008+00:00",  # a space for the T
+        "2026-03-04T07:06:07.000008+02:00",  # another offset, same instant
+        "0999-03-04T05:06:07.000008+00:00",  # a year strftime writes without padding
+        "2026-13-04T05:06:07.000008+00:00",  # no such month: the row no longer decodes
+    ],
+)
+def test_verify_reads_a_row_as_its_entry_would_be_written(
+    demo: DemoRun, tmp_path: Path, stored_time: str
+) -> None:
+    """What `verify` hashes (`held_entry_objects`) equals the row's entry's §3 object, leaf hash
+    aside, for every row of the demo and for a row whose stored time an editor respelled; a row
+    that no longer decodes is reported, not hashed."""
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(demo.store, copy)
+    with closing(sqlite3.connect(copy)) as connection:
+        (state,) = connection.execute(
+            "SELECT state FROM stored_events WHERE originator_id=? AND originator_version=5",
+            (trial_aggregate_id(TRIAL_ID).hex,),
+        ).fetchone()
+        edited = json.loads(state)
+        edited["timestamp"]["_data_"] = stored_time
+        connection.execute(
+            "UPDATE stored_events SET state=? WHERE originator_id=? AND originator_version=5",
+            (json.dumps(edited).encode(), trial_aggregate_id(TRIAL_ID).hex),
+        )
+        connection.commit()
+    with LedgerService(str(copy), read_only=True) as service:
+        reader = service._reader
+        held = list(reader.held_entry_objects(TRIAL_ID))
+        rows = list(reader._rows(trial_aggregate_id(TRIAL_ID), 0, None))
+        assert [position for position, _, _ in held] == [row[0] for row in rows]
+        assert (held[4][1] is None) == stored_time.startswith("2026-13")
+        for (position, entry, why), row in zip(held, rows, strict=True):
+            if entry is None:
+                assert position == 5 and why is not None and "month" in why
+                with pytest.raises(ValueError, match="month"):
+                    reader._entry(row, TRIAL_ID)
+                continue
+            expected = reader._entry(row, TRIAL_ID).to_json_dict()
+            del expected["leaf_hash"]
+            assert (entry, why) == (expected, None), position

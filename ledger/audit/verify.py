@@ -23,7 +23,7 @@ from ledger.audit.merkle import (
     consistency_proof,
     verify_consistency,
 )
-from ledger.audit.sealing import HASH_FIELD, entry_leaf
+from ledger.audit.sealing import entry_leaf
 
 _UNREADABLE_LEAF = bytes(32)
 
@@ -278,8 +278,3 @@ _CONTENT_KINDS = frozenset(
 
 def _is_size(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def stored_leaf_of(entry: Mapping[str, Any]) -> str | None:
-    value = entry.get(HASH_FIELD)
-    return value if isinstance(value, str) else None
