@@ -124,6 +124,8 @@ def _text(raw: bytes | str) -> str:
 
 def _check_depth(text: str) -> None:
     """Refuse deep nesting before the recursive parser sees it (one linear pass)."""
+    if text.count("{") + text.count("[") <= MAX_DEPTH:
+        return  # not enough openings, in strings or out, to nest too deep: no walk needed
     depth = 0
     in_string = False
     escaped_at = -1
