@@ -3,10 +3,13 @@
     python bench/bench_ingest.py [--count 20000] [--kafka-config FILE] [--bootstrap HOST:PORT]
                                  [--max-batch 500]
 
-Publishes COUNT valid submissions (cohort A's 3 subjects on the protocol's schedule) to a fresh
-topic, then times (1) a plain consumer reading them all and (2) `run_ingest` until idle into a fresh
-SQLite store, and prints both rates and their ratio. Without --kafka-config/--bootstrap it starts
-(and stops) its own secure broker with deploy.broker and connects as its `admin` (SASL/SCRAM).
+Publishes COUNT valid submissions (cohort A's 3 subjects on the protocol's schedule, 100 cycles a
+trial, as many trials as COUNT needs) to a fresh topic, then times (1) a plain consumer reading them
+all, (2) `run_ingest` until idle into a fresh SQLite store, and (3) eventsourcing's own recorder
+writing exactly the rows that ingest stored into another fresh store, in transactions of the same
+size (the store's ceiling, issue 8 goal 4), and prints the rates and ratios. Without
+--kafka-config/--bootstrap it starts (and stops) its own secure broker with deploy.broker and
+connects as its `admin` (SASL/SCRAM).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
 
 from consumers._kafka import (
     Connection,
@@ -32,13 +38,43 @@ from consumers._kafka import (
 from consumers.ingest import IngestSettings, run_ingest
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
-from ledger.application import LedgerService
+from ledger.aggregates.protocol import ProtocolDefinition
+from ledger.application import LedgerService, bundled_protocol
+from ledger.store import LedgerStore, store_environment
 
 TRIAL = "NCT05406206"
 
 
 #: Submissions of one cycle of `submissions`: HAIC and 21 doses for each of three subjects.
 PER_CYCLE = 3 * 22
+#: The most cycles a submission may name (the catalogue's `cycle` range): one trial's stream
+#: holds at most this many cycles, a bigger workload spreads over more trials.
+MAX_CYCLES = 100
+
+
+def trial_ids(count: int) -> list[str]:
+    """`count` trial ids, the bundled trial's first, then the following NCT numbers."""
+    return [f"NCT{5406206 + n:08d}" for n in range(count)]
+
+
+def open_trials(service: LedgerService, trials: list[str], opened_by: str) -> None:
+    """Open each trial under the bundled protocol (the ledger opens only the bundled one by
+    itself)."""
+    for trial_id in trials:
+        if service.find_trial(trial_id) is None:
+            service.open_trial(ProtocolDefinition.from_mapping(
+                {**bundled_protocol().to_mapping(), "trial_id": trial_id}), opened_by=opened_by)
+
+
+def workload(count: int, start: date = date(2024, 1, 8)) -> tuple[list[str], list[bytes]]:
+    """COUNT submissions: `submissions` of as few trials as the cycle range allows, one after
+    the other; the trials and the lines."""
+    per_trial = MAX_CYCLES * PER_CYCLE
+    trials = trial_ids(max(1, -(-count // per_trial)))
+    lines: list[bytes] = []
+    for trial_id in trials:
+        lines += submissions(min(per_trial, count - len(lines)), trial_id, start)
+    return trials, lines
 
 
 def submissions(count: int, trial_id: str = TRIAL, start: date = date(2024, 1, 8)
@@ -91,7 +127,7 @@ def run(bootstrap: Connection, count: int, max_batch: int, work: Path) -> dict[s
     topics = {"submissions_topic": f"bench-sub-{tag}", "ledger_topic": f"bench-led-{tag}",
               "rejections_topic": f"bench-rej-{tag}"}
     ensure_topics(bootstrap, list(topics.values()))
-    lines = list(submissions(count))
+    trials, lines = workload(count)
     started = time.perf_counter()
     with SubmissionPublisher(bootstrap, topics["submissions_topic"]) as publisher:
         report = publisher.publish(enumerate(lines, start=1))
@@ -100,17 +136,24 @@ def run(bootstrap: Connection, count: int, max_batch: int, work: Path) -> dict[s
 
     bare_s = bare_read(bootstrap, topics["submissions_topic"], count)
     clock_start = datetime(2100, 1, 1, tzinfo=UTC)  # after every dose date
-    with LedgerService(str(work / f"bench-{tag}.db"), clock=lambda: clock_start) as service:
-        service.ensure_trial()
+    store = work / f"bench-{tag}.db"
+    with LedgerService(str(store), clock=lambda: clock_start) as service:
+        open_trials(service, trials, "bench")
+        opened = service._app.recorder.max_notification_id() or 0
         started = time.perf_counter()
         ingest = run_ingest(service, bootstrap, IngestSettings(
             until_idle=True, group_id=f"bench-{tag}", max_batch=max_batch,
             submissions_topic=topics["submissions_topic"], ledger_topic=topics["ledger_topic"],
             rejections_topic=topics["rejections_topic"]))
         ingest_s = time.perf_counter() - started
+        recorded = list(service._app.recorder.select_notifications(opened + 1, limit=10**9))
     assert ingest.consumed == count and ingest.rejected == 0, ingest
+    raw_s = raw_write_s(recorded, work / f"raw-{tag}.db", max_batch)
     return {
         "count": count,
+        "stored_rows": len(recorded),
+        "raw_write_s": raw_s,
+        "ingest_over_raw": raw_s / ingest_s,
         "publish_per_s": count / publish_s,
         "bare_consumer_per_s": count / bare_s,
         "ingest_per_s": count / ingest_s,
@@ -119,6 +162,23 @@ def run(bootstrap: Connection, count: int, max_batch: int, work: Path) -> dict[s
         "bare_s": bare_s,
         "ingest_s": ingest_s,
     }
+
+
+def raw_write_s(rows: list[Any], store: Path, per_transaction: int) -> float:
+    """Seconds eventsourcing's own SQLite recorder needs to write exactly the rows ingest stored
+    (the same stored events: every trial, audit and rejection row, already encoded), in
+    transactions of the rows of `per_transaction` submissions' worth, as ingest commits them:
+    the store's ceiling for this workload."""
+    app = LedgerStore(env=store_environment(str(store)))
+    recorder = app.recorder
+    events = [StoredEvent(r.originator_id, r.originator_version, r.topic, r.state) for r in rows]
+    chunk = max(1, len(events) * per_transaction // max(1, len(rows)))
+    started = time.perf_counter()
+    for at in range(0, len(events), chunk):
+        recorder.insert_events(events[at:at + chunk])
+    elapsed = time.perf_counter() - started
+    app.close()
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest end to end:      {figures['ingest_per_s']:>10.0f} msg/s "
           f"({figures['ingest_s']:.2f} s; {figures['ingest_published']:.0f} published)")
     print(f"bare / ingest:          {figures['ratio_bare_over_ingest']:>10.1f}x")
+    raw_rate = figures["stored_rows"] / figures["raw_write_s"]
+    print(f"raw store write:        {raw_rate:>10.0f} rows/s "
+          f"({figures['stored_rows']:.0f} rows the ingest stored, {figures['raw_write_s']:.2f} s)")
+    print(f"ingest / raw write:     {figures['ingest_over_raw']:>10.2f}  (issue 8 goal 4: >= 0.5)")
     return 0
 
 

@@ -41,15 +41,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_ingest import PER_CYCLE, submissions
+from bench_ingest import PER_CYCLE, open_trials, submissions
 
 from consumers._kafka import load_client_properties, resolve_settings
 from consumers.ownership import partition_of
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
 from deploy import postgres
-from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.application import LedgerService, bundled_protocol
+from ledger.application import LedgerService
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,9 +108,7 @@ def run(setup: Setup, processes: int) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     store_url = postgres.start(setup.postgres_dir, database=f"bench_scale_out_{tag}")
     with LedgerService(store_url) as service:
-        for trial_id in trials:
-            service.open_trial(ProtocolDefinition.from_mapping(
-                {**bundled_protocol().to_mapping(), "trial_id": trial_id}), opened_by="bench")
+        open_trials(service, trials, "bench")
     command = [sys.executable, "-m", "ledger.cli", "ingest", "--until-idle", "--json",
                "--submissions-topic", setup.submissions_topic,
                "--ledger-topic", f"bench-led-{tag}", "--rejections-topic", f"bench-rej-{tag}",
