@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_datasets
 
-from ledger import application
+from ledger import audit_reading
 from ledger.aggregates.trial import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def unsealed_write(store: Path, subjects: int) -> tuple[float, float, int]:
             with (
-                mock.patch.object(application, "seal_batch", nothing),
+                mock.patch.object(audit_reading, "seal_batch", nothing),
                 mock.patch.object(LedgerService, "_seal_earlier_entries", nothing),
                 mock.patch.object(LedgerService, "_seal_earlier_rejections", nothing),
             ):

@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
 from uuid import UUID
 
 import stamina
@@ -27,7 +26,7 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog
+from ledger.aggregates.audit_log import AuditLog
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submission
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
@@ -35,10 +34,9 @@ from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
 from ledger.audit.checkpoints import SIGNING_KEY_ENV, Signer, load_signing_key
-from ledger.audit.sealing import seal_batch
 from ledger.audit_reading import AuditReading
-from ledger.entries import LedgerEntry, format_timestamp
-from ledger.reading import StoreReader, entry_of
+from ledger.entries import LedgerEntry
+from ledger.reading import StoreReader
 from ledger.recording import (
     LEDGER_SOURCE,
     BatchReport,
@@ -47,7 +45,6 @@ from ledger.recording import (
     check_same_sender,
     check_sender,
     original_text,
-    rejection_message,
     upstream_name,
 )
 from ledger.schemas.submissions import (
@@ -309,44 +306,7 @@ class LedgerService(TrialReading, AuditReading):
     ) -> None:
         """Store the batch, its leaf hashes and signed checkpoints, and the upstream offset in
         one transaction: a batch is never stored without its seal, nor sealed without its events."""
-        collected: list[Any] = []
-        for trial_id, trial in trials.items():
-            events = trial.collect_events()
-            if not events:
-                continue
-            entries = [entry_of(cast(Trial.Event, event), trial_id) for event in events]
-            audit = self._audit_log(LEDGER_LOG, trial_id)
-            self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
-            seal_batch(
-                audit,
-                [entry.to_json_dict() for entry in entries],
-                recorded_at=format_timestamp(entries[-1].recorded_at),
-                signer=self._signer,
-            )
-            collected += [*events, audit]
-        if rejection_log is None and collected:
-            rejection_log = self._load_rejection_log()  # to seal what an old store holds
-        if rejection_log is not None:
-            events = rejection_log.collect_events()
-            rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
-            # The sequence of the first new rejection (or one past the stored ones).
-            first_new = rejected[0].originator_version - 1 if rejected else rejection_log.version
-            audit = self._audit_log(REJECTIONS_LOG, self._rejections_trial_id(trials))
-            if audit.size < first_new - 1:
-                self._seal_earlier_rejections(audit, before=first_new)
-                collected.append(audit)
-            if rejected:
-                messages = [
-                    rejection_message(e, sequence=e.originator_version - 1) for e in rejected
-                ]
-                seal_batch(
-                    audit,
-                    messages,
-                    recorded_at=str(messages[-1]["rejected_at"]),
-                    signer=self._signer,
-                )
-                collected.append(audit)
-            collected += events
+        collected = self._sealed_batch(trials, rejection_log)
         if not collected and tracking is None:
             return
         processing = ProcessingEvent[UUID](tracking=tracking)
@@ -374,11 +334,6 @@ class LedgerService(TrialReading, AuditReading):
         if rejection_log_id() in changed:
             self._rejection_log = None
         return True
-
-    def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
-        """The rejection log is the store's; its checkpoints name the store's first trial."""
-        trial_ids = self.trial_ids() or sorted(trials)
-        return trial_ids[0] if trial_ids else None
 
     def upstream_position(self, topic: str, partition: int) -> int | None:
         """The last offset of `topic`/`partition` whose effects are in the store."""

@@ -1,25 +1,27 @@
 """Reading the audit logs kept beside the ledger: checkpoints, keys, and the store as `ledger
 verify` inspects it (row by row, so a tampered row is a finding at its position, not a crash).
 
-`AuditReading` is the part of `LedgerService` that reads the `AuditLog` aggregates; the service
-writes them in `_commit`.
+`AuditReading` is the part of `LedgerService` that keeps the `AuditLog` aggregates: it seals
+each batch (`_sealed_batch`, which the service stores in `_commit`) and reads them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
+from ledger.aggregates.intake import RejectionLog
 from ledger.aggregates.trial import Trial
 from ledger.audit.checkpoints import Signer
 from ledger.audit.inspection import AuditSource
 from ledger.audit.sealing import seal_batch
-from ledger.entries import LedgerEntry
-from ledger.reading import StoreReader
+from ledger.entries import LedgerEntry, format_timestamp
+from ledger.reading import StoreReader, entry_of
+from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 
@@ -40,6 +42,8 @@ class AuditReading:
         def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]: ...
 
         def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
+
+        def _load_rejection_log(self) -> RejectionLog: ...
 
     def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
         log_id = audit_log_id(log, trial_id)
@@ -115,6 +119,62 @@ class AuditReading:
             },
             problems=problems,
         )
+
+    def _sealed_batch(
+        self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
+    ) -> list[Any]:
+        """Seal what a batch adds to each log (its leaf hashes, a checkpoint signed when a key
+        is configured) and return everything to store in the batch's one transaction: each
+        trial's new events and its audit log, the rejection log's new events and its audit log.
+        """
+        collected: list[Any] = []
+        for trial_id, trial in trials.items():
+            events = trial.collect_events()
+            if not events:
+                continue
+            entries = [entry_of(cast(Trial.Event, event), trial_id) for event in events]
+            audit = self._audit_log(LEDGER_LOG, trial_id)
+            self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
+            seal_batch(
+                audit,
+                [entry.to_json_dict() for entry in entries],
+                recorded_at=format_timestamp(entries[-1].recorded_at),
+                signer=self._signer,
+            )
+            collected += [*events, audit]
+        if rejection_log is None and collected:
+            rejection_log = self._load_rejection_log()  # to seal what an old store holds
+        if rejection_log is not None:
+            events = rejection_log.collect_events()
+            rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
+            # The sequence of the first new rejection (or one past the stored ones).
+            first_new = rejected[0].originator_version - 1 if rejected else rejection_log.version
+            # The trial it names matters only when the log starts: not a query per batch.
+            held = self._audit_logs.get(audit_log_id(REJECTIONS_LOG, None))
+            audit = held if held is not None else self._audit_log(
+                REJECTIONS_LOG, self._rejections_trial_id(trials)
+            )
+            if audit.size < first_new - 1:
+                self._seal_earlier_rejections(audit, before=first_new)
+                collected.append(audit)
+            if rejected:
+                messages = [
+                    rejection_message(e, sequence=e.originator_version - 1) for e in rejected
+                ]
+                seal_batch(
+                    audit,
+                    messages,
+                    recorded_at=str(messages[-1]["rejected_at"]),
+                    signer=self._signer,
+                )
+                collected.append(audit)
+            collected += events
+        return collected
+
+    def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
+        """The rejection log is the store's; its checkpoints name the store's first trial."""
+        trial_ids = self.trial_ids() or sorted(trials)
+        return trial_ids[0] if trial_ids else None
 
     def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
         """A store written before the ledger hashed its log: hash what it holds, marked so."""
