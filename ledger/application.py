@@ -8,7 +8,6 @@ the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry`
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
-from ledger.audit.checkpoints import SIGNING_KEY_ENV, Signer, load_signing_key
+from ledger.audit.checkpoints import Signer, load_signing_key
 from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry
 from ledger.reading import StoreReader
@@ -60,7 +59,6 @@ from ledger.store import (
     LedgerStore,
     OtherWriters,
     create_postgres_schema_if_allowed,
-    environment_store,
     redacted,
     store_environment,
 )
@@ -76,7 +74,6 @@ __all__ = [
     "SubmissionResult",
     "bundled_protocol",
     "configured_signer",
-    "environment_store",
     "load_protocol",
     "redacted",
     "store_environment",
@@ -424,8 +421,6 @@ class LedgerService(TrialReading, AuditReading):
 
 
 def configured_signer(path: Path | None) -> Signer | None:
-    """The signing key from `--signing-key`, else LEDGER_SIGNING_KEY; None when neither is set."""
-    if path is None:
-        named = os.environ.get(SIGNING_KEY_ENV)
-        path = Path(named) if named else None
+    """The signing key at `path` (`--signing-key`, whose default is LEDGER_SIGNING_KEY:
+    `ledger.settings`); None when none is configured."""
     return load_signing_key(path) if path is not None else None

@@ -45,16 +45,18 @@ from ledger.cli_plumbing import (
 )
 from ledger.demo_cli import demo_command
 from ledger.schemas.submissions import submission_json_schema
+from ledger.settings import Environment
 
 SUBMIT_BATCH = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    environment = Environment.read()
+    parser = _parser(environment)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        _refuse_password_on_command_line(args)
+        _refuse_password_on_command_line(args, environment)
         code = handler(args)
         if getattr(args, "unsigned", False):
             print(
@@ -81,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:
         _mark_incomplete(args, error)
-        if os.environ.get("LEDGER_DEBUG"):
+        if environment.debug:
             raise
         print(
             f"ledger {args.command}: failed: {type(error).__name__}: {one_line(error)} "
@@ -103,9 +105,9 @@ def _mark_incomplete(args: argparse.Namespace, why: object) -> None:
         )
 
 
-def _refuse_password_on_command_line(args: argparse.Namespace) -> None:
+def _refuse_password_on_command_line(args: argparse.Namespace, environment: Environment) -> None:
     store = getattr(args, "store", None)
-    if store is None or store == os.environ.get("LEDGER_STORE"):
+    if store is None or (environment.store_from_environment and store == environment.store):
         return
     if "://" in store and urlparse(store).password is not None:
         raise UsageError(
@@ -373,7 +375,9 @@ def _broker(args: argparse.Namespace) -> int:
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
+    """The `ledger` command line, its defaults from `environment` (read now when not given)."""
+    environment = Environment.read() if environment is None else environment
     parser = argparse.ArgumentParser(
         prog="ledger", description="Event-sourced ledger for the NCT05406206 dose-finding trial."
     )
@@ -382,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    options = shared_options()
+    options = shared_options(environment)
     store, as_json, as_of, signing = options.store, options.as_json, options.as_of, options.signing
 
     def add(
@@ -404,7 +408,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument(
         "--entered-by",
-        default=os.environ.get("USER", "ledger-cli"),
+        default=environment.user,
         help="who opens the trial (recorded; default: $USER)",
     )
     init.add_argument("--reason", help="why the trial is opened (recorded)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.cli_plumbing import iso_date
-from ledger.store import environment_store
+from ledger.settings import Environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +36,12 @@ class SharedOptions:
     """--public-key: the only key trusted for checkpoint signatures."""
 
 
-def shared_options() -> SharedOptions:
+def shared_options(environment: Environment) -> SharedOptions:
+    """The shared options, their defaults from `environment`."""
     return SharedOptions(
         store=_parent(
             _Option(
-                "--store", default=environment_store(),
+                "--store", default=environment.store,
                 help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)",
             ),
             _Option("--trial", help="trial id, when the store holds several"),
@@ -60,7 +61,7 @@ def shared_options() -> SharedOptions:
         out_folder=_parent(_Option("--out", type=Path, required=True, help="folder to write")),
         signing=_parent(
             _Option(
-                "--signing-key", type=Path, metavar="PEM",
+                "--signing-key", type=Path, metavar="PEM", default=environment.signing_key,
                 help="Ed25519 private key (PEM) that signs checkpoints (env LEDGER_SIGNING_KEY)",
             )
         ),

@@ -203,8 +203,3 @@ def redacted(store: str) -> str:
     if url.password is None:
         return store
     return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@", 1)).geturl()
-
-
-
-def environment_store() -> str:
-    return os.environ.get("LEDGER_STORE", DEFAULT_STORE)
