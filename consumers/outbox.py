@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import stamina
+
 from consumers._kafka import (
     Connection,
     client_settings,
@@ -275,29 +277,43 @@ class LedgerOutbox:
     def _round(self, *, commit: bool) -> int:
         before = self.published
         self._service.catch_up()  # another process sharing the store may have written
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            try:
-                if self._producer is None:
-                    self.start()
-                self._send_all()
-                if self._in_transaction and (commit or self._commit_due()):
-                    self._commit()
-                break
-            except (kafka_errors().KafkaError, TimeoutError) as error:
-                self._discard_producer()
-                final = _final(error)
-                if final is not None and final is not error:
-                    raise final from error  # the real cause (fenced), not kafka-python's wrapper
-                if attempt == PUBLISH_ATTEMPTS or final is not None:
-                    raise
-                if self._stop is not None and self._stop.is_set():
-                    _log.warning("publishing failed (%s) while stopping; the next start resumes",
-                                 error)
-                    break
-                _log.warning("publishing failed (%s: %s); restarting the producer, attempt %d/%d",
-                             type(error).__name__, error, attempt + 1, PUBLISH_ATTEMPTS)
-                time.sleep(RETRY_PAUSE_S)
+        for attempt in stamina.retry_context(
+            on=self._worth_retrying, attempts=PUBLISH_ATTEMPTS, timeout=None,
+            wait_initial=RETRY_PAUSE_S, wait_max=RETRY_PAUSE_S, wait_jitter=0,
+        ):
+            with attempt:
+                self._attempt(commit=commit)
         return self.published - before
+
+    def _attempt(self, *, commit: bool) -> None:
+        """One try of a round; a failed one drops the producer, so the next starts afresh."""
+        try:
+            if self._producer is None:
+                self.start()
+            self._send_all()
+            if self._in_transaction and (commit or self._commit_due()):
+                self._commit()
+        except (kafka_errors().KafkaError, TimeoutError) as error:
+            self._discard_producer()
+            final = _final(error)
+            if final is not None and final is not error:
+                raise final from error  # the real cause (fenced), not kafka-python's wrapper
+            if final is None and self._stop is not None and self._stop.is_set():
+                _log.warning("publishing failed (%s) while stopping; the next start resumes",
+                             error)
+                return
+            raise
+
+    def _worth_retrying(self, error: Exception) -> bool:
+        """stamina's hook: a Kafka failure or timeout is retried from a restart, unless it is
+        final (fenced, not authorized: `_final`)."""
+        if not isinstance(error, kafka_errors().KafkaError | TimeoutError):
+            return False
+        if _final(error) is not None:
+            return False
+        _log.warning("publishing failed (%s: %s); restarting the producer", type(error).__name__,
+                     error)
+        return True
 
     def _commit_due(self) -> bool:
         return (len(self._in_transaction) >= TRANSACTION_SIZE
