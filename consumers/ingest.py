@@ -29,9 +29,6 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import stamina
-from eventsourcing.persistence import IntegrityError, OperationalError
-
 from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.ownership import PartitionOutboxes
 from consumers.topics import (
@@ -45,6 +42,7 @@ from consumers.topics import (
     wait_for_partitions,
 )
 from ledger.application import BatchReport, Delivery, LedgerService
+from ledger.recording import lost_write_race_retries
 
 DEFAULT_GROUP = "trial-ledger"
 POLL_TIMEOUT_MS = 200
@@ -248,9 +246,7 @@ def _submit_tracked(service: LedgerService, deliveries: list[Delivery]) -> Batch
     store (the rejection log is the store's, and a partition's previous owner may still be
     finishing a batch): without what the store has meanwhile recorded from this partition."""
     topic, partition = deliveries[0].topic, deliveries[0].partition
-    for attempt in stamina.retry_context(
-        on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
-    ):
+    for attempt in lost_write_race_retries():
         with attempt:
             if attempt.num > 1:
                 recorded = service.upstream_position(topic, partition)

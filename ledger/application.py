@@ -15,11 +15,9 @@ from importlib import resources
 from pathlib import Path
 from uuid import UUID
 
-import stamina
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
-    OperationalError,
     PersistenceError,
     ProcessRecorder,
     Tracking,
@@ -43,6 +41,7 @@ from ledger.recording import (
     SubmissionResult,
     check_same_sender,
     check_sender,
+    lost_write_race_retries,
     original_text,
     upstream_name,
 )
@@ -209,9 +208,7 @@ class LedgerService(TrialReading, AuditReading):
         numbers = line_numbers if line_numbers is not None else range(1, len(items) + 1)
         # Another writer on the same store (a second `ledger submit`) moves the trial on under
         # us: the commit conflicts, so decide the batch again on the fresh trial.
-        for attempt in stamina.retry_context(
-            on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
-        ):
+        for attempt in lost_write_race_retries():
             with attempt:
                 return self._submit_once(items, origin, numbers)
         raise AssertionError("unreachable: stamina re-raises the last failure")

@@ -4,8 +4,12 @@ a submission's result, a tracked delivery, the sender checks, and the rejection 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import stamina
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger.aggregates.intake import RejectionLog
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
@@ -111,3 +115,12 @@ def rejection_message(event: RejectionLog.Rejected, *, sequence: int) -> dict[st
         "offset": event.offset,
         "rejected_at": format_timestamp(event.timestamp),
     }
+
+
+def lost_write_race_retries() -> Iterable[stamina.Attempt]:
+    """stamina's retry of a batch that lost a write race with another writer of the store (its
+    commit conflicted: decide it again on what the store now holds); the last failure is raised.
+    The one retry policy of both `submit_many` and ingest's tracked batches."""
+    return stamina.retry_context(
+        on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
+    )
