@@ -21,13 +21,13 @@ The rules, in the order they are checked (:data:`RULES`):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
 import pandas as pd
 
+from ledger.projections.cells import present_values
 from ledger.projections.dataset_columns import Column
 from ledger.projections.xpt import (
     MAX_CHARACTER_BYTES,
@@ -152,28 +152,18 @@ def _check_order(dataset: str, frame: pd.DataFrame, columns: Sequence[Column]) -
     )
 
 
-def _present(values: pd.Series[Any]) -> list[Any]:
-    return [v for v in values if not _missing(v)]
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and math.isnan(value)
-    )
-
-
 def _check_type(dataset: str, column: Column, values: pd.Series[Any]) -> None:
     if column.kind == "date":
         return  # dates are the format rule's: a date variable must hold dates
     if column.kind == "text":
-        wrong = next((v for v in _present(values) if not isinstance(v, str)), None)
+        wrong = next((v for v in present_values(values) if not isinstance(v, str)), None)
         if wrong is not None and not isinstance(wrong, date):
             raise DatasetConformanceError(
                 dataset, column.name, "type",
                 f"character variable holds {type(wrong).__name__} value {wrong!r}",
             )
         return
-    for value in _present(values):
+    for value in present_values(values):
         if isinstance(value, date):
             return  # the format rule names it
         number = _as_number(value)
@@ -205,7 +195,8 @@ def _check_format(dataset: str, column: Column, values: pd.Series[Any]) -> None:
             if (present == present.dt.normalize()).all():
                 return
         wrong = next(
-            (v for v in _present(values) if isinstance(v, datetime) or not isinstance(v, date)),
+            (v for v in present_values(values)
+             if isinstance(v, datetime) or not isinstance(v, date)),
             None,
         )
         if wrong is not None:
@@ -215,7 +206,7 @@ def _check_format(dataset: str, column: Column, values: pd.Series[Any]) -> None:
             )
         return
     if pd.api.types.is_datetime64_any_dtype(values.dtype) or any(
-        isinstance(v, date) for v in _present(values)
+        isinstance(v, date) for v in present_values(values)
     ):
         raise DatasetConformanceError(
             dataset, column.name, "format",
@@ -234,7 +225,7 @@ def _check_coded(
         )
     terms = {value for value, _ in codelists[column.codelist]}
     longest = declared_length(column, codelists)
-    for value in _present(values):
+    for value in present_values(values):
         if longest is not None and isinstance(value, str):
             size = len(value.encode("utf-8"))
             if size > longest:

@@ -32,6 +32,7 @@ from typing import Any, Final
 import pandas as pd
 
 from ledger.entries import format_timestamp
+from ledger.projections.cells import is_missing
 from ledger.projections.dataset_columns import Column
 
 __all__ = [
@@ -148,7 +149,7 @@ def _column(
 
 def _value(dataset: str, column: Column, value: object) -> str | int | float | None:
     """One cell as its column's JSON type, or a ValueError naming the variable."""
-    if _missing(value):
+    if is_missing(value):
         return None
     where = f"{dataset}.{column.name}"
     if column.kind == "text":
@@ -183,9 +184,3 @@ def _iso_date(where: str, value: object) -> str:
         except ValueError:
             pass
     raise ValueError(f"{where}: date variable holds {value!r}")
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and math.isnan(value)
-    )

@@ -20,7 +20,6 @@ read, never the wall clock. :func:`validate_define_xml` checks a document agains
 from __future__ import annotations
 
 import functools
-import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from odmlib import ns_registry
 from odmlib.define_2_1 import model as odm
 
 from ledger.entries import format_timestamp
+from ledger.projections.cells import present_values
 from ledger.projections.dataset_columns import CODELISTS, NCI_CODES, Column
 from ledger.projections.define_values import ValueLevel, value_level_metadata
 
@@ -243,7 +243,7 @@ def _item_group(table: DefineTable, file_format: str) -> tuple[Any, dict[str, An
 
 
 def _item(oid: str, column: Column, frame: pd.DataFrame, file_format: str) -> Any:
-    values = [v for v in frame[column.name] if not _missing(v)] if column.name in frame else []
+    values = present_values(frame[column.name]) if column.name in frame else []
     item = odm.ItemDef(
         OID=oid,
         Name=column.name,
@@ -309,9 +309,3 @@ def _codelist(name: str, entries: tuple[tuple[str | int, str], ...]) -> Any:
     if nci_code:
         codelist.Alias.append(odm.Alias(Context="nci:ExtCodeID", Name=nci_code))
     return codelist
-
-
-def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (
-        isinstance(value, float) and math.isnan(value)
-    )

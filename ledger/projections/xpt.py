@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ledger.projections.cells import is_missing
 from ledger.projections.files import write_atomically
 
 __all__ = [
@@ -269,7 +270,7 @@ def _to_sas(name: str, column: pd.Series[Any]) -> tuple[pd.Series[Any], str | No
     if pd.api.types.is_numeric_dtype(column.dtype):
         return _numbers(name, column.to_numpy(dtype=float, na_value=np.nan)), None
     if pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
-        present = [v for v in column if not _is_missing(v)]
+        present = [v for v in column if not is_missing(v)]
         kinds = {_kind(v) for v in present}
         if len(kinds) > 1:
             raise ValueError(f"column {name} mixes {' and '.join(sorted(kinds))} values")
@@ -277,25 +278,16 @@ def _to_sas(name: str, column: pd.Series[Any]) -> tuple[pd.Series[Any], str | No
         if kind == "text":
             return _texts(name, column), None
         if kind == "number":
-            values = np.array([math.nan if _is_missing(v) else float(v) for v in column])
+            values = np.array([math.nan if is_missing(v) else float(v) for v in column])
             return _numbers(name, values), None
         if kind == "date":
-            days = [math.nan if _is_missing(v) else float((v - SAS_EPOCH).days) for v in column]
+            days = [math.nan if is_missing(v) else float((v - SAS_EPOCH).days) for v in column]
             return pd.Series(days, dtype=float), DATE_FORMAT
         if kind == "datetime":
             return _datetimes(name, pd.Series(pd.to_datetime(list(column))))
         bad = next(v for v in present if _kind(v) == kind)
         raise ValueError(f"column {name}: cannot write {type(bad).__name__} value {bad!r}")
     raise ValueError(f"column {name}: unsupported dtype {column.dtype}")
-
-
-def _is_missing(value: object) -> bool:
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and math.isnan(value))
-    )
 
 
 def _kind(value: object) -> str:
@@ -326,7 +318,7 @@ def _numbers(name: str, values: npt.NDArray[np.float64]) -> pd.Series[float]:
 
 
 def _texts(name: str, column: pd.Series[Any]) -> pd.Series[str]:
-    texts = ["" if _is_missing(v) else str(v) for v in column]
+    texts = ["" if is_missing(v) else str(v) for v in column]
     for row, text in enumerate(texts):
         size = len(text.encode("utf-8"))
         if size > MAX_CHARACTER_BYTES:
