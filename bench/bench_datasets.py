@@ -31,7 +31,8 @@ from typing import Any
 
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.application import LedgerService, bundled_protocol
-from ledger.demo import SITES, PendingSubmission, SimulatedClock, SiteSimulator, due_submissions
+from ledger.demo import SimulatedClock
+from ledger.demo_site import SITES, PendingSubmission, SiteSimulator, due_submissions
 from ledger.projections.datasets import build_datasets
 
 START = date(2024, 1, 8)

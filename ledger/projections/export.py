@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
+from ledger.aggregates.protocol import EXPANSION
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.conformance import check_dataset, check_transport
 from ledger.projections.dataset_columns import (
@@ -222,7 +223,7 @@ def _study_info(datasets: AnalysisDatasets, fmt: str, software_version: str) -> 
         file_format=fmt,
         extra_codelists={
             "DOSELVL": levels or (("", "No dose level"),),
-            "COHORT": (*levels, ("EXPANSION", "Expansion at the MTD")),
+            "COHORT": (*levels, (EXPANSION, "Expansion at the MTD")),
         },
     )
 

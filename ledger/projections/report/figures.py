@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.typing import RcKeyType
 
+from ledger.aggregates.protocol import EXPANSION
 from ledger.projections.report.figure_data import DltLane, SpiderLine, SwimmerLane, WaterfallBar
 from ledger.projections.report.ledger_reading import LedgerDecision
 from ledger.projections.survival import DAYS_PER_MONTH
@@ -256,7 +257,7 @@ def timeline_svg(
     panels = [(c, rows) for c, rows in panels if rows]
     panels += [(c, [lane for lane in lanes if lane.cohort == c])
                for c in sorted({lane.cohort for lane in lanes} - set(cohorts))]
-    colours = level_colours([c for c in cohorts if c != "EXPANSION"])
+    colours = level_colours([c for c in cohorts if c != EXPANSION])
     heights = [max(len(rows), 2) for _, rows in panels] or [2]
     with _style(name):
         figure = _figure(min(1.6 + 0.2 * sum(heights), 10.0))

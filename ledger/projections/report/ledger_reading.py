@@ -22,7 +22,7 @@ from ledger.aggregates.facts import (
     Fact,
     FactBook,
 )
-from ledger.aggregates.protocol import ProtocolDefinition
+from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
 from ledger.aggregates.safety import current_dose_mg
 from ledger.entries import LedgerEntry, known_as_of
 
@@ -205,7 +205,7 @@ def _modifications(
     """Each current ``dose.modified`` with the dose in force before it (assigned or modified)."""
     levels = {level.name: level.dose_mg for level in protocol.dose_levels}
     if expansion_level is not None and expansion_level in levels:
-        levels["EXPANSION"] = levels[expansion_level]
+        levels[EXPANSION] = levels[expansion_level]
     rows = []
     for subject_id in sorted(book.subjects()):
         facts = book.of_subject(subject_id)

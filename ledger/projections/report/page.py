@@ -21,6 +21,7 @@ from typing import Any, Final
 import jinja2
 from markupsafe import Markup
 
+from ledger.aggregates.protocol import EXPANSION
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.export import dataset_csv_bytes
@@ -34,7 +35,6 @@ __all__ = ["HTML_NAME", "KM_SUMMARY_NAME", "ReportFiles", "render_report", "writ
 
 HTML_NAME: Final = "report.html"
 KM_SUMMARY_NAME: Final = "km_summary.csv"
-_EXPANSION: Final = "EXPANSION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def render_report(
     adsl, adtte, adrs, adae = datasets.adsl, datasets.adtte, datasets.adrs, datasets.adae
     cohorts = {lv: f"{lv} ({mg:g} mg)" for lv, mg in levels.items()}
     expansion_level = reading.expansion_level
-    cohorts[_EXPANSION] = (
+    cohorts[EXPANSION] = (
         f"Expansion ({expansion_level}, {levels[expansion_level]:g} mg)"
         if expansion_level in levels else "Expansion"
     )
