@@ -6,22 +6,19 @@ Every command exits non-zero with a one-line reason on bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from ledger import audit_cli
+from ledger import commands as core
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
 from ledger.application import (
     bundled_protocol,
     configured_signer,
-    load_protocol,
-    redacted,
 )
 from ledger.audit.inspection import AuditSource
 from ledger.cli_options import shared_options
@@ -33,21 +30,13 @@ from ledger.cli_plumbing import (
     EXIT_REJECTED,
     INCOMPLETE_MARKER,
     UsageError,
-    as_of_argument,
     emit,
     one_line,
     positive_int,
-    provenance_of,
-    read_lines,
-    reader,
     software_version,
-    writer,
 )
 from ledger.demo_cli import demo_command
-from ledger.schemas.submissions import submission_json_schema
 from ledger.settings import Environment
-
-SUBMIT_BATCH = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,217 +105,7 @@ def _refuse_password_on_command_line(args: argparse.Namespace, environment: Envi
         )
 
 
-# --- commands ---------------------------------------------------------------------------------
-
-
-def _init(args: argparse.Namespace) -> int:
-    protocol = load_protocol(args.protocol) if args.protocol else bundled_protocol()
-    if args.variant:
-        protocol = protocol.with_variant(Variant(args.variant))
-    with writer(args) as ledger:
-        entry = ledger.open_trial(protocol, opened_by=args.entered_by, reason=args.reason)
-    document = {
-        "trial_id": protocol.trial_id,
-        "protocol_version": protocol.protocol_version,
-        "variant": protocol.escalation.variant.value,
-        "position": entry.position,
-    }
-    emit(
-        args,
-        document,
-        f"opened {protocol.trial_id} (protocol {protocol.protocol_version}, "
-        f"{protocol.escalation.variant.value}) in {redacted(args.store)}",
-    )
-    return 0
-
-
-def _submit(args: argparse.Namespace) -> int:
-    path: Path = args.file
-    lines = read_lines(path)
-    accepted = duplicates = done = 0
-    rejected: list[dict[str, Any]] = []
-    try:
-        with writer(args) as ledger:
-            ledger.ensure_trial()
-            for start in range(0, len(lines), SUBMIT_BATCH):
-                batch = lines[start : start + SUBMIT_BATCH]
-                report = ledger.submit_many(
-                    [raw for _, raw in batch],
-                    origin=f"file:{path.name}",
-                    line_numbers=[number for number, _ in batch],
-                )
-                accepted += report.accepted
-                duplicates += report.duplicates
-                for (line_number, _), result in zip(batch, report.results, strict=True):
-                    if result.rejected:
-                        assert result.reason_code is not None
-                        rejected.append(
-                            {
-                                "line": line_number,
-                                "event_id": result.event_id,
-                                "reason_code": result.reason_code.value,
-                                "message": result.message,
-                            }
-                        )
-                done += len(batch)
-    finally:
-        if done < len(lines):  # stopped early: say exactly what was and was not recorded
-            print(
-                f"{path}: stopped after line {done} of {len(lines)}: {accepted} accepted, "
-                f"{duplicates} duplicates, {len(rejected)} rejected; lines {done + 1}.."
-                f"{len(lines)} were not submitted (a batch is all or nothing: resubmit the file, "
-                "recorded lines count as duplicates)",
-                file=sys.stderr,
-            )
-    document = {
-        "lines": len(lines),
-        "accepted": accepted,
-        "duplicates": duplicates,
-        "rejected": rejected,
-    }
-    text = [
-        f"{path}: {len(lines)} lines: {accepted} accepted, {duplicates} duplicates, "
-        f"{len(rejected)} rejected"
-    ]
-    text += [
-        f"  line {r['line']}: {r['reason_code']}: {r['message']} (event {r['event_id']})"
-        for r in rejected
-    ]
-    emit(args, document, "\n".join(text))
-    return EXIT_REJECTED if rejected else EXIT_OK
-
-
-def _cohorts(args: argparse.Namespace) -> int:
-    as_of = as_of_argument(args)
-    with reader(args) as ledger:
-        trial_id = args.trial or ledger.default_trial_id()
-        table = ledger.cohort_table(trial_id, as_of=as_of)
-    if table.position == 0:
-        raise UsageError(f"trial {trial_id} was not yet open at {args.as_of}")
-    emit(args, table.to_json_dict(), table.render())
-    return 0
-
-
-def _history(args: argparse.Namespace) -> int:
-    as_of = as_of_argument(args)
-    with reader(args) as ledger:
-        trial_id = args.trial or ledger.default_trial_id()
-        # The USUBJID ({trial}-{subject}) names the same subject as its subject id.
-        subject = args.subject.removeprefix(f"{trial_id}-")
-        entries = ledger.history(trial_id, subject, as_of=as_of)
-    if not entries:
-        raise UsageError(f"no recorded events for subject {args.subject} in {trial_id}")
-    document = {
-        "trial_id": trial_id,
-        "subject_id": subject,
-        "usubjid": f"{trial_id}-{subject}",
-        "entries": [entry.to_json_dict() for entry in entries],
-    }
-    rows = [
-        f"{e.position:>6}  {e.recorded_at.strftime('%Y-%m-%d %H:%M:%SZ')}  "
-        f"{e.occurred_on.isoformat() if e.occurred_on else '':<10}  {e.type:<24} "
-        f"by {e.entered_by} via {e.source}"
-        + (f" — why: {e.reason}" if e.reason else "")
-        + f"\n        event {e.event_id or '-'}  leaf {e.leaf_hash or '(not hashed)'}"
-        + f"\n        {json.dumps(dict(e.data), sort_keys=True)}"
-        for e in entries
-    ]
-    header = (
-        f"audit trail of {trial_id}-{subject}: position, recorded (UTC), "
-        "occurred, what, who, why; event id and leaf hash; data"
-    )
-    emit(args, document, "\n".join([header, *rows]))
-    return 0
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from ledger.simulation import simulate
-
-    try:
-        rates = [float(part) for part in args.true_dlt.split(",")]
-    except ValueError:
-        raise UsageError(
-            f"--true-dlt {args.true_dlt!r}: expected numbers like 0.1,0.25,0.4"
-        ) from None
-    levels = [level.name for level in bundled_protocol().dose_levels]
-    if len(rates) != len(levels):
-        raise UsageError(f"--true-dlt needs {len(levels)} rates, one per level {','.join(levels)}")
-    result = simulate(
-        Variant(args.variant), rates, runs=args.runs, seed=args.seed, level_names=levels
-    )
-    document: dict[str, Any] = result.to_json_dict()
-    text = [f"{args.variant}: {args.runs} simulated trials, seed {args.seed}, true DLT {rates}"]
-    text += [f"  P(MTD = {name:<4}) = {p:.4f}" for name, p in document["p_mtd"].items()]
-    text.append(f"  expected subjects in escalation = {document['expected_n']:.2f}")
-    emit(args, document, "\n".join(text))
-    return 0
-
-
-def _schema(args: argparse.Namespace) -> int:
-    try:
-        schema = submission_json_schema(args.type)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    print(json.dumps(schema, indent=2, sort_keys=True))
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from collections.abc import Iterator
-
-    from ledger.entries import LedgerEntry
-    from ledger.projections.export import export_datasets
-    from ledger.reading import export_provenance
-
-    as_of = as_of_argument(args)
-    with reader(args) as ledger:
-        trial_id = args.trial or ledger.default_trial_id()
-        # Checkpoints first: the audit log read for them also serves the entries' leaf hashes.
-        checkpoints = ledger.checkpoints(trial_id)
-        hashes: list[str | None] = []
-
-        def hashed(entries: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
-            """The entries streamed into the fold once, their leaf hashes kept on the way."""
-            for entry in entries:
-                hashes.append(entry.leaf_hash)
-                yield entry
-
-        manifest = export_datasets(
-            hashed(ledger.entries(trial_id, as_of=as_of)),
-            as_of=as_of,
-            cutoff=args.cutoff,
-            fmt=args.format,
-            out=args.out,
-            software_version=software_version(),
-            audit=lambda: export_provenance(hashes, checkpoints),
-        )
-    document = manifest.to_json_dict()
-    emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from ledger.projections.report import write_report
-
-    as_of = as_of_argument(args)
-    with reader(args) as ledger:
-        trial_id = args.trial or ledger.default_trial_id()
-        entries = list(ledger.entries(trial_id, as_of=as_of))
-        files = write_report(
-            entries,
-            as_of=as_of,
-            cutoff=args.cutoff,
-            out=args.out,
-            software_version=software_version(),
-            provenance=provenance_of(entries, ledger.checkpoints(trial_id)),
-        )
-    document = {
-        "report": str(files.html),
-        "km_summary": str(files.km_summary),
-        "figures": list(files.figures),
-    }
-    emit(args, document, f"wrote {files.html} and {files.km_summary}")
-    return 0
+# --- Kafka commands (the only module that wires consumers/) -----------------------------
 
 
 def _topic_source(args: argparse.Namespace) -> AuditSource:
@@ -400,7 +179,10 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
         return sub
 
     init = add(
-        "init", _init, "open the trial with a protocol definition", [store, as_json, signing]
+        "init",
+        core.init_command,
+        "open the trial with a protocol definition",
+        [store, as_json, signing],
     )
     init.add_argument("--protocol", type=Path, help="protocol JSON (default: bundled NCT05406206)")
     init.add_argument(
@@ -415,20 +197,24 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
 
     submit = add(
         "submit",
-        _submit,
+        core.submit_command,
         "record submissions from a .jsonl file (no Kafka)",
         [store, as_json, signing],
     )
     submit.add_argument("file", type=Path, metavar="FILE.jsonl", help="one envelope per line")
 
-    add("cohorts", _cohorts, "the cohort table", [store, as_json, as_of])
+    add("cohorts", core.cohorts_command, "the cohort table", [store, as_json, as_of])
 
-    history = add("history", _history, "audit trail of one subject", [store, as_json, as_of])
+    history = add(
+        "history", core.history_command, "audit trail of one subject", [store, as_json, as_of]
+    )
     history.add_argument(
         "subject", metavar="SUBJECT", help="subject id (01-003) or USUBJID (NCT05406206-01-003)"
     )
 
-    simulate = add("simulate", _simulate, "operating characteristics of the 3+3 rules", [as_json])
+    simulate = add(
+        "simulate", core.simulate_command, "operating characteristics of the 3+3 rules", [as_json]
+    )
     simulate.add_argument(
         "--true-dlt", required=True, metavar="P1,P2,P3", help="true DLT rate at each dose level"
     )
@@ -443,7 +229,7 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
 
     schema = add(
         "schema",
-        _schema,
+        core.schema_command,
         "the JSON Schema (2020-12) of the submission envelope: every type and schema version",
         [],
     )
@@ -451,13 +237,13 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
 
     add(
         "export",
-        _export,
+        core.export_command,
         "write ADSL, ADTTE, ADRS, ADAE and manifest.json",
         [store, as_json, as_of, options.cutoff, options.dataset_format, options.out_folder],
     )
     add(
         "report",
-        _report,
+        core.report_command,
         "the statistician's report: report.html (self-contained) and km_summary.csv",
         [store, as_json, as_of, options.cutoff, options.out_folder],
     )

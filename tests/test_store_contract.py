@@ -39,7 +39,7 @@ from tests.builders import TRIAL_ID, FixedClock, Script, lines
 
 DAY0 = date(2025, 1, 6)
 TOPIC = "trial.submissions"
-CLI_BATCH = 1000  # ledger.cli.SUBMIT_BATCH: `ledger submit` records 1000 lines per transaction
+CLI_BATCH = 1000  # ledger.commands.SUBMIT_BATCH: `ledger submit` records 1000 lines per transaction
 COMPARED = (
     "position",
     "type",
