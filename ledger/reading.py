@@ -194,8 +194,8 @@ class StoreReader:
         write's own transaction, so it always says what the rows say; a store with encoded rows
         (a cipher, a compressor) holds no JSON to index and gets none.
         """
-        recorder = self._app.recorder
-        if not (self._plain and isinstance(recorder, SQLiteAggregateRecorder)):
+        recorder = self._indexable_sqlite()
+        if recorder is None:
             return
         with recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute(
@@ -205,19 +205,20 @@ class StoreReader:
 
     def _subject_rows(self, originator: UUID, subject_id: str, upto: int) -> list[Row] | None:
         """The originator's rows of `subject_id` up to `upto`; None where the store cannot say."""
-        recorder = self._app.recorder
-        if not (self._plain and isinstance(recorder, SQLiteAggregateRecorder)):
+        recorder = self._indexable_sqlite()
+        if recorder is None:
             return None
-        with recorder.datastore.transaction(commit=False) as cursor:
-            plain = cursor.sqlite_cursor
-            plain.row_factory = None
-            plain.execute(
-                _SUBJECT_ROWS.format(table=recorder.events_table_name),
-                (originator.hex, subject_id, upto),
-            )
-            rows: list[Row] = plain.fetchall()
+        rows = _sqlite_rows(recorder, _SUBJECT_ROWS.format(table=recorder.events_table_name),
+                            (originator.hex, subject_id, upto))
         rows.sort()
         return rows
+
+    def _indexable_sqlite(self) -> SQLiteAggregateRecorder | None:
+        """The SQLite recorder when its rows are plain JSON SQLite can read; else None."""
+        recorder = self._app.recorder
+        if self._plain and isinstance(recorder, SQLiteAggregateRecorder):
+            return recorder
+        return None
 
     def entries_of_types(
         self, trial_id: str, types: Collection[str], *, upto: int
@@ -330,12 +331,7 @@ class StoreReader:
                 "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
                 "ORDER BY originator_version LIMIT ?"
             )
-            with recorder.datastore.transaction(commit=False) as cursor:
-                plain = cursor.sqlite_cursor
-                plain.row_factory = None  # plain tuples: no `sqlite3.Row` per row
-                plain.execute(statement, (originator.hex, after, upto or 2**62, PAGE))
-                rows: list[Row] = plain.fetchall()
-                return rows
+            return _sqlite_rows(recorder, statement, (originator.hex, after, upto or 2**62, PAGE))
         return [
             (row.originator_version, row.topic, row.state)
             for row in recorder.select_events(originator, gt=after, lte=upto, limit=PAGE)
@@ -382,6 +378,19 @@ class StoreReader:
         moment = self._state(row)["timestamp"]
         assert isinstance(moment, datetime)
         return moment
+
+
+def _sqlite_rows(
+    recorder: SQLiteAggregateRecorder, statement: str, parameters: tuple[object, ...]
+) -> list[Row]:
+    """(originator_version, topic, state) rows of a statement on the recorder's own connection,
+    as plain tuples: no `sqlite3.Row` per row."""
+    with recorder.datastore.transaction(commit=False) as cursor:
+        plain = cursor.sqlite_cursor
+        plain.row_factory = None
+        plain.execute(statement, parameters)
+        rows: list[Row] = plain.fetchall()
+    return rows
 
 
 def export_provenance(
