@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 
 from consumers._kafka import Connection, client_settings, kafka, kafka_errors
 from consumers.ownership import partition_of, partition_transactional_id
-from consumers.publisher import SubmissionPublisher
 from ledger.application import LedgerService
 from ledger.audit.inspection import verify_source
 from tests.builders import TRIAL_ID
 from tests.integration.test_kafka_ingest import (
+    SubmissionStream,
     Topics,
     _create,
     _topics,
@@ -30,7 +29,6 @@ from tests.integration.test_kafka_ingest import (
     demo_lines,
     direct_store,
     read_topic,
-    send_raw,
 )
 from tests.kafka_fixtures import client, client_file
 
@@ -57,39 +55,11 @@ def _ingest_process(store: Path, config: Path, topics: Topics, log: Path,
                                 env=env)
 
 
-class _Stream(threading.Thread):
-    """Publishes good submissions in chunks, a malformed one after each, in the background."""
-
-    def __init__(self, bootstrap: Connection, topics: Topics, good: list[bytes], bad: list[bytes],
-                 pause: float) -> None:
-        super().__init__(name="stream")
-        self._args = bootstrap, topics, good, bad, pause
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        bootstrap, topics, good, bad, pause = self._args
-        try:
-            with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
-                for index, start in enumerate(range(0, len(good), 50)):
-                    report = publisher.publish(enumerate(good[start:start + 50]))
-                    assert report.ok and report.published == len(good[start:start + 50])
-                    if index < len(bad):
-                        send_raw(bootstrap, topics.submissions, [(None, bad[index])])
-                    time.sleep(pause)
-        except BaseException as error:
-            self.error = error
-
-    def finish(self) -> None:
-        """Wait for the whole stream to be published; re-raise what stopped it."""
-        self.join(timeout=300)
-        assert not self.is_alive(), "the stream did not finish"
-        if self.error is not None:
-            raise self.error
-
-
 def _stream(bootstrap: Connection, topics: Topics, good: list[bytes], bad: list[bytes],
-            pause: float) -> _Stream:
-    stream = _Stream(bootstrap, topics, good, bad, pause)
+            pause: float) -> SubmissionStream:
+    """The good submissions in rounds of 50, a malformed one after each while they last."""
+    rounds = [[good[start:start + 50]] for start in range(0, len(good), 50)]
+    stream = SubmissionStream(bootstrap, topics.submissions, rounds, bad, pause)
     stream.start()
     return stream
 

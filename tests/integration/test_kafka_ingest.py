@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -122,6 +123,43 @@ def send_raw(
         producer.flush(timeout=60)
         for future in futures:
             future.get(timeout=60)
+
+
+class SubmissionStream(threading.Thread):
+    """Publishes rounds of submissions in the background, as sites keep sending while ingest
+    runs: each round's batches, then one malformed message (no key: any partition) while `bad`
+    lasts, then a pause. With `held_after`, it waits after that many rounds until `go_on` is set.
+    """
+
+    def __init__(self, bootstrap: Connection, topic: str, rounds: list[list[list[bytes]]],
+                 bad: list[bytes], pause: float, held_after: int | None = None) -> None:
+        super().__init__(name="stream")
+        self._args = bootstrap, topic, rounds, bad, pause, held_after
+        self.go_on = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        bootstrap, topic, rounds, bad, pause, held_after = self._args
+        try:
+            with SubmissionPublisher(bootstrap, topic) as publisher:
+                for index, batches in enumerate(rounds):
+                    if index == held_after:
+                        assert self.go_on.wait(timeout=300), "the stream was never let go on"
+                    for batch in batches:
+                        report = publisher.publish(enumerate(batch))
+                        assert report.ok and report.published == len(batch), report.invalid[:3]
+                    if index < len(bad):
+                        send_raw(bootstrap, topic, [(None, bad[index])])
+                    time.sleep(pause)
+        except BaseException as error:
+            self.error = error
+
+    def finish(self) -> None:
+        """Wait for the whole stream to be published; re-raise what stopped it."""
+        self.join(timeout=300)
+        assert not self.is_alive(), "the stream did not finish"
+        if self.error is not None:
+            raise self.error
 
 
 def original_bytes(rejection: dict[str, Any]) -> bytes:

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -22,12 +21,12 @@ import pytest
 
 from consumers._kafka import Connection, client_settings, kafka
 from consumers.ownership import partition_of
-from consumers.publisher import SubmissionPublisher
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.application import LedgerService, bundled_protocol
 from tests.builders import TRIAL_ID
 from tests.integration.test_kafka_crash import _kill, _stop
 from tests.integration.test_kafka_ingest import (
+    SubmissionStream,
     Topics,
     _create,
     _topics,
@@ -35,7 +34,6 @@ from tests.integration.test_kafka_ingest import (
     demo_lines,
     fixed_clock,
     read_topic,
-    send_raw,
 )
 from tests.kafka_fixtures import client, client_file
 
@@ -125,41 +123,6 @@ def recorded_everything(store_url: str, bootstrap: Connection, topic: str) -> bo
                    for tp, end in ends.items())
 
 
-class _Stream(threading.Thread):
-    """Publishes every trial's submissions in interleaved chunks, with a malformed message (no
-    key: any partition) after some, in the background; after the first `held_after` chunks it
-    waits until `go_on` is set."""
-
-    def __init__(self, bootstrap: Connection, topics: Topics, per_trial: dict[str, list[bytes]],
-                 bad: list[bytes], pause: float, held_after: int) -> None:
-        super().__init__(name="stream")
-        self._args = bootstrap, topics, per_trial, bad, pause, held_after
-        self.go_on = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        bootstrap, topics, per_trial, bad, pause, held_after = self._args
-        try:
-            with SubmissionPublisher(bootstrap, topics.submissions) as publisher:
-                for index, start in enumerate(range(0, PER_TRIAL, CHUNK)):
-                    if index == held_after:
-                        assert self.go_on.wait(timeout=300), "the stream was never let go on"
-                    for lines in per_trial.values():
-                        report = publisher.publish(enumerate(lines[start:start + CHUNK]))
-                        assert report.ok, report.invalid[:3]
-                    if index < len(bad):
-                        send_raw(bootstrap, topics.submissions, [(None, bad[index])])
-                    time.sleep(pause)
-        except BaseException as error:
-            self.error = error
-
-    def finish(self) -> None:
-        self.join(timeout=300)
-        assert not self.is_alive(), "the stream did not finish"
-        if self.error is not None:
-            raise self.error
-
-
 def test_the_survivor_takes_over_a_killed_ingest_and_nothing_is_lost_or_doubled(
     kafka_broker: Any, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -180,7 +143,10 @@ def test_the_survivor_takes_over_a_killed_ingest_and_nothing_is_lost_or_doubled(
     first = ingest_process(postgres_url, config, topics, first_log)
     second = ingest_process(postgres_url, config, topics, second_log)
     both = [(first, first_log), (second, second_log)]
-    stream = _Stream(bootstrap, topics, per_trial, bad, pause=0.5, held_after=5)
+    # Every trial's submissions in interleaved chunks, a round per chunk.
+    rounds = [[lines[start:start + CHUNK] for lines in per_trial.values()]
+              for start in range(0, PER_TRIAL, CHUNK)]
+    stream = SubmissionStream(bootstrap, topics.submissions, rounds, bad, pause=0.5, held_after=5)
     stream.start()
     try:
         # The group settles (however long a loaded machine takes): each process owns two
