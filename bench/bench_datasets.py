@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.application import LedgerService, bundled_protocol
+from ledger.application import LedgerService
 from ledger.demo import SimulatedClock
 from ledger.demo_site import SITES, PendingSubmission, SiteSimulator, due_submissions
 from ledger.projections.datasets import build_datasets
+from ledger.protocol_files import bundled_protocol
 
 START = date(2024, 1, 8)
 EXPANSION_ARRIVALS_PER_DAY = 4

@@ -39,7 +39,8 @@ from consumers.ingest import IngestSettings, run_ingest
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
 from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.application import LedgerService, bundled_protocol
+from ledger.application import LedgerService
+from ledger.protocol_files import bundled_protocol
 from ledger.store import LedgerStore, store_environment
 
 TRIAL = "NCT05406206"

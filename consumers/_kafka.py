@@ -164,6 +164,23 @@ def kafka_errors() -> Any:
     return errors
 
 
+def final_error(error: BaseException) -> BaseException | None:
+    """The error a restart must not retry, if `error` is or wraps one: fenced means a newer
+    publisher took over (retrying would fence it in turn), and a refused authorization will be
+    refused again.
+
+    kafka-python 3.0.12 may report the fencing of an earlier request as a generic KafkaError
+    ("Cannot perform send because at least one previous transactional or idempotent request has
+    failed", ProducerFencedError()) when the send comes after it: its arguments are looked into.
+    """
+    errors = kafka_errors()
+    # A send fenced mid-transaction fails with the broker's InvalidProducerEpochError instead.
+    final = (errors.ProducerFencedError | errors.InvalidProducerEpochError
+             | errors.AuthorizationError)
+    causes = [error, error.__cause__, *(a for a in error.args if isinstance(a, BaseException))]
+    return next((cause for cause in causes if isinstance(cause, final)), None)
+
+
 def commit_transaction(producer: Any, timeout_s: float) -> None:
     """`producer.commit_transaction()`, bounded: KafkaTimeoutError after `timeout_s` seconds.
 

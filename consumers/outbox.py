@@ -18,10 +18,9 @@ The same restart is how a failed round is recovered while running (a broker died
 timed out): the producer is dropped, a new one fences it and aborts its transaction, the tails are
 read again, and the round is retried from there.
 
-A transaction may span several rounds (`send_pending`): records go out while ingest records the
-next batch, and the transaction commits once it is COMMIT_INTERVAL_S old or TRANSACTION_SIZE big
-(`publish_pending` always commits). What counts as published is what was committed; what a
-failed transaction sent is sent again from the store after the restart.
+Each round commits what it sent (a long backlog in transactions of TRANSACTION_SIZE records).
+What counts as published is what was committed; what a failed transaction sent is sent again from
+the store after the restart.
 
 Several publishers may share a store and its topics (scale-out, consumers/ingest.py): each
 publishes only its `PublishingShare`: the trials it owns (and the rejections only if the share
@@ -34,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +44,7 @@ from consumers._kafka import (
     client_settings,
     commit_transaction,
     discard_producer,
+    final_error,
     kafka,
     kafka_errors,
 )
@@ -60,8 +59,6 @@ from ledger.application import LedgerService
 
 #: Records per transaction when catching up a long backlog.
 TRANSACTION_SIZE = 5000
-#: A transaction spanning several rounds commits once it is this old (seconds).
-COMMIT_INTERVAL_S = 0.5
 #: Bounds on one round, so that a broker failover surfaces as an error to recover from, not a hang.
 #: kafka-python 3.0.12 drops an AddPartitionsToTxn request whose coordinator has just died (the
 #: sender's exception path neither retries nor re-queues it), so records then wait until their
@@ -170,7 +167,6 @@ class LedgerOutbox:
         self._sent_sequence = 0
         self._sent_checkpointed: dict[tuple[str | None, str], int] = {}
         self._in_transaction: list[tuple[Outgoing, Any]] = []
-        self._transaction_began = 0.0
         self.published_events = 0
         self.published_rejections = 0
         self.published_checkpoints = 0
@@ -266,15 +262,6 @@ class LedgerOutbox:
         A failed round is retried from a restart (see the module doc) up to PUBLISH_ATTEMPTS
         times; the last error is raised. Nothing is published twice either way.
         """
-        return self._round(commit=True)
-
-    def send_pending(self) -> int:
-        """Send what the store holds beyond what was sent, in the open transaction (begun if
-        none), and commit it only when it is due (COMMIT_INTERVAL_S old or TRANSACTION_SIZE
-        big); return the count committed. Failures are recovered as in `publish_pending`."""
-        return self._round(commit=False)
-
-    def _round(self, *, commit: bool) -> int:
         before = self.published
         self._service.catch_up()  # another process sharing the store may have written
         for attempt in stamina.retry_context(
@@ -282,20 +269,20 @@ class LedgerOutbox:
             wait_initial=RETRY_PAUSE_S, wait_max=RETRY_PAUSE_S, wait_jitter=0,
         ):
             with attempt:
-                self._attempt(commit=commit)
+                self._attempt()
         return self.published - before
 
-    def _attempt(self, *, commit: bool) -> None:
+    def _attempt(self) -> None:
         """One try of a round; a failed one drops the producer, so the next starts afresh."""
         try:
             if self._producer is None:
                 self.start()
             self._send_all()
-            if self._in_transaction and (commit or self._commit_due()):
+            if self._in_transaction:
                 self._commit()
         except (kafka_errors().KafkaError, TimeoutError) as error:
             self._discard_producer()
-            final = _final(error)
+            final = final_error(error)
             if final is not None and final is not error:
                 raise final from error  # the real cause (fenced), not kafka-python's wrapper
             if final is None and self._stop is not None and self._stop.is_set():
@@ -306,18 +293,14 @@ class LedgerOutbox:
 
     def _worth_retrying(self, error: Exception) -> bool:
         """stamina's hook: a Kafka failure or timeout is retried from a restart, unless it is
-        final (fenced, not authorized: `_final`)."""
+        final (fenced, not authorized: `final_error`)."""
         if not isinstance(error, kafka_errors().KafkaError | TimeoutError):
             return False
-        if _final(error) is not None:
+        if final_error(error) is not None:
             return False
         _log.warning("publishing failed (%s: %s); restarting the producer", type(error).__name__,
                      error)
         return True
-
-    def _commit_due(self) -> bool:
-        return (len(self._in_transaction) >= TRANSACTION_SIZE
-                or time.monotonic() - self._transaction_began >= COMMIT_INTERVAL_S)
 
     def _send_all(self) -> None:
         for record in self.pending():
@@ -329,7 +312,6 @@ class LedgerOutbox:
         producer = self._producer
         if not self._in_transaction:
             producer.begin_transaction()
-            self._transaction_began = time.monotonic()
         future = producer.send(record.topic, key=record.key, value=record.value)
         self._in_transaction.append((record, future))
         if record.log is not None:
@@ -388,23 +370,6 @@ class LedgerOutbox:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _final(error: BaseException) -> BaseException | None:
-    """The error a restart must not retry, if `error` is or wraps one: fenced means a newer
-    publisher took over (retrying would fence it in turn), and a refused authorization will be
-    refused again.
-
-    kafka-python 3.0.12 may report the fencing of an earlier request as a generic KafkaError
-    ("Cannot perform send because at least one previous transactional or idempotent request has
-    failed", ProducerFencedError()) when the send comes after it: its arguments are looked into.
-    """
-    errors = kafka_errors()
-    # A send fenced mid-transaction fails with the broker's InvalidProducerEpochError instead.
-    final = (errors.ProducerFencedError | errors.InvalidProducerEpochError
-             | errors.AuthorizationError)
-    causes = [error, error.__cause__, *(a for a in error.args if isinstance(a, BaseException))]
-    return next((cause for cause in causes if isinstance(cause, final)), None)
 
 
 def _trial_of(submission: str) -> str | None:

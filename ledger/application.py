@@ -7,12 +7,9 @@ the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -30,9 +27,10 @@ from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
-from ledger.audit.checkpoints import Signer, load_signing_key
+from ledger.audit.checkpoints import Signer
 from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry
+from ledger.protocol_files import bundled_protocol
 from ledger.reading import StoreReader
 from ledger.recording import (
     LEDGER_SOURCE,
@@ -71,26 +69,10 @@ __all__ = [
     "Delivery",
     "LedgerService",
     "SubmissionResult",
-    "bundled_protocol",
-    "configured_signer",
-    "load_protocol",
     "redacted",
     "store_environment",
     "utc_now",
 ]
-
-
-def bundled_protocol() -> ProtocolDefinition:
-    text = resources.files("ledger").joinpath("protocols/NCT05406206.json").read_text()
-    return ProtocolDefinition.from_mapping(json.loads(text))
-
-
-def load_protocol(path: Path) -> ProtocolDefinition:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read protocol {path}: {error}") from None
-    return ProtocolDefinition.from_mapping(raw)
 
 
 def utc_now() -> datetime:
@@ -415,9 +397,3 @@ class LedgerService(TrialReading, AuditReading):
             except AggregateNotFoundError:
                 self._rejection_log = RejectionLog.start()
         return self._rejection_log
-
-
-def configured_signer(path: Path | None) -> Signer | None:
-    """The signing key at `path` (`--signing-key`, whose default is LEDGER_SIGNING_KEY:
-    `ledger.settings`); None when none is configured."""
-    return load_signing_key(path) if path is not None else None

@@ -20,9 +20,27 @@ from ledger.audit.checkpoints import Signer
 from ledger.audit.inspection import AuditSource
 from ledger.audit.sealing import seal_batch
 from ledger.entries import LedgerEntry, format_timestamp
-from ledger.reading import StoreReader, entry_of
+from ledger.reading import StoreReader
 from ledger.recording import rejection_message
 from ledger.store import LedgerStore
+
+
+def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
+    """The contract's record of one of the aggregate's events."""
+    return LedgerEntry(
+        position=event.originator_version,
+        type=event.ledger_type,
+        trial_id=trial_id,
+        recorded_at=event.timestamp,
+        data=event.data,
+        subject_id=event.subject_id,
+        occurred_on=event.occurred_on,
+        event_id=event.event_id,
+        source=event.source,
+        entered_by=event.entered_by,
+        reason=event.reason,
+    )
+
 
 
 class AuditReading:

@@ -16,10 +16,7 @@ from ledger import audit_cli
 from ledger import commands as core
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
-from ledger.application import (
-    bundled_protocol,
-    configured_signer,
-)
+from ledger.audit.checkpoints import configured_signer
 from ledger.audit.inspection import AuditSource
 from ledger.cli_options import shared_options
 from ledger.cli_plumbing import (
@@ -36,6 +33,7 @@ from ledger.cli_plumbing import (
     software_version,
 )
 from ledger.demo_cli import demo_command
+from ledger.protocol_files import bundled_protocol
 from ledger.settings import Environment
 
 

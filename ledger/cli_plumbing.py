@@ -9,7 +9,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger.application import LedgerService, configured_signer
+from ledger.application import LedgerService
+from ledger.audit.checkpoints import configured_signer
 from ledger.entries import parse_timestamp
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.escalation import Variant
-from ledger.application import bundled_protocol, load_protocol, redacted
+from ledger.application import redacted
 from ledger.cli_plumbing import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -25,6 +25,7 @@ from ledger.cli_plumbing import (
     software_version,
     writer,
 )
+from ledger.protocol_files import bundled_protocol, load_protocol
 from ledger.schemas.submissions import submission_json_schema
 
 SUBMIT_BATCH = 1000
@@ -186,9 +187,9 @@ def schema_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from collections.abc import Iterator
 
+    from ledger.audit.inspection import export_provenance
     from ledger.entries import LedgerEntry
     from ledger.projections.export import export_datasets
-    from ledger.reading import export_provenance
 
     as_of = as_of_argument(args)
     with reader(args) as ledger:

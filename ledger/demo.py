@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from ledger.application import BatchReport, LedgerService, bundled_protocol
+from ledger.application import BatchReport, LedgerService
 from ledger.audit.checkpoints import Signer
 from ledger.demo_site import SITES, PendingSubmission, SiteSimulator, due_submissions
+from ledger.protocol_files import bundled_protocol
 
 DEMO_START = date(2024, 1, 8)
 DEMO_END = date(2026, 6, 30)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -79,23 +79,6 @@ def _json_object(raw: bytes | str) -> Any:
     except StopIteration:
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
-
-
-def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
-    """The contract's record of one of the aggregate's events."""
-    return LedgerEntry(
-        position=event.originator_version,
-        type=event.ledger_type,
-        trial_id=trial_id,
-        recorded_at=event.timestamp,
-        data=event.data,
-        subject_id=event.subject_id,
-        occurred_on=event.occurred_on,
-        event_id=event.event_id,
-        source=event.source,
-        entered_by=event.entered_by,
-        reason=event.reason,
-    )
 
 
 class StoreReader:
@@ -391,27 +374,3 @@ def _sqlite_rows(
         plain.execute(statement, parameters)
         rows: list[Row] = plain.fetchall()
     return rows
-
-
-def export_provenance(
-    leaf_hashes: Sequence[str | None], checkpoints: Sequence[Mapping[str, Any]]
-) -> dict[str, Any] | None:
-    """What `ledger.cli_plumbing.provenance_of` gives for entries with these leaf hashes (the
-    manifest's ``root``, ``size``, ``checkpoint``; None when one is not hashed yet), the same dict,
-    with the root taken from the ledger checkpoint over exactly these entries when there is one
-    instead of a Merkle tree rebuilt over every leaf (checkpoints are sealed with the hashes)."""
-    from ledger.audit.checkpoints import CHECKPOINT_FIELDS
-    from ledger.audit.inspection import provenance
-
-    if any(digest is None for digest in leaf_hashes):
-        return None  # a store written before the ledger hashed its log, not yet sealed
-    size = len(leaf_hashes)
-    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
-    latest = max(within, key=lambda c: int(c["size"]), default=None)
-    if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
-        return provenance([str(digest) for digest in leaf_hashes], size, checkpoints)
-    return {
-        "size": size,
-        "root": latest["root"],
-        "checkpoint": {key: latest.get(key) for key in CHECKPOINT_FIELDS},
-    }

@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from ledger.application import bundled_protocol
 from ledger.entries import LedgerEntry
 from ledger.projections.dataset_columns import (
     ADAE_COLUMNS,
@@ -25,6 +24,7 @@ from ledger.projections.dataset_columns import (
     ADTTE_COLUMNS,
 )
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
+from ledger.protocol_files import bundled_protocol
 
 TRIAL = "NCT05406206"
 C1D1 = date(2025, 1, 6)

@@ -24,11 +24,11 @@ import pytest
 from ledger import reading
 from ledger.aggregates.trial import Trial, trial_aggregate_id
 from ledger.application import LedgerService
+from ledger.audit_reading import entry_of
 from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry, known_as_of
 from ledger.projections.cohorts import cohort_table
 from ledger.projections.datasets import build_datasets
-from ledger.reading import entry_of
 
 TRIAL_ID = "NCT05406206"
 

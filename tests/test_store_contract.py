@@ -25,16 +25,11 @@ from consumers.publisher import read_lines
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode
 from ledger.aggregates.trial import Outcome, trial_aggregate_id
-from ledger.application import (
-    BatchReport,
-    Delivery,
-    LedgerService,
-    bundled_protocol,
-    store_environment,
-)
+from ledger.application import BatchReport, Delivery, LedgerService, store_environment
 from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import cohort_table
+from ledger.protocol_files import bundled_protocol
 from tests.builders import TRIAL_ID, FixedClock, Script, lines
 
 DAY0 = date(2025, 1, 6)

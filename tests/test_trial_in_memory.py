@@ -14,8 +14,8 @@ from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial
 from ledger.aggregates.trial_state import Stage, TrialState
-from ledger.application import bundled_protocol
 from ledger.entries import LedgerEntry
+from ledger.protocol_files import bundled_protocol
 from ledger.schemas.submissions import to_domain, validate_submission
 from tests.builders import Script
 

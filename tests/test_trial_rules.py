@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.application import LedgerService, bundled_protocol
+from ledger.application import LedgerService
 from ledger.projections.cohorts import cohort_table
+from ledger.protocol_files import bundled_protocol
 from tests.builders import TRIAL_ID, FixedClock, Script, lines, open_ledger, store_snapshot
 
 DAY0 = date(2025, 1, 6)

@@ -108,6 +108,12 @@ _SIGNED_SHAPE = CanonicalShape(
 )
 
 
+def configured_signer(path: Path | None) -> Signer | None:
+    """The signing key at `path` (`--signing-key`, whose default is LEDGER_SIGNING_KEY:
+    `ledger.settings`); None when none is configured."""
+    return load_signing_key(path) if path is not None else None
+
+
 def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
     """What the signature covers: every checkpoint field but the signature, RFC 8785."""
     return _SIGNED_SHAPE.dumps({k: checkpoint.get(k) for k in _SIGNED_FIELDS})

@@ -214,6 +214,27 @@ def provenance(
 # --- archives -----------------------------------------------------------------------------------
 
 
+def export_provenance(
+    leaf_hashes: Sequence[str | None], checkpoints: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """What `ledger.cli_plumbing.provenance_of` gives for entries with these leaf hashes (the
+    manifest's ``root``, ``size``, ``checkpoint``; None when one is not hashed yet), the same dict,
+    with the root taken from the ledger checkpoint over exactly these entries when there is one
+    instead of a Merkle tree rebuilt over every leaf (checkpoints are sealed with the hashes)."""
+    if any(digest is None for digest in leaf_hashes):
+        return None  # a store written before the ledger hashed its log, not yet sealed
+    size = len(leaf_hashes)
+    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
+    latest = max(within, key=lambda c: int(c["size"]), default=None)
+    if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
+        return provenance([str(digest) for digest in leaf_hashes], size, checkpoints)
+    return {
+        "size": size,
+        "root": latest["root"],
+        "checkpoint": {key: latest.get(key) for key in CHECKPOINT_FIELDS},
+    }
+
+
 def write_archive(
     out: Path,
     *,

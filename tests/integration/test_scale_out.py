@@ -22,7 +22,8 @@ import pytest
 from consumers._kafka import Connection, client_settings, kafka
 from consumers.ownership import partition_of
 from ledger.aggregates.protocol import ProtocolDefinition
-from ledger.application import LedgerService, bundled_protocol
+from ledger.application import LedgerService
+from ledger.protocol_files import bundled_protocol
 from tests.builders import TRIAL_ID
 from tests.integration.test_kafka_crash import _kill, _stop
 from tests.integration.test_kafka_ingest import (
