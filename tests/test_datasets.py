@@ -7,6 +7,7 @@ plus one: 2025-01-06 → 1, 02-10 → 36, 03-03 → 57, 03-10 → 64, 03-20 → 
 
 from __future__ import annotations
 
+import gc
 import math
 import uuid
 from collections.abc import Mapping
@@ -23,7 +24,11 @@ from ledger.projections.dataset_columns import (
     ADSL_COLUMNS,
     ADTTE_COLUMNS,
 )
-from ledger.projections.datasets import AnalysisDatasets, build_datasets
+from ledger.projections.datasets import (
+    AnalysisDatasets,
+    build_datasets,
+    cycle_collection_paused,
+)
 from ledger.protocol_files import bundled_protocol
 
 TRIAL = "NCT05406206"
@@ -431,3 +436,18 @@ def test_same_input_same_frames() -> None:
         pd.testing.assert_frame_equal(frame, second.frames()[name], obj=name)
     keys = list(zip(first.adtte["USUBJID"], first.adtte["PARAMCD"], strict=True))
     assert keys == sorted(keys)
+
+
+def test_the_cycle_collector_is_paused_only_while_building() -> None:
+    """build_datasets leaves the collector as it found it, after an error too; nested, off."""
+    assert gc.isenabled()
+    build_datasets(censoring_trial().entries, as_of=None, cutoff=None)
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match=r"no trial\.opened"):
+        build_datasets(censoring_trial().entries, as_of=OPENED_AT - timedelta(days=1),
+                       cutoff=None)
+    assert gc.isenabled()
+    with cycle_collection_paused():
+        build_datasets(censoring_trial().entries, as_of=None, cutoff=None)
+        assert not gc.isenabled()
+    assert gc.isenabled()

@@ -88,6 +88,21 @@ def test_a_corrected_date_moves_the_fact_and_a_void_removes_it() -> None:
     assert book.first_date_after("01-001", DAY0) == DAY0 + timedelta(days=3)
 
 
+def test_of_subject_holds_the_corrected_fact_in_its_ledger_place_and_drops_a_voided_one() -> None:
+    """of_subject, all or some types: a correction replaces the fact in place, a void drops it."""
+    book = sample_book()
+    book.correct("dose-5", {"dose_mg": 3.0}, DAY0 + timedelta(days=50))
+    book.void("ae")
+    everything = book.of_subject("01-001")
+    assert ids(everything) == ["haic", "dose-5", "dose-1", "dose-9", "alive"]
+    assert everything[1].data == {"dose_mg": 3.0} and everything[1].corrections == 1
+    doses = book.of_subject("01-001", (SUBJECT_ALIVE, FRUQUINTINIB_DOSED))
+    assert ids(doses) == ["dose-5", "dose-1", "dose-9", "alive"]
+    assert doses[0] is everything[1] is book.get("dose-5")
+    assert book.of_subject("01-001", (ADVERSE_EVENT_REPORTED,)) == []
+    assert book.of_subject("01-003") == [] and book.subjects() == ["01-001", "01-002"]
+
+
 def test_window_closes_on_the_earliest_visit_after_it_whatever_the_arrival_order(
     tmp_path: Path,
 ) -> None:

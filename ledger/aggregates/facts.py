@@ -12,7 +12,7 @@ import hashlib
 import json
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -50,6 +50,7 @@ CLINICAL_FACT_TYPES = (
 )
 AMENDMENT_TYPES = (RECORD_CORRECTED, RECORD_VOIDED)
 SUBMISSION_TYPES = CLINICAL_FACT_TYPES + AMENDMENT_TYPES
+_CLINICAL_FACT_TYPES = frozenset(CLINICAL_FACT_TYPES)  # a set, for the fold's test per record
 
 
 class Recorded(Protocol):
@@ -122,6 +123,20 @@ class Fact:
     corrections: int = 0
 
 
+@dataclass(slots=True)
+class _SubjectFacts:
+    """One subject's current facts in ledger order, all and by type, and their dates in order."""
+
+    facts: list[Fact] = field(default_factory=list)
+    by_type: dict[str, list[Fact]] = field(default_factory=dict)
+    timeline: list[tuple[date, int, str]] = field(default_factory=list)
+    """(occurred_on, position, event_id) in ascending order."""
+
+
+_NO_FACTS = _SubjectFacts()
+"""What a subject without facts reads as (never written to)."""
+
+
 class FactBook:
     """Current belief about every clinical fact; corrections replace, voids remove.
 
@@ -132,10 +147,7 @@ class FactBook:
     def __init__(self) -> None:
         self._facts: dict[str, Fact] = {}
         self._voided: dict[str, Fact] = {}
-        self._by_subject: dict[str, list[str]] = {}
-        self._by_subject_type: dict[tuple[str, str], list[str]] = {}
-        # Per subject, (occurred_on, position, event_id) in ascending order.
-        self._timeline: dict[str, list[tuple[date, int, str]]] = {}
+        self._subjects: dict[str, _SubjectFacts] = {}
 
     @classmethod
     def of(cls, facts: Iterable[Fact]) -> FactBook:
@@ -150,37 +162,47 @@ class FactBook:
 
         Any other type (the ledger's own decisions, `trial.opened`) leaves the book unchanged.
         """
-        data = record.data
-        if record.type in CLINICAL_FACT_TYPES:
-            if record.event_id is None or record.occurred_on is None:
-                raise ValueError(f"{record.type} at position {record.position} lacks event_id/date")
+        # Runs once per record of every replay and export: attributes are read once, and the
+        # fact is built positionally.
+        kind = record.type
+        if kind in _CLINICAL_FACT_TYPES:
+            event_id, occurred_on = record.event_id, record.occurred_on
+            if event_id is None or occurred_on is None:
+                raise ValueError(f"{kind} at position {record.position} lacks event_id/date")
             self.add(
-                Fact(
-                    event_id=record.event_id,
-                    type=record.type,
-                    subject_id=record.subject_id,
-                    occurred_on=record.occurred_on,
-                    data=data,
-                    position=record.position,
-                )
+                Fact(event_id, kind, record.subject_id, occurred_on, record.data, record.position)
             )
-        elif record.type == RECORD_CORRECTED:
+        elif kind == RECORD_CORRECTED:
+            data = record.data
             corrected_on = data.get("occurred_on")
             self.correct(
                 str(data["target_event_id"]),
                 data["data"],
                 date.fromisoformat(corrected_on) if corrected_on else None,
             )
-        elif record.type == RECORD_VOIDED:
-            self.void(str(data["target_event_id"]))
+        elif kind == RECORD_VOIDED:
+            self.void(str(record.data["target_event_id"]))
 
     def add(self, fact: Fact) -> None:
-        self._facts[fact.event_id] = fact
-        if fact.subject_id is not None:
-            self._by_subject.setdefault(fact.subject_id, []).append(fact.event_id)
-            key = (fact.subject_id, fact.type)
-            self._by_subject_type.setdefault(key, []).append(fact.event_id)
-            insort(self._timeline.setdefault(fact.subject_id, []), _dated(fact))
+        event_id = fact.event_id
+        self._facts[event_id] = fact
+        if fact.subject_id is None:
+            return
+        subject = self._subjects.get(fact.subject_id)
+        if subject is None:
+            subject = self._subjects[fact.subject_id] = _SubjectFacts()
+        subject.facts.append(fact)
+        of_type = subject.by_type.get(fact.type)
+        if of_type is None:
+            subject.by_type[fact.type] = [fact]
+        else:
+            of_type.append(fact)
+        timeline, key = subject.timeline, _dated(fact)
+        # Facts mostly arrive in date order: then the key goes last, with no search.
+        if not timeline or timeline[-1] < key:
+            timeline.append(key)
+        else:
+            insort(timeline, key)
 
     def correct(
         self, target_event_id: str, data: Mapping[str, Any], occurred_on: date | None
@@ -193,19 +215,23 @@ class FactBook:
             corrections=current.corrections + 1,
         )
         self._facts[target_event_id] = corrected
-        if current.subject_id is not None and corrected.occurred_on != current.occurred_on:
-            timeline = self._timeline[current.subject_id]
-            _remove(timeline, _dated(current))
-            insort(timeline, _dated(corrected))
+        if current.subject_id is not None:
+            subject = self._subjects[current.subject_id]
+            for facts in (subject.facts, subject.by_type[current.type]):
+                facts[_index_of(facts, current)] = corrected
+            if corrected.occurred_on != current.occurred_on:
+                _remove(subject.timeline, _dated(current))
+                insort(subject.timeline, _dated(corrected))
         return corrected
 
     def void(self, target_event_id: str) -> Fact:
         fact = self._facts.pop(target_event_id)
         self._voided[target_event_id] = fact
         if fact.subject_id is not None:
-            self._by_subject[fact.subject_id].remove(target_event_id)
-            self._by_subject_type[(fact.subject_id, fact.type)].remove(target_event_id)
-            _remove(self._timeline[fact.subject_id], _dated(fact))
+            subject = self._subjects[fact.subject_id]
+            for facts in (subject.facts, subject.by_type[fact.type]):
+                del facts[_index_of(facts, fact)]
+            _remove(subject.timeline, _dated(fact))
         return fact
 
     def get(self, event_id: str) -> Fact | None:
@@ -216,24 +242,19 @@ class FactBook:
 
     def of_subject(self, subject_id: str, types: tuple[str, ...] | None = None) -> list[Fact]:
         """The subject's current facts in ledger order, optionally only some types."""
+        subject = self._subjects.get(subject_id, _NO_FACTS)
         if types is None:
-            event_ids = self._by_subject.get(subject_id, [])
-        else:
-            event_ids = sorted(
-                (
-                    event_id
-                    for type_ in types
-                    for event_id in self._by_subject_type.get((subject_id, type_), [])
-                ),
-                key=lambda event_id: self._facts[event_id].position,
-            )
-        return [self._facts[event_id] for event_id in event_ids]
+            return list(subject.facts)
+        return sorted(
+            (fact for type_ in types for fact in subject.by_type.get(type_, ())),
+            key=lambda fact: fact.position,
+        )
 
     def of_subject_between(
         self, subject_id: str, types: tuple[str, ...], first: date, last: date
     ) -> list[Fact]:
         """The subject's current facts of `types` dated `first` to `last`, in ledger order."""
-        timeline = self._timeline.get(subject_id, [])
+        timeline = self._subjects.get(subject_id, _NO_FACTS).timeline
         start = bisect_left(timeline, (first,))
         stop = bisect_left(timeline, (last + _ONE_DAY,))
         facts = (self._facts[event_id] for _on, _position, event_id in timeline[start:stop])
@@ -241,12 +262,12 @@ class FactBook:
 
     def first_date_after(self, subject_id: str, day: date) -> date | None:
         """The earliest clinical date of any current fact of the subject later than `day`."""
-        timeline = self._timeline.get(subject_id, [])
+        timeline = self._subjects.get(subject_id, _NO_FACTS).timeline
         index = bisect_left(timeline, (day + _ONE_DAY,))
         return timeline[index][0] if index < len(timeline) else None
 
     def subjects(self) -> list[str]:
-        return list(self._by_subject)
+        return list(self._subjects)
 
     def __iter__(self) -> Iterator[Fact]:
         return iter(sorted(self._facts.values(), key=lambda fact: fact.position))
@@ -257,6 +278,14 @@ _ONE_DAY = timedelta(days=1)
 
 def _dated(fact: Fact) -> tuple[date, int, str]:
     return (fact.occurred_on, fact.position, fact.event_id)
+
+
+def _index_of(facts: list[Fact], fact: Fact) -> int:
+    """Where `fact` itself is in an index; a missing one is a broken index, never skipped."""
+    for index, held in enumerate(facts):
+        if held is fact:
+            return index
+    raise AssertionError(f"fact index out of step: {fact.event_id} not indexed")
 
 
 def _remove(timeline: list[tuple[date, int, str]], key: tuple[date, int, str]) -> None:

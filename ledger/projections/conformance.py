@@ -87,9 +87,10 @@ def check_dataset(
     _check_order(dataset, frame, columns)
     for column in columns:
         values = frame[column.name]
-        _check_type(dataset, column, values)
-        _check_format(dataset, column, values)
-        _check_coded(dataset, column, values, codelists)
+        present = present_values(values)  # read once for the three checks
+        _check_type(dataset, column, present)
+        _check_format(dataset, column, values, present)
+        _check_coded(dataset, column, present, codelists)
 
 
 def check_transport(dataset: str, frame: pd.DataFrame, labels: Mapping[str, str]) -> None:
@@ -152,18 +153,18 @@ def _check_order(dataset: str, frame: pd.DataFrame, columns: Sequence[Column]) -
     )
 
 
-def _check_type(dataset: str, column: Column, values: pd.Series[Any]) -> None:
+def _check_type(dataset: str, column: Column, present: Sequence[Any]) -> None:
     if column.kind == "date":
         return  # dates are the format rule's: a date variable must hold dates
     if column.kind == "text":
-        wrong = next((v for v in present_values(values) if not isinstance(v, str)), None)
+        wrong = next((v for v in present if not isinstance(v, str)), None)
         if wrong is not None and not isinstance(wrong, date):
             raise DatasetConformanceError(
                 dataset, column.name, "type",
                 f"character variable holds {type(wrong).__name__} value {wrong!r}",
             )
         return
-    for value in present_values(values):
+    for value in present:
         if isinstance(value, date):
             return  # the format rule names it
         number = _as_number(value)
@@ -188,15 +189,16 @@ def _as_number(value: object) -> float | None:
         return None
 
 
-def _check_format(dataset: str, column: Column, values: pd.Series[Any]) -> None:
+def _check_format(
+    dataset: str, column: Column, values: pd.Series[Any], present: Sequence[Any]
+) -> None:
     if column.kind == "date":
         if pd.api.types.is_datetime64_dtype(values.dtype):
-            present = values.dropna()
-            if (present == present.dt.normalize()).all():
+            stamps = values.dropna()
+            if (stamps == stamps.dt.normalize()).all():
                 return
         wrong = next(
-            (v for v in present_values(values)
-             if isinstance(v, datetime) or not isinstance(v, date)),
+            (v for v in present if isinstance(v, datetime) or not isinstance(v, date)),
             None,
         )
         if wrong is not None:
@@ -206,7 +208,7 @@ def _check_format(dataset: str, column: Column, values: pd.Series[Any]) -> None:
             )
         return
     if pd.api.types.is_datetime64_any_dtype(values.dtype) or any(
-        isinstance(v, date) for v in present_values(values)
+        isinstance(v, date) for v in present
     ):
         raise DatasetConformanceError(
             dataset, column.name, "format",
@@ -215,7 +217,7 @@ def _check_format(dataset: str, column: Column, values: pd.Series[Any]) -> None:
 
 
 def _check_coded(
-    dataset: str, column: Column, values: pd.Series[Any], codelists: Codelists
+    dataset: str, column: Column, present: Sequence[Any], codelists: Codelists
 ) -> None:
     if column.codelist is None:
         return
@@ -225,7 +227,7 @@ def _check_coded(
         )
     terms = {value for value, _ in codelists[column.codelist]}
     longest = declared_length(column, codelists)
-    for value in present_values(values):
+    for value in present:
         if longest is not None and isinstance(value, str):
             size = len(value.encode("utf-8"))
             if size > longest:

@@ -7,9 +7,10 @@ rows together."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import itemgetter
 from typing import Any, Final
 
 import pandas as pd
@@ -137,22 +138,52 @@ def end_of_treatment_status(
     return "ONGOING", None
 
 
-def treatment_start(facts: Sequence[Fact]) -> date | None:
+FactsByType = Mapping[str, Sequence[Fact]]
+"""One subject's facts by type, each type's in ledger order (`facts_by_type`)."""
+
+
+def facts_by_type(facts: Iterable[Fact]) -> dict[str, list[Fact]]:
+    """The facts grouped by type in one pass, so that each question after it reads only the
+    facts of its own type (a subject's history is mostly doses)."""
+    grouped: dict[str, list[Fact]] = {}
+    for fact in facts:
+        group = grouped.get(fact.type)
+        if group is None:
+            grouped[fact.type] = [fact]
+        else:
+            group.append(fact)
+    return grouped
+
+
+def treatment_start(facts: FactsByType) -> date | None:
     """C1D1: the first HAIC, or the first fruquintinib dose of a subject never given HAIC."""
-    c1d1 = first_haic_date(facts)
+    c1d1 = first_haic_date(facts.get(HAIC_ADMINISTERED, ()))
     if c1d1 is None:
         return first_date_of(facts, FRUQUINTINIB_DOSED)
     return c1d1
 
 
-def first_fact(facts: Sequence[Fact], type_: str) -> Fact | None:
-    matching = [f for f in facts if f.type == type_]
+def first_fact(facts: FactsByType, type_: str) -> Fact | None:
+    matching = facts.get(type_, ())
     return min(matching, key=lambda f: (f.occurred_on, f.position)) if matching else None
 
 
-def first_date_of(facts: Sequence[Fact], type_: str) -> date | None:
+def first_date_of(facts: FactsByType, type_: str) -> date | None:
     fact = first_fact(facts, type_)
     return None if fact is None else fact.occurred_on
+
+
+def last_alive_on(facts: FactsByType) -> date | None:
+    """The latest date of a fact that shows the subject alive (any but `NOT_ALIVE_EVIDENCE`)."""
+    return max(
+        (
+            fact.occurred_on
+            for type_, group in facts.items()
+            if type_ not in NOT_ALIVE_EVIDENCE
+            for fact in group
+        ),
+        default=None,
+    )
 
 
 def site_id(subject_id: str, source: str | None) -> str | None:
@@ -229,7 +260,7 @@ def dataset_frame(
     keyed = sorted(rows, key=lambda r: tuple(_sort_key(r[k]) for k in sort_by))
     data: dict[str, pd.Series[Any]] = {}
     for column in columns:
-        values = [r[column.name] for r in keyed]
+        values = list(map(itemgetter(column.name), keyed))
         if column.kind == "int":
             data[column.name] = pd.Series(values, dtype="Int64")
         elif column.kind == "float":

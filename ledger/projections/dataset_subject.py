@@ -19,13 +19,12 @@ from ledger.aggregates.facts import (
     FactBook,
 )
 from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
-from ledger.aggregates.safety import assess_dlt_window
+from ledger.aggregates.safety import ADVERSE_EVENT_TYPES, assess_dlt_window
 from ledger.projections import endpoints
 from ledger.projections.adrs_rows import analysed_time_points, response_rows, tumor_assessment
 from ledger.projections.adtte_rows import tte_row
 from ledger.projections.best_response import best_overall_response
 from ledger.projections.dataset_rows import (
-    NOT_ALIVE_EVIDENCE,
     NOT_TREATED,
     NOT_TREATED_CD,
     TREATMENT_TYPES,
@@ -34,8 +33,10 @@ from ledger.projections.dataset_rows import (
     adverse_event_rows,
     baseline_demographics,
     end_of_treatment_status,
+    facts_by_type,
     first_date_of,
     first_fact,
+    last_alive_on,
     number_rows,
     site_id,
     treatment_start,
@@ -77,8 +78,10 @@ def derive_subject(
     """One subject's rows from the facts known by the cutoff; None if enrolled after the cutoff."""
     cutoff = trial.cutoff
     all_facts = trial.facts.of_subject(subject_id)
-    facts = [f for f in all_facts if cutoff is None or f.occurred_on <= cutoff]
-    enrolled = next((f for f in facts if f.type == SUBJECT_ENROLLED), None)
+    facts = all_facts if cutoff is None else [f for f in all_facts if f.occurred_on <= cutoff]
+    by_type = facts_by_type(facts)
+    all_by_type = by_type if cutoff is None else facts_by_type(all_facts)
+    enrolled = next(iter(by_type.get(SUBJECT_ENROLLED, ())), None)
     if enrolled is None:
         return None  # enrolled after the cutoff: not yet in the study on that day
     rules = trial.rules
@@ -90,23 +93,22 @@ def derive_subject(
     arm = f"FRUQ {dose_mg:g} MG + HAIC" if dose_mg is not None else None
     armcd = f"FRUQ{dose_mg:g}MG" if dose_mg is not None else None
 
-    c1d1 = treatment_start(facts)
-    treatment_dates = [f.occurred_on for f in facts if f.type in TREATMENT_TYPES]
+    c1d1 = treatment_start(by_type)
+    treatment_dates = [f.occurred_on for t in TREATMENT_TYPES for f in by_type.get(t, ())]
     treated = bool(treatment_dates)
     trta = arm if treated else None
-    death_on = first_date_of(facts, SUBJECT_DIED)
-    withdrawn = first_fact(facts, SUBJECT_WITHDRAWN)
-    discontinued = first_fact(facts, TREATMENT_DISCONTINUED)
+    death_on = first_date_of(by_type, SUBJECT_DIED)
+    withdrawn = first_fact(by_type, SUBJECT_WITHDRAWN)
+    discontinued = first_fact(by_type, TREATMENT_DISCONTINUED)
     # The book of everything known answers for this subject alike when nothing is cut off.
     book = trial.facts if cutoff is None else FactBook.of(facts)
     window = assess_dlt_window(book, subject_id, trial.protocol)
-    alive_dates = [f.occurred_on for f in facts if f.type not in NOT_ALIVE_EVIDENCE]
 
     # Responses: RECIST on the assessments known by the cutoff. A post-baseline assessment dated
     # before C1D1 is a date conflict: it is listed (OVR, ANL01FL blank) but, as in admiralonco,
     # only the ANL01FL records (on or after treatment start, the worst of each day) count towards
     # best response, PFS and DOR.
-    assessments = [tumor_assessment(f) for f in all_facts if f.type == TUMOR_ASSESSED]
+    assessments = [tumor_assessment(f) for f in all_by_type.get(TUMOR_ASSESSED, ())]
     time_points_all = derive_time_points(assessments)
     time_points = tuple(tp for tp in time_points_all if cutoff is None or tp.assessed_on <= cutoff)
     known = [a for a in assessments if cutoff is None or a.assessed_on <= cutoff]
@@ -114,7 +116,7 @@ def derive_subject(
         None if c1d1 is None
         else best_overall_response(analysed_time_points(time_points, c1d1), c1d1, rules)
     )
-    all_death_on = first_date_of(all_facts, SUBJECT_DIED)
+    all_death_on = first_date_of(all_by_type, SUBJECT_DIED)
     conflict = c1d1 is not None and (
         (death_on is not None and death_on < c1d1)
         or any(tp.assessed_on < c1d1 for tp in time_points)
@@ -137,13 +139,10 @@ def derive_subject(
             has_baseline=any(a.baseline for a in known),
             time_points=tuple(analysed_time_points(time_points_all, c1d1)),
             death_on=course_death_on,
-            last_known_alive_on=max(
-                (f.occurred_on for f in all_facts if f.type not in NOT_ALIVE_EVIDENCE),
-                default=None,
-            ),
-            new_therapy_on=first_date_of(all_facts, ANTICANCER_THERAPY_STARTED),
-            discontinued_on=first_date_of(all_facts, TREATMENT_DISCONTINUED),
-            withdrawn_on=first_date_of(all_facts, SUBJECT_WITHDRAWN),
+            last_known_alive_on=last_alive_on(all_by_type),
+            new_therapy_on=first_date_of(all_by_type, ANTICANCER_THERAPY_STARTED),
+            discontinued_on=first_date_of(all_by_type, TREATMENT_DISCONTINUED),
+            withdrawn_on=first_date_of(all_by_type, SUBJECT_WITHDRAWN),
             first_confirmed_response_on=best.first_confirmed_response_on,
         )
         rows = (
@@ -198,7 +197,7 @@ def derive_subject(
         ),
         "DTHFL": "Y" if death_on else None,
         "DTHDT": death_on,
-        "LSTALVDT": death_on if death_on else max(alive_dates, default=None),
+        "LSTALVDT": death_on if death_on else last_alive_on(by_type),
         "DTCONFL": "Y" if conflict else None,
     }
     return SubjectRows(
@@ -207,7 +206,7 @@ def derive_subject(
         adrs=adrs,
         adae=adverse_event_rows(
             RowContext(studyid, usubjid, c1d1, arm, trta, doselvl),
-            facts,
+            book.of_subject(subject_id, ADVERSE_EVENT_TYPES),  # the facts it reads, by the cutoff
             window.candidates,
             "Y" if treated else "N",
         ),

@@ -35,7 +35,12 @@ from ledger.projections.dataset_json import (
     metadata_version_oid,
     study_oid,
 )
-from ledger.projections.datasets import AnalysisDatasets, Provenance, build_datasets
+from ledger.projections.datasets import (
+    AnalysisDatasets,
+    Provenance,
+    build_datasets,
+    cycle_collection_paused,
+)
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.files import write_atomically
 from ledger.projections.xpt import split_long_text, write_xpt
@@ -132,11 +137,12 @@ def export_datasets(
     """
     if fmt not in _FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
-    datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
-    return write_datasets(
-        datasets, fmt=fmt, out=out, software_version=software_version,
-        audit=audit() if callable(audit) else audit,
-    )
+    with cycle_collection_paused():
+        datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
+        return write_datasets(
+            datasets, fmt=fmt, out=out, software_version=software_version,
+            audit=audit() if callable(audit) else audit,
+        )
 
 
 def write_datasets(
