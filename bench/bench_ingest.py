@@ -1,7 +1,7 @@
 """Ingest throughput: a bare kafka-python consumer vs. ingest end to end (record + publish).
 
     python bench/bench_ingest.py [--count 20000] [--kafka-config FILE] [--bootstrap HOST:PORT]
-                                 [--max-batch 500]
+                                 [--max-batch 2000]
 
 Publishes COUNT valid submissions (cohort A's 3 subjects on the protocol's schedule, 100 cycles a
 trial, as many trials as COUNT needs) to a fresh topic, then times (1) a plain consumer reading them
@@ -35,7 +35,7 @@ from consumers._kafka import (
     load_client_properties,
     resolve_settings,
 )
-from consumers.ingest import IngestSettings, run_ingest
+from consumers.ingest import DEFAULT_MAX_BATCH, IngestSettings, run_ingest
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
 from ledger.aggregates.protocol import ProtocolDefinition
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--kafka-config", default=None, help="client properties (admin rights)")
-    parser.add_argument("--max-batch", type=int, default=500)
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)

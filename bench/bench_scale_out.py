@@ -1,7 +1,7 @@
 """Scale-out throughput: `ledger ingest` with 1 and with 2 processes in one consumer group, on one
 PostgreSQL store, on the same workload.
 
-    python bench/bench_scale_out.py [--trials 4] [--per-trial 5000] [--max-batch 500]
+    python bench/bench_scale_out.py [--trials 4] [--per-trial 5000] [--max-batch 2000]
                                     [--kafka-config FILE] [--bootstrap HOST:PORT]
                                     [--postgres-dir DIR]
 
@@ -44,6 +44,7 @@ from typing import Any
 from bench_ingest import PER_CYCLE, open_trials, submissions
 
 from consumers._kafka import load_client_properties, resolve_settings
+from consumers.ingest import DEFAULT_MAX_BATCH
 from consumers.ownership import partition_of
 from consumers.publisher import SubmissionPublisher
 from consumers.topics import ensure_topics
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4, help="trials = submission partitions")
     parser.add_argument("--per-trial", type=int, default=5000)
-    parser.add_argument("--max-batch", type=int, default=500)
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--kafka-config", default=None, help="client properties (admin rights)")
     parser.add_argument("--postgres-dir", type=Path, default=None,

@@ -29,7 +29,7 @@ from consumers._kafka import (
     kafka_errors,
     resolve_settings,
 )
-from consumers.ingest import DEFAULT_GROUP, IngestSettings, run_ingest
+from consumers.ingest import DEFAULT_GROUP, DEFAULT_MAX_BATCH, IngestSettings, run_ingest
 from consumers.outbox import UntrustedTopicError
 from consumers.publisher import publish_file
 from consumers.security import DEMO_SITE, ProvisioningError, add_site, provision
@@ -251,8 +251,9 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"consumer group (default {DEFAULT_GROUP}; the ACLs allow only it)")
     parser.add_argument("--group-instance-id", default=None,
                         help="static group membership: a restarted process takes over at once")
-    parser.add_argument("--max-batch", type=int, default=500,
-                        help="most submissions recorded in one store transaction")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                        help="most submissions recorded in one store transaction (default "
+                             f"{DEFAULT_MAX_BATCH})")
 
 
 def ingest_settings(args: argparse.Namespace) -> IngestSettings:

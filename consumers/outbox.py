@@ -18,7 +18,9 @@ The same restart is how a failed round is recovered while running (a broker died
 timed out): the producer is dropped, a new one fences it and aborts its transaction, the tails are
 read again, and the round is retried from there.
 
-Each round commits what it sent (a long backlog in transactions of TRANSACTION_SIZE records).
+Each round commits what it sent (a long backlog in transactions of TRANSACTION_SIZE records): what
+the service handed over as it committed it (`LedgerService.hand_over`), or, where that does not
+continue what was sent (a start, a failed round, another writer's records), read from the store.
 What counts as published is what was committed; what a failed transaction sent is sent again from
 the store after the restart.
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +50,13 @@ from consumers._kafka import (
     kafka,
     kafka_errors,
 )
-from consumers.tail import PublishedTail, read_checkpoint_tail, read_published_tail, verify_tail
+from consumers.tail import (
+    PublishedTail,
+    read_checkpoint_tail,
+    read_published_tail,
+    tail_reader,
+    verify_tail,
+)
 from consumers.topics import (
     LEDGER_TOPIC,
     REJECTIONS_TOPIC,
@@ -56,6 +64,7 @@ from consumers.topics import (
 )
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
 from ledger.application import LedgerService
+from ledger.entries import LedgerEntry
 
 #: Records per transaction when catching up a long backlog.
 TRANSACTION_SIZE = 5000
@@ -186,13 +195,14 @@ class LedgerOutbox:
         self._producer = kafka().KafkaProducer(**self._config)
         self._producer.init_transactions()
         trial_ids = self.trial_ids()
-        tail = read_published_tail(self._bootstrap, self.ledger_topic, self.rejections_topic,
-                                   trial_ids, rejections=self.publishes_rejections)
+        with tail_reader(self._bootstrap) as reader:
+            tail = read_published_tail(reader, self.ledger_topic, self.rejections_topic,
+                                       trial_ids, rejections=self.publishes_rejections)
+            checkpointed, checkpoint_problems = read_checkpoint_tail(
+                self._service, reader, self.checkpoints_topic, trial_ids,
+                owns=self.owns, rejections=self.publishes_rejections,
+            )
         problems = verify_tail(self._service, tail, self.owns)
-        checkpointed, checkpoint_problems = read_checkpoint_tail(
-            self._service, self._bootstrap, self.checkpoints_topic, trial_ids,
-            owns=self.owns, rejections=self.publishes_rejections,
-        )
         problems += checkpoint_problems
         if problems:
             self._discard_producer()
@@ -228,7 +238,7 @@ class LedgerOutbox:
             self._positions.setdefault(trial_id, 0)
             key = trial_id.encode()
             last = self._sent_positions.setdefault(trial_id, self._positions[trial_id])
-            for entry in self._service.entries(trial_id, after=last):
+            for entry in self._unsent_entries(trial_id, last):
                 yield Outgoing(self.ledger_topic, key, entry.to_json().encode(), trial_id,
                                entry.position)
                 last = entry.position
@@ -236,13 +246,20 @@ class LedgerOutbox:
         if not self.publishes_rejections:
             return
         last = self._sent_sequence
-        for message in self._service.rejections(after=last):
+        handed = self._service.hand_over.rejections(last)
+        for message in self._service.rejections(after=last) if handed is None else handed:
             owner = _trial_of(message["submission"])
             value = json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
             yield Outgoing(self.rejections_topic, owner.encode() if owner else None, value, None,
                            message["sequence"])
             last = message["sequence"]
         yield from self._checkpoints_due(REJECTIONS_LOG, None, last)
+
+    def _unsent_entries(self, trial_id: str, after: int) -> Iterable[LedgerEntry]:
+        """The trial's entries after position `after`: as the service handed them over when it
+        recorded them (they continue `after`), else read back from the store."""
+        handed = self._service.hand_over.entries(trial_id, after)
+        return self._service.entries(trial_id, after=after) if handed is None else handed
 
     def _checkpoints_due(self, log: str, trial_id: str | None, published_to: int
                          ) -> Iterator[Outgoing]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,17 +48,10 @@ class PublishedTail:
     rejection_records: tuple[TailRecord, ...] = ()
 
 
-def read_published_tail(
-    bootstrap: Connection, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str],
-    *, rejections: bool = True,
-) -> PublishedTail:
-    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections
-    (when `rejections`), with the tail records they were read from.
-
-    Reads backwards from each partition's end (last stable offset) in growing windows until every
-    store trial has been seen or the partition's beginning is reached.
-    """
-    wanted = set(trial_ids)
+@contextmanager
+def tail_reader(bootstrap: Connection) -> Iterator[Any]:
+    """One consumer of committed records, outside any group, for reading the topics' tails (each
+    read assigns it the partitions it reads)."""
     consumer = kafka().KafkaConsumer(
         **client_settings(bootstrap, "trial-ledger-tail"),
         group_id=None,
@@ -66,14 +59,29 @@ def read_published_tail(
         isolation_level="read_committed",
     )
     with closing(consumer):
-        rejected = (_tail_records(consumer, rejections_topic, lambda _seen: True)
-                    if rejections else [])
+        yield consumer
 
-        def found_all(seen: list[TailRecord]) -> bool:
-            trials = {d.get("trial_id") for d in map(_document, (r.value for r in seen)) if d}
-            return wanted <= trials
 
-        ledger = _tail_records(consumer, ledger_topic, found_all)
+def read_published_tail(
+    reader: Any, ledger_topic: str, rejections_topic: str, trial_ids: Iterable[str],
+    *, rejections: bool = True,
+) -> PublishedTail:
+    """The last committed `position` per trial on `ledger_topic`, last `sequence` on rejections
+    (when `rejections`), with the tail records they were read from (by `reader`, a
+    `tail_reader`).
+
+    Reads backwards from each partition's end (last stable offset) in growing windows until every
+    store trial has been seen or the partition's beginning is reached.
+    """
+    wanted = set(trial_ids)
+    rejected = (_tail_records(reader, rejections_topic, lambda _seen: True)
+                if rejections else [])
+
+    def found_all(seen: list[TailRecord]) -> bool:
+        trials = {d.get("trial_id") for d in map(_document, (r.value for r in seen)) if d}
+        return wanted <= trials
+
+    ledger = _tail_records(reader, ledger_topic, found_all)
     positions: dict[str, int] = {}
     for record in ledger:
         document = _document(record.value)
@@ -85,11 +93,12 @@ def read_published_tail(
 
 
 def read_checkpoint_tail(
-    service: LedgerService, bootstrap: Connection, topic: str, trial_ids: Iterable[str],
+    service: LedgerService, reader: Any, topic: str, trial_ids: Iterable[str],
     *, owns: Callable[[str], bool] | None = None, rejections: bool = True,
 ) -> tuple[dict[tuple[str | None, str], int], list[str]]:
     """The size covered by the last published checkpoint of each (trial, log), and what in the
-    topic's tail is not a checkpoint the store holds (a forged or foreign record).
+    topic's tail is not a checkpoint the store holds (a forged or foreign record), read by
+    `reader` (a `tail_reader`).
 
     With `owns`, only the ledger logs of the trials it owns are checked (and the rejection log's
     only with `rejections`): other publishers check theirs."""
@@ -102,20 +111,13 @@ def read_checkpoint_tail(
         for checkpoint in service.log_checkpoints(log, owner):
             stored.add(json.dumps(checkpoint, sort_keys=True))
             wanted.add((checkpoint.get("trial_id"), log))
-    consumer = kafka().KafkaConsumer(
-        **client_settings(bootstrap, "trial-ledger-tail"),
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
 
     def found_all(seen: list[TailRecord]) -> bool:
         keys = {(d.get("trial_id"), d.get("log")) for d in map(_document, (r.value for r in seen))
                 if d}
         return wanted <= keys
 
-    with closing(consumer):
-        records = _tail_records(consumer, topic, found_all)
+    records = _tail_records(reader, topic, found_all)
     sizes: dict[tuple[str | None, str], int] = {}
     problems: list[str] = []
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):

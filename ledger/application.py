@@ -36,6 +36,7 @@ from ledger.recording import (
     LEDGER_SOURCE,
     BatchReport,
     Delivery,
+    HandOver,
     SubmissionResult,
     check_same_sender,
     check_sender,
@@ -109,6 +110,7 @@ class LedgerService(TrialReading, AuditReading):
         if not read_only:
             self._reader.ensure_subject_index()
         self._other_writers = OtherWriters(self._app.recorder)
+        self.hand_over = HandOver()  # what was just committed, for the publisher to take
 
     def close(self) -> None:
         self._app.close()
@@ -243,25 +245,16 @@ class LedgerService(TrialReading, AuditReading):
                 result = self._record_one(delivery.raw, touched, site=delivery.site)
                 report.results.append(result)
                 if result.rejected:
-                    self._log_rejection(
-                        log, result, delivery.raw, delivery.topic, delivery.partition,
-                        delivery.offset,
-                    )
+                    self._log_rejection(log, result, delivery.raw, delivery.topic,
+                                        delivery.partition, delivery.offset)
             self._commit(touched, log, Tracking(upstream_name(deliveries[0]), last))
         except BaseException:
             self._forget(touched)
             raise
         return report
 
-    def _log_rejection(
-        self,
-        log: RejectionLog,
-        result: SubmissionResult,
-        raw: bytes,
-        topic: str,
-        partition: int | None,
-        offset: int,
-    ) -> None:
+    def _log_rejection(self, log: RejectionLog, result: SubmissionResult, raw: bytes, topic: str,
+                       partition: int | None, offset: int) -> None:
         assert result.reason_code is not None and result.message is not None
         log.reject(
             event_id=result.event_id,
@@ -281,12 +274,13 @@ class LedgerService(TrialReading, AuditReading):
         tracking: Tracking | None = None,
     ) -> None:
         """Store the batch, its leaf hashes and signed checkpoints, and the upstream offset in
-        one transaction: a batch is never stored without its seal, nor sealed without its events."""
-        collected = self._sealed_batch(trials, rejection_log)
-        if not collected and tracking is None:
+        one transaction: a batch is never stored without its seal, nor sealed without its events;
+        once committed, what it added is handed over to the publisher."""
+        batch = self._sealed_batch(trials, rejection_log)
+        if not batch.stored and tracking is None:
             return
         processing = ProcessingEvent[UUID](tracking=tracking)
-        processing.collect_events(*collected)
+        processing.collect_events(*batch.stored)
         try:
             recordings = self._app._record(processing)
         except BaseException:
@@ -294,6 +288,7 @@ class LedgerService(TrialReading, AuditReading):
             self._rejection_log = None
             raise
         self._other_writers.wrote([r.notification.id for r in recordings])
+        self.hand_over.recorded(batch.entries, batch.rejections)
 
     def catch_up(self) -> bool:
         """Forget the cached aggregates other writers of the store changed since the last call
@@ -303,6 +298,7 @@ class LedgerService(TrialReading, AuditReading):
         changed = self._other_writers.changed_since_last_asked()
         if not changed:
             return False
+        self.hand_over.forget(changed)
         for trial_id in [t for t in self._trials if trial_aggregate_id(t) in changed]:
             del self._trials[trial_id]
         for log_id in changed & self._audit_logs.keys():

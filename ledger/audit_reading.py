@@ -8,6 +8,7 @@ each batch (`_sealed_batch`, which the service stores in `_commit`) and reads th
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 
-def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
+def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
     """The contract's record of one of the aggregate's events."""
     return LedgerEntry(
         position=event.originator_version,
@@ -39,8 +40,20 @@ def entry_of(event: Trial.Event, trial_id: str) -> LedgerEntry:
         source=event.source,
         entered_by=event.entered_by,
         reason=event.reason,
+        leaf_hash=leaf_hash,
     )
 
+
+
+@dataclass(slots=True)
+class SealedBatch:
+    """A sealed batch: what to store in its one transaction, and what it adds to the logs as
+    the outside world sees them (each trial's entries with their leaf hashes, the rejection
+    messages), for the publisher once the batch is committed (`recording.HandOver`)."""
+
+    stored: list[Any] = field(default_factory=list)
+    entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
 
 
 class AuditReading:
@@ -140,12 +153,13 @@ class AuditReading:
 
     def _sealed_batch(
         self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
-    ) -> list[Any]:
+    ) -> SealedBatch:
         """Seal what a batch adds to each log (its leaf hashes, a checkpoint signed when a key
         is configured) and return everything to store in the batch's one transaction: each
         trial's new events and its audit log, the rejection log's new events and its audit log.
         """
-        collected: list[Any] = []
+        batch = SealedBatch()
+        collected = batch.stored
         for trial_id, trial in trials.items():
             events = trial.collect_events()
             if not events:
@@ -155,10 +169,15 @@ class AuditReading:
             self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
             seal_batch(
                 audit,
-                [entry.to_json_dict() for entry in entries],
+                entries,
                 recorded_at=format_timestamp(entries[-1].recorded_at),
                 signer=self._signer,
             )
+            hashes = audit.leaf_hashes[-len(events):]
+            batch.entries[trial_id] = [
+                entry_of(cast(Trial.Event, event), trial_id, leaf)
+                for event, leaf in zip(events, hashes, strict=True)
+            ]
             collected += [*events, audit]
         if rejection_log is None and collected:
             rejection_log = self._load_rejection_log()  # to seal what an old store holds
@@ -186,8 +205,9 @@ class AuditReading:
                     signer=self._signer,
                 )
                 collected.append(audit)
+                batch.rejections = messages
             collected += events
-        return collected
+        return batch
 
     def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
         """The rejection log is the store's; its checkpoints name the store's first trial."""

@@ -1,20 +1,22 @@
 """What recording reports, and the checks and shapes recording uses around the Trial aggregate:
-a submission's result, a tracked delivery, the sender checks, and the rejection message."""
+a submission's result, a tracked delivery, the sender checks, the rejection message, and the
+hand-over of what was just recorded to the publisher."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import stamina
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from ledger.aggregates.intake import RejectionLog
+from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial
-from ledger.entries import format_timestamp
+from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
+from ledger.entries import LedgerEntry, format_timestamp
 
 LEDGER_SOURCE = "trial-ledger"
 
@@ -124,3 +126,87 @@ def lost_write_race_retries() -> Iterable[stamina.Attempt]:
     return stamina.retry_context(
         on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
     )
+
+
+#: Most records held in all. Past it everything held is dropped (records no publisher here takes
+#: pile up: trials another process publishes, or no publisher at all) and publishers read the
+#: store until the next batch.
+HAND_OVER_LIMIT = 10_000
+
+_Record = TypeVar("_Record")
+
+
+@dataclass(slots=True)
+class _Run(Generic[_Record]):
+    """The latest records of one log, numbered on from `first` without a gap."""
+
+    first: int
+    records: list[_Record]
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.records) - 1
+
+
+class HandOver:
+    """What this service committed lately, for its publisher (consumers/outbox.py) to publish
+    instead of reading back from the store: each trial's entries (with their leaf hashes) and the
+    rejection messages, in store order.
+
+    It answers only when its answer is what the store holds: for a log this service wrote last,
+    the records after `after` when they continue `after`. For a log another writer of the store
+    changed since (`forget`), one this service never wrote, an `after` behind what it still
+    holds, or after more than `limit` records piled up, the answer is None and the caller reads
+    the store.
+    """
+
+    def __init__(self, limit: int = HAND_OVER_LIMIT) -> None:
+        self._limit = limit
+        self._trials: dict[str, _Run[LedgerEntry]] = {}
+        self._rejections: _Run[dict[str, Any]] | None = None
+
+    def recorded(self, entries: Mapping[str, Sequence[LedgerEntry]],
+                 rejections: Sequence[dict[str, Any]]) -> None:
+        """Hold a committed batch: each trial's new entries and the new rejection messages."""
+        for trial_id, added in entries.items():
+            if added:
+                self._trials[trial_id] = _extended(
+                    self._trials.get(trial_id), added[0].position, added)
+        if rejections:
+            self._rejections = _extended(
+                self._rejections, int(rejections[0]["sequence"]), rejections)
+        held = sum(len(run.records) for run in self._trials.values())
+        if held + (len(self._rejections.records) if self._rejections else 0) > self._limit:
+            self._trials, self._rejections = {}, None
+
+    def entries(self, trial_id: str, after: int) -> list[LedgerEntry] | None:
+        """The trial's entries after position `after`, or None: read them from the store."""
+        return _taken(self._trials.get(trial_id), after)
+
+    def rejections(self, after: int) -> list[dict[str, Any]] | None:
+        """The rejection messages after sequence `after`, or None: read them from the store."""
+        return _taken(self._rejections, after)
+
+    def forget(self, changed: set[UUID]) -> None:
+        """Drop the logs of the aggregates another writer changed: the store holds more."""
+        for trial_id in [t for t in self._trials if trial_aggregate_id(t) in changed]:
+            del self._trials[trial_id]
+        if rejection_log_id() in changed:
+            self._rejections = None
+
+
+def _extended(run: _Run[_Record] | None, first: int, added: Sequence[_Record]) -> _Run[_Record]:
+    if run is None or run.end + 1 != first:  # a gap: the earlier records are the store's
+        run = _Run(first, [])
+    run.records.extend(added)
+    return run
+
+
+def _taken(run: _Run[_Record] | None, after: int) -> list[_Record] | None:
+    """The run's records after `after` when they continue it; those up to `after` are dropped
+    (the publisher has them), the rest kept until it has them too."""
+    if run is None or not run.first - 1 <= after <= run.end:
+        return None
+    del run.records[:after - run.first + 1]
+    run.first = after + 1
+    return list(run.records)
