@@ -42,10 +42,10 @@ def escalation_step(state: TrialState) -> list[Decided]:
     if state.stage is not Stage.ESCALATION:
         return []
     level = state.levels[state.current_level]
-    if level.state is not CohortState.OPEN or has_pending_candidates(state, level):
+    if level.state is not CohortState.OPEN:
         return []
     count = state.level_count(level)
-    if not cohort_is_decidable(count, level.slots):
+    if not cohort_is_decidable(count, level.slots) or has_pending_candidates(state, level):
         return []
     counts = [state.level_count(lv) for lv in state.levels]
     decision = decide(state.protocol.escalation.variant, counts, state.current_level)

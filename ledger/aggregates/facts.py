@@ -8,10 +8,12 @@ corrections the same way: `FactBook.fold` takes any `Recorded` (a `Trial.Event` 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -245,9 +247,11 @@ class FactBook:
         subject = self._subjects.get(subject_id, _NO_FACTS)
         if types is None:
             return list(subject.facts)
+        of_types = [facts for type_ in types if (facts := subject.by_type.get(type_))]
+        if len(of_types) == 1:  # each type's index is in ledger order already: no sort
+            return list(of_types[0])
         return sorted(
-            (fact for type_ in types for fact in subject.by_type.get(type_, ())),
-            key=lambda fact: fact.position,
+            (fact for facts in of_types for fact in facts), key=lambda fact: fact.position
         )
 
     def of_subject_between(
@@ -271,6 +275,24 @@ class FactBook:
 
     def __iter__(self) -> Iterator[Fact]:
         return iter(sorted(self._facts.values(), key=lambda fact: fact.position))
+
+
+@contextmanager
+def cycle_collection_paused() -> Iterator[None]:
+    """Python's cycle collector paused for the block, then as it was before: for folds.
+
+    A fold keeps what it reads (a hundred thousand facts and their data at 1,000 subjects) and
+    makes no reference cycles, so the collector's full passes over that growing heap free
+    nothing: a third of a Trial's replay. Reference counting still frees everything dropped; a
+    cycle made meanwhile waits for the next pass."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 _ONE_DAY = timedelta(days=1)

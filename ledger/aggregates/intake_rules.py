@@ -29,10 +29,10 @@ def already_recorded(state: TrialState, submission: Submission) -> bool:
             ReasonCode.UNKNOWN_TRIAL,
             f"this ledger holds trial {state.trial_id}, not {submission.trial_id}",
         )
-    known = state.fingerprints.get(submission.event_id)
+    known = state.submitted.get(submission.event_id)
     if known is None:
         return False
-    if known == submission.fingerprint:
+    if known.fingerprint == submission.fingerprint:
         return True
     raise SubmissionRejectedError(
         ReasonCode.EVENT_ID_CONFLICT,
@@ -111,7 +111,7 @@ def check_amendment(state: TrialState, submission: Submission) -> None:
         raise SubmissionRejectedError(
             ReasonCode.TARGET_ALREADY_VOIDED, f"event {target} was already voided"
         )
-    target_type = state.event_types.get(target)
+    target_type = state.submitted_type(target)
     fact = state.facts.get(target)
     if target_type is None or (fact is None and target_type not in AMENDMENT_TYPES):
         raise SubmissionRejectedError(

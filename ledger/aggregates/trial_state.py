@@ -80,6 +80,9 @@ class Level:
     state: CohortState = CohortState.NOT_OPEN
     slots: int = 0
     subjects: list[str] = field(default_factory=list)
+    count: LevelCount = field(default_factory=LevelCount)
+    """DLT-evaluable subjects (closed windows) and DLTs among them, as the windows now read:
+    the fold counts again only when one of the level's windows is recorded."""
     counts_at_decision: LevelCount | None = None
 
 
@@ -113,39 +116,38 @@ class TrialState:
         self.expansion_subjects: list[str] = []
         self.subjects: dict[str, SubjectState] = {}
         self.facts = FactBook()
-        # Per submitted event_id: content fingerprint (idempotency), type and source (amendments).
-        self.fingerprints: dict[str, str] = {}
-        self.event_types: dict[str, str] = {}
-        self.event_sources: dict[str, str] = {}
+        # Per submitted event_id, the submission as recorded: its type and source (amendments)
+        # and its content; its fingerprint is worked out only when the event_id comes again.
+        self.submitted: dict[str, Submission] = {}
 
     # --- the fold -------------------------------------------------------------------------------
 
     def evolve(self, record: Recorded) -> None:
         """Take one recorded event into the state; `trial.opened` was read by the constructor."""
-        if record.type in SUBMISSION_TYPES:
+        kind = record.type
+        if kind in _SUBMISSION_TYPES:
             self._remember(record)
             self.facts.fold(record)
-        step = _STEPS.get(record.type)
+        step = _STEPS.get(kind)
         if step is not None:
             step(self, record)
 
     def _remember(self, record: Recorded) -> None:
-        """Keep the submission's identity for idempotency and for validating amendments."""
-        assert record.event_id is not None and record.occurred_on is not None
-        submission = Submission(
-            event_id=record.event_id,
-            type=record.type,
-            trial_id=self.trial_id,
-            subject_id=record.subject_id,
-            occurred_on=record.occurred_on,
-            source=record.source or "",
-            entered_by=record.entered_by or "",
-            reason=record.reason,
-            data=record.data,
+        """Keep the submission for idempotency and for validating amendments."""
+        event_id, occurred_on = record.event_id, record.occurred_on
+        assert event_id is not None and occurred_on is not None
+        # Built positionally: this runs once per submission of every replay.
+        self.submitted[event_id] = Submission(
+            event_id,
+            record.type,
+            self.trial_id,
+            record.subject_id,
+            occurred_on,
+            record.source or "",
+            record.entered_by or "",
+            record.reason,
+            record.data,
         )
-        self.fingerprints[record.event_id] = submission.fingerprint
-        self.event_types[record.event_id] = record.type
-        self.event_sources[record.event_id] = record.source or ""
 
     def _enrolled(self, record: Recorded) -> None:
         assert record.subject_id is not None
@@ -190,9 +192,14 @@ class TrialState:
         self.subjects[record.subject_id].flagged.add(str(record.data["ae_id"]))
 
     def _window_recorded(self, record: Recorded) -> None:
-        """`dlt_window.closed` and `dlt_window.revised`: the window as the ledger now reads it."""
+        """`dlt_window.closed` and `dlt_window.revised`: the window as the ledger now reads it,
+        and the count of the subject's dose level (none for an expansion subject) with it."""
         assert record.subject_id is not None
-        self.subjects[record.subject_id].window = DltWindow.from_data(record.data)
+        subject = self.subjects[record.subject_id]
+        subject.window = DltWindow.from_data(record.data)
+        level = self.level_of(subject.cohort)
+        if level is not None:
+            level.count = self._counted(level)
 
     def _reevaluated(self, record: Recorded) -> None:
         after = record.data["after"]
@@ -219,7 +226,12 @@ class TrialState:
         return level.subjects
 
     def level_count(self, level: Level) -> LevelCount:
-        """DLT-evaluable subjects (closed windows) and DLTs among them."""
+        """DLT-evaluable subjects (closed windows) and DLTs among them, as the fold keeps it:
+        the rules ask after every submission, the count changes only with a recorded window."""
+        return level.count
+
+    def _counted(self, level: Level) -> LevelCount:
+        """The level's count worked out from its subjects' recorded windows."""
         windows = [self.subjects[s].window for s in level.subjects]
         closed = [w for w in windows if w is not None and w.is_closed and w.evaluable]
         return LevelCount(evaluable=len(closed), dlts=sum(1 for w in closed if w.has_dlt))
@@ -243,12 +255,24 @@ class TrialState:
     def adverse_events(self, subject_id: str) -> dict[str, AdverseEvent]:
         return adverse_events(self.facts.of_subject(subject_id, ADVERSE_EVENT_TYPES))
 
+    def submitted_type(self, event_id: str) -> str | None:
+        """The type of a recorded submission, None for an event_id never recorded."""
+        submitted = self.submitted.get(event_id)
+        return None if submitted is None else submitted.type
+
+    def submitted_source(self, event_id: str) -> str | None:
+        """The system that submitted a recorded event, None for an event_id never recorded."""
+        submitted = self.submitted.get(event_id)
+        return None if submitted is None else submitted.source
+
     def reported_ae_ids(self, subject_id: str) -> set[str]:
         return {
             str(f.data["ae_id"])
             for f in self.facts.of_subject(subject_id, (ADVERSE_EVENT_REPORTED,))
         }
 
+
+_SUBMISSION_TYPES = frozenset(SUBMISSION_TYPES)  # a set, for the fold's test per record
 
 _STEPS: dict[str, Callable[[TrialState, Recorded], None]] = {
     SUBJECT_ENROLLED: TrialState._enrolled,

@@ -252,8 +252,10 @@ def corrected_shapes(event_type: str) -> list[Shape]:
 
 
 def _schema_version() -> Value:
+    whole = integer(-(2**63), 2**63)
+
     def check(value: Any, where: str) -> int:
-        number_value: int = integer(-(2**63), 2**63).check(value, where)
+        number_value: int = whole.check(value, where)
         if number_value not in SCHEMA_VERSIONS:
             raise RuleViolationError(
                 f"{where}: {show(number_value)} is not supported; this ledger reads "

@@ -72,13 +72,7 @@ def _read(raw: bytes | str) -> Any:
         raise _RefusedError(ReasonCode.INVALID_JSON, "empty: no JSON document")
     _check_depth(text)
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_object,
-            parse_constant=_constant,
-            parse_int=_integer,
-            parse_float=_float,
-        )
+        return _DECODER.decode(text)
     except _RefusedError:
         raise
     except json.JSONDecodeError as error:
@@ -184,3 +178,14 @@ def _float(literal: str) -> float:
             ReasonCode.SCHEMA_INVALID, f"the number {show(literal)} is out of range"
         )
     return value
+
+
+# One decoder for every submission (what `json.loads` would build afresh for each, given hooks);
+# it keeps no state between documents. `_text` has refused a byte order mark, the one thing
+# `json.loads` checks before decoding.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object,
+    parse_constant=_constant,
+    parse_int=_integer,
+    parse_float=_float,
+)

@@ -92,14 +92,17 @@ def parse_submission(raw: bytes | str, *, recorded_on: date | None = None) -> Su
 
 def validate_submission(document: object, *, recorded_on: date | None = None) -> SubmissionMessage:
     """A parsed JSON document checked against the envelope rules of its type and version."""
-    event_id = _readable_event_id(document)
     try:
         return _checked(document, recorded_on)
     except RuleViolationError as violation:
-        raise InvalidSubmissionError(violation.reason_code, violation.message, event_id) from None
+        raise InvalidSubmissionError(
+            violation.reason_code, violation.message, _readable_event_id(document)
+        ) from None
     except (ValueError, TypeError, RecursionError) as error:  # a defect here, never a crash
         raise InvalidSubmissionError(
-            ReasonCode.SCHEMA_INVALID, f"could not be checked: {show(str(error), 80)}", event_id
+            ReasonCode.SCHEMA_INVALID,
+            f"could not be checked: {show(str(error), 80)}",
+            _readable_event_id(document),
         ) from None
 
 

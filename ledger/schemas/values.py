@@ -281,17 +281,19 @@ class Shape:
         here = where or "submission"
         if not isinstance(value, dict):
             raise _expect("an object", value, here)
-        unknown = [name for name in value if name not in self.fields]
-        if unknown:
-            raise RuleViolationError(f"{here}: unknown field {show(unknown[0])}")
-        present = [name for name in self.exactly_one if name in value]
-        if self.exactly_one and len(present) != 1:
-            raise RuleViolationError(
-                f"{here}: needs exactly one of {', '.join(self.exactly_one)}"
-                + (f", not {len(present)}" if present else "")
-            )
+        fields = self.fields
+        if not value.keys() <= fields.keys():  # one set test; the first unknown name on failure
+            unknown = next(name for name in value if name not in fields)
+            raise RuleViolationError(f"{here}: unknown field {show(unknown)}")
+        if self.exactly_one:
+            present = [name for name in self.exactly_one if name in value]
+            if len(present) != 1:
+                raise RuleViolationError(
+                    f"{here}: needs exactly one of {', '.join(self.exactly_one)}"
+                    + (f", not {len(present)}" if present else "")
+                )
         checked: dict[str, Any] = {}
-        for name, slot in self.fields.items():
+        for name, slot in fields.items():
             if name in value:
                 checked[name] = slot.value.check(value[name], f"{where}.{name}" if where else name)
             elif slot.required:
