@@ -3,6 +3,8 @@
 It owns the event store (the `eventsourcing` SQLite store by default, PostgreSQL when a
 `postgresql://` URL is given), turns wire messages into domain submissions, records them through
 the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry` records.
+The wire parsing and the signing key are imported where a submission is recorded: a read
+command opens the service without them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -26,8 +29,7 @@ from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submissio
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
-from ledger.audit.checkpoints import Signer
+from ledger.aggregates.trial import Outcome, Trial, project_trial, trial_aggregate_id
 from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry
 from ledger.protocol_files import bundled_protocol
@@ -44,13 +46,6 @@ from ledger.recording import (
     original_text,
     upstream_name,
 )
-from ledger.schemas.submissions import (
-    InvalidSubmissionError,
-    SubmissionMessage,
-    parse_submission,
-    to_domain,
-    validate_corrected_data,
-)
 from ledger.store import (
     DEFAULT_STORE,
     DateAsISO,
@@ -61,6 +56,10 @@ from ledger.store import (
     store_environment,
 )
 from ledger.trial_reading import TrialReading
+
+if TYPE_CHECKING:
+    from ledger.audit.checkpoints import Signer
+    from ledger.schemas.submissions import SubmissionMessage
 
 __all__ = [
     "DEFAULT_STORE",
@@ -166,7 +165,9 @@ class LedgerService(TrialReading, AuditReading):
         if cached is not None:
             return cached
         try:
-            trial: Trial = self._app.repository.get(trial_aggregate_id(trial_id))
+            trial: Trial = self._app.repository.get(
+                trial_aggregate_id(trial_id), projector_func=project_trial
+            )
         except AggregateNotFoundError:
             return None
         self._trials[trial_id] = trial
@@ -320,12 +321,14 @@ class LedgerService(TrialReading, AuditReading):
         *,
         site: str | None = None,
     ) -> SubmissionResult:
+        from ledger.schemas import submissions as wire
+
         event_id: str | None = None
         try:
             message = (
                 item
-                if isinstance(item, SubmissionMessage)
-                else parse_submission(item, recorded_on=self._clock().date())
+                if isinstance(item, wire.SubmissionMessage)
+                else wire.parse_submission(item, recorded_on=self._clock().date())
             )
             event_id = str(message.event_id)
             check_sender(message.source, site)
@@ -334,10 +337,10 @@ class LedgerService(TrialReading, AuditReading):
                 raise SubmissionRejectedError(
                     ReasonCode.UNKNOWN_TRIAL, f"no trial {message.trial_id} in this ledger"
                 )
-            submission = self._checked_correction(trial, to_domain(message))
+            submission = self._checked_correction(trial, wire.to_domain(message))
             version_before = trial.version
             outcome = trial.record(submission, self._recorded_at(trial.modified_on))
-        except InvalidSubmissionError as error:
+        except wire.InvalidSubmissionError as error:
             return SubmissionResult(
                 event_id=error.event_id or event_id,
                 outcome=None,
@@ -362,6 +365,8 @@ class LedgerService(TrialReading, AuditReading):
     def _checked_correction(self, trial: Trial, submission: Submission) -> Submission:
         """Only the sender of a record amends it, and a correction's data must be valid data of
         the corrected event's type."""
+        from ledger.schemas.submissions import validate_corrected_data
+
         if submission.type not in AMENDMENT_TYPES:
             return submission
         target_id = str(submission.data["target_event_id"])

@@ -2,6 +2,8 @@
 
 Thin entry points: each reads its source through the application or `ledger.audit.inspection`,
 and prints what the auditor asked for. Exit codes as §6: 0 intact, 1 not intact, 2 bad input.
+`ledger.audit.inspection` (the verifier, and `cryptography` with it) is imported by the commands
+that use it, not by every command that builds the `ledger` parser.
 """
 
 from __future__ import annotations
@@ -11,17 +13,8 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ledger.audit.inspection import (
-    AuditSource,
-    public_keys_from_pem,
-    read_archive,
-    read_receipts,
-    records_from_messages,
-    verify_source,
-    write_archive,
-)
 from ledger.cli_options import SharedOptions
 from ledger.cli_plumbing import (
     UsageError,
@@ -33,7 +26,10 @@ from ledger.cli_plumbing import (
 )
 from ledger.entries import format_timestamp, known_as_of, parse_timestamp
 
-TopicReader = Callable[[argparse.Namespace], AuditSource]
+if TYPE_CHECKING:
+    from ledger.audit.inspection import AuditSource
+
+TopicReader = Callable[[argparse.Namespace], "AuditSource"]
 """Reads the ledger's Kafka topics into a source (wired by ledger.cli, which may import Kafka)."""
 AddCommand = Callable[..., argparse.ArgumentParser]
 
@@ -58,6 +54,8 @@ def checkpoint_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    from ledger.audit.inspection import read_receipts, verify_source
+
     receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
     keys = public_keys_of(args.public_key)
     source = _source(args)
@@ -67,15 +65,13 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def archive_command(args: argparse.Namespace) -> int:
+    from ledger.audit.inspection import write_archive
+
     as_of = as_of_argument(args)
     with reader(args) as service:
         trial_id = args.trial or service.default_trial_id()
-        checkpoints = service.checkpoints(trial_id)
-        if as_of is not None:
-            # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
-            checkpoints = [
-                c for c in checkpoints if parse_timestamp(str(c["recorded_at"])) <= as_of
-            ]
+        # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
+        checkpoints = service.checkpoints(trial_id, as_of=as_of)
         last = {
             log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
             for log in ("ledger", "rejections")
@@ -107,6 +103,7 @@ def archive_command(args: argparse.Namespace) -> int:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    from ledger.audit.inspection import verify_source
     from ledger.projections.export import export_datasets
 
     if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
@@ -144,6 +141,8 @@ def diff_command(args: argparse.Namespace) -> int:
 
 
 def _source(args: argparse.Namespace) -> AuditSource:
+    from ledger.audit.inspection import read_archive
+
     if getattr(args, "archive", None):
         return read_archive(args.archive)
     if getattr(args, "bootstrap", None) or getattr(args, "kafka_config", None):
@@ -173,6 +172,8 @@ def source_from_topics(
 ) -> AuditSource:
     """What the topics hold, as a source: checkpoints are checked with the key given, since a
     topic carries no key of its own."""
+    from ledger.audit.inspection import AuditSource, records_from_messages
+
     return AuditSource(
         description=description,
         trial_id=trial_id,
@@ -185,6 +186,8 @@ def source_from_topics(
 
 
 def public_keys_of(path: Path | None) -> dict[str, str] | None:
+    from ledger.audit.inspection import public_keys_from_pem
+
     if path is None:
         return None
     try:

@@ -2,13 +2,16 @@
 verify` inspects it (row by row, so a tampered row is a finding at its position, not a crash).
 
 `AuditReading` is the part of `LedgerService` that keeps the `AuditLog` aggregates: it seals
-each batch (`_sealed_batch`, which the service stores in `_commit`) and reads them back.
+each batch (`_sealed_batch`, which the service stores in `_commit`) and reads them back. The
+hashing and signing (`ledger.audit.sealing`) and the verifier's sources (`ledger.audit.inspection`)
+are imported where they are used: a read command opens the service without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -17,13 +20,14 @@ from eventsourcing.application import AggregateNotFoundError
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
 from ledger.aggregates.intake import RejectionLog
 from ledger.aggregates.trial import Trial
-from ledger.audit.checkpoints import Signer
-from ledger.audit.inspection import AuditSource
-from ledger.audit.sealing import seal_batch
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.reading import StoreReader
 from ledger.recording import rejection_message
 from ledger.store import LedgerStore
+
+if TYPE_CHECKING:
+    from ledger.audit.checkpoints import Signer
+    from ledger.audit.inspection import AuditSource
 
 
 def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
@@ -87,10 +91,16 @@ class AuditReading:
             self._audit_logs[log_id] = cached
         return cached
 
-    def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
-        """Every checkpoint of the trial's ledger log and of the rejection log, oldest first."""
-        logs = (self._audit_log(LEDGER_LOG, trial_id), self._audit_log(REJECTIONS_LOG, None))
-        found = [seal.checkpoint for log in logs for seal in log.seals]
+    def checkpoints(
+        self, trial_id: str, *, as_of: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The checkpoints of the trial's ledger log and of the rejection log recorded by
+        `as_of` (None: all), oldest first, read from their stored seals: nothing is replayed,
+        and an as-of read stops at `as_of` (`ledger export --as-of` costs its prefix)."""
+        found = [
+            *self._reader.checkpoints(LEDGER_LOG, trial_id, as_of),
+            *self._reader.checkpoints(REJECTIONS_LOG, None, as_of),
+        ]
         return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
 
     def log_checkpoints(self, log: str, trial_id: str | None) -> list[dict[str, Any]]:
@@ -158,6 +168,8 @@ class AuditReading:
         is configured) and return everything to store in the batch's one transaction: each
         trial's new events and its audit log, the rejection log's new events and its audit log.
         """
+        from ledger.audit.sealing import seal_batch
+
         batch = SealedBatch()
         collected = batch.stored
         for trial_id, trial in trials.items():
@@ -216,6 +228,8 @@ class AuditReading:
 
     def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
         """A store written before the ledger hashed its log: hash what it holds, marked so."""
+        from ledger.audit.sealing import seal_batch
+
         if audit.size >= before - 1:
             return
         earlier = [
@@ -232,6 +246,8 @@ class AuditReading:
         )
 
     def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
+        from ledger.audit.sealing import seal_batch
+
         if audit.size >= before - 1:
             return
         earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
@@ -250,10 +266,17 @@ class AuditReading:
         the last call are scanned (the outbox asks every round, and the store only grows).
 
         Reading up to the maximum notification id misses nothing later: ids are committed in
-        order (SQLite has one writer; eventsourcing's PostgreSQL recorder locks the table).
+        order (SQLite has one writer; eventsourcing's PostgreSQL recorder locks the table). The
+        first call on a SQLite store reads the aggregates' first rows instead of scanning the
+        whole log (`StoreReader.opened_trial_ids`); what it finds includes every trial opened
+        up to the maximum id read before it.
         """
         recorder = self._app.recorder
         last = recorder.max_notification_id() or 0
+        opened = self._reader.opened_trial_ids() if not self._opened_scanned_to else None
+        if opened is not None:
+            self._opened_trial_ids.update(opened)
+            self._opened_scanned_to = last
         if last > self._opened_scanned_to:
             for notification in recorder.select_notifications(
                 start=self._opened_scanned_to + 1, limit=1_000_000, stop=last,

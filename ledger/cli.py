@@ -1,6 +1,8 @@
 """The `ledger` command (contract §5).
 
-Every command exits non-zero with a one-line reason on bad input.
+Every command exits non-zero with a one-line reason on bad input. Building the parser, which every
+command does first, imports only what declaring the options needs; each command imports what it
+uses when it runs (the store, the verifier, pandas, Kafka).
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from ledger import audit_cli
 from ledger import commands as core
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.protocol import ProtocolInvalidError
-from ledger.audit.checkpoints import configured_signer
-from ledger.audit.inspection import AuditSource
 from ledger.cli_options import shared_options
 from ledger.cli_plumbing import (
     EXIT_BAD_INPUT,
@@ -35,6 +36,9 @@ from ledger.cli_plumbing import (
 from ledger.demo_cli import demo_command
 from ledger.protocol_files import bundled_protocol
 from ledger.settings import Environment
+
+if TYPE_CHECKING:
+    from ledger.audit.inspection import AuditSource
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,6 +138,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from consumers.cli import cmd_ingest, connection, ingest_settings
+    from ledger.audit.checkpoints import configured_signer
 
     signer = configured_signer(args.signing_key)
     args.unsigned = signer is None
@@ -152,6 +157,78 @@ def _broker(args: argparse.Namespace) -> int:
     return code
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """One command's parser. The Kafka options are declared by `consumers.cli`, whose import
+    (the ingest service, the Kafka client's wiring, the signing key) would otherwise cost every
+    command's start-up; a command that takes them declares them when it is parsed (or its help
+    is shown), which is the only time argparse reads them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._undeclared: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def declare_on_use(self, declare: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._undeclared.append(declare)
+
+    def declare_all(self) -> None:
+        """Declare every option left for when the command is used."""
+        while self._undeclared:
+            self._undeclared.pop(0)(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self.declare_all()
+        return super().parse_known_args(*args, **kwargs)
+
+
+def _bootstrap_options(parser: argparse.ArgumentParser) -> None:
+    from consumers.cli import add_bootstrap_argument
+
+    add_bootstrap_argument(parser)
+
+
+def _topic_options(parser: argparse.ArgumentParser) -> None:
+    """`ledger verify` / `replay` of the ledger's topics instead of the store."""
+    _bootstrap_options(parser)
+    parser.add_argument(
+        "--ledger-topic", default="trial.ledger", help="with --bootstrap: the ledger topic"
+    )
+    parser.add_argument(
+        "--rejections-topic",
+        default="trial.rejections",
+        help="with --bootstrap: the rejections topic",
+    )
+
+
+def _ingest_options(parser: argparse.ArgumentParser) -> None:
+    from consumers.cli import add_ingest_arguments
+
+    add_ingest_arguments(parser)
+
+
+def _broker_options(parser: argparse.ArgumentParser) -> None:
+    from consumers.cli import add_broker_arguments
+
+    add_broker_arguments(parser)
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the installed version, looked up only when asked (the lookup imports
+    importlib.metadata, which no other command needs)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **settings: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **settings)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {software_version()}")
+        parser.exit()
+
+
 def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
     """The `ledger` command line, its defaults from `environment` (read now when not given)."""
     environment = Environment.read() if environment is None else environment
@@ -159,9 +236,11 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
         prog="ledger", description="Event-sourced ledger for the NCT05406206 dose-finding trial."
     )
     parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {software_version()}"
+        "--version", action=_VersionAction, help="show program's version number and exit"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
 
     options = shared_options(environment)
     store, as_json, as_of, signing = options.store, options.as_json, options.as_of, options.signing
@@ -171,8 +250,10 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
         parents: list[argparse.ArgumentParser],
-    ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text, parents=parents)
+    ) -> _CommandParser:
+        # typeshed wants parents of the commands' parser class; argparse takes any parser.
+        shared = cast("list[_CommandParser]", parents)
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=shared)
         sub.set_defaults(handler=handler)
         return sub
 
@@ -247,37 +328,25 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
     )
 
     verify, replay = audit_cli.add_audit_commands(add, options, _topic_source)
-
-    from consumers.cli import add_bootstrap_argument, add_broker_arguments, add_ingest_arguments
-
-    kafka = argparse.ArgumentParser(add_help=False)
-    add_bootstrap_argument(kafka)
     for reads_topics in (verify, replay):  # verify / replay the topics instead of the store
-        add_bootstrap_argument(reads_topics)
-        reads_topics.add_argument(
-            "--ledger-topic", default="trial.ledger", help="with --bootstrap: the ledger topic"
-        )
-        reads_topics.add_argument(
-            "--rejections-topic",
-            default="trial.rejections",
-            help="with --bootstrap: the rejections topic",
-        )
+        assert isinstance(reads_topics, _CommandParser)
+        reads_topics.declare_on_use(_topic_options)
 
-    publish = add(
-        "publish", _publish, "validate and publish submissions to Kafka", [kafka, as_json]
-    )
+    publish = add("publish", _publish, "validate and publish submissions to Kafka", [as_json])
     publish.add_argument("file", type=Path, metavar="FILE.jsonl", help="one envelope per line")
+    publish.declare_on_use(_bootstrap_options)
 
     ingest = add(
         "ingest",
         _ingest,
         "consume submissions, record, republish the ledger",
-        [store, kafka, as_json, signing],
+        [store, as_json, signing],
     )
-    add_ingest_arguments(ingest)
+    ingest.declare_on_use(_bootstrap_options)
+    ingest.declare_on_use(_ingest_options)
 
     broker = add("broker", _broker, "a local Apache Kafka for development and tests", [as_json])
-    add_broker_arguments(broker)
+    broker.declare_on_use(_broker_options)
 
     demo = add("demo", demo_command, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument(

@@ -1,5 +1,9 @@
 """What every `ledger` command shares: exit codes, the one way to open the store for writing or
-for reading, argument types, and printing one document or its text."""
+for reading, argument types, and printing one document or its text.
+
+The store and the signing key are imported where a command opens them: building the `ledger`
+parser, which every command does, imports neither.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import argparse
 import json
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger.application import LedgerService
-from ledger.audit.checkpoints import configured_signer
 from ledger.entries import parse_timestamp
+
+if TYPE_CHECKING:
+    from ledger.application import LedgerService
 
 
 class UsageError(Exception):
@@ -26,8 +31,6 @@ EXIT_INTERRUPTED = 130
 INCOMPLETE_MARKER = "INCOMPLETE"
 
 
-
-
 def software_version() -> str:
     from importlib.metadata import version
 
@@ -36,6 +39,9 @@ def software_version() -> str:
 
 def writer(args: argparse.Namespace) -> LedgerService:
     """The store for a command that writes: checkpoints signed with the configured key."""
+    from ledger.application import LedgerService
+    from ledger.audit.checkpoints import configured_signer
+
     signer = configured_signer(getattr(args, "signing_key", None))
     args.unsigned = signer is None  # said loudly once the command has run (main)
     return LedgerService(args.store, signer=signer)
@@ -43,6 +49,8 @@ def writer(args: argparse.Namespace) -> LedgerService:
 
 def reader(args: argparse.Namespace) -> LedgerService:
     """The store for a command that only reads: opened read-only, never created."""
+    from ledger.application import LedgerService
+
     return LedgerService(args.store, read_only=True)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from ledger.aggregates.escalation import Variant
-from ledger.application import redacted
 from ledger.cli_plumbing import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -26,7 +25,7 @@ from ledger.cli_plumbing import (
     writer,
 )
 from ledger.protocol_files import bundled_protocol, load_protocol
-from ledger.schemas.submissions import submission_json_schema
+from ledger.store import redacted
 
 SUBMIT_BATCH = 1000
 """Lines of a submitted file recorded per transaction."""
@@ -176,6 +175,8 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
+    from ledger.schemas.submissions import submission_json_schema
+
     try:
         schema = submission_json_schema(args.type)
     except ValueError as error:
@@ -194,8 +195,7 @@ def export_command(args: argparse.Namespace) -> int:
     as_of = as_of_argument(args)
     with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
-        # Checkpoints first: the audit log read for them also serves the entries' leaf hashes.
-        checkpoints = ledger.checkpoints(trial_id)
+        checkpoints = ledger.checkpoints(trial_id, as_of=as_of)
         hashes: list[str | None] = []
 
         def hashed(entries: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
@@ -231,7 +231,7 @@ def report_command(args: argparse.Namespace) -> int:
             cutoff=args.cutoff,
             out=args.out,
             software_version=software_version(),
-            provenance=provenance_of(entries, ledger.checkpoints(trial_id)),
+            provenance=provenance_of(entries, ledger.checkpoints(trial_id, as_of=as_of)),
         )
     document = {
         "report": str(files.html),

@@ -6,20 +6,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ledger.application import LedgerService
 from ledger.cli_plumbing import (
     INCOMPLETE_MARKER,
     UsageError,
     provenance_of,
     software_version,
 )
-from ledger.projections.cohorts import cohort_table
 
 
 def demo_command(args: argparse.Namespace) -> int:
     """`ledger demo`: a seeded synthetic trial, its datasets, report and signing key."""
+    from ledger.application import LedgerService
     from ledger.audit.checkpoints import generate_signing_key, load_signing_key
     from ledger.demo import run_demo
+    from ledger.projections.cohorts import cohort_table
     from ledger.projections.export import export_report
     from ledger.projections.report import write_report
 

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date, datetime
+from itertools import takewhile
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial import Trial, trial_aggregate_id
-from ledger.entries import LedgerEntry, format_timestamp
+from ledger.entries import LedgerEntry, format_timestamp, parse_timestamp
 from ledger.store import LedgerStore
 
 PAGE = 2_000
@@ -56,6 +57,14 @@ _SUBJECT_ROWS = (
 """One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
 version range open to an index, SQLite's planner prefers the primary key's index on a store
 never ANALYZEd, and reads the whole trial."""
+_FIRST_ROWS = (
+    "WITH RECURSIVE aggregate(id) AS (SELECT min(originator_id) FROM {table} UNION ALL "
+    "SELECT (SELECT min(originator_id) FROM {table} WHERE originator_id>aggregate.id) "
+    "FROM aggregate WHERE aggregate.id IS NOT NULL) SELECT originator_version, topic, state "
+    "FROM {table} WHERE originator_id IN aggregate AND originator_version=1 AND topic=?"
+)
+"""The aggregates' first rows of one topic, stepping along the primary key's index from aggregate
+to aggregate: a seek per aggregate (a store holds a handful), however many records they hold."""
 
 
 _ENTRY_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
@@ -95,6 +104,15 @@ class StoreReader:
     def has_trial(self, trial_id: str) -> bool:
         """Whether the trial was opened in this store (one row read, nothing replayed)."""
         return bool(self._app.recorder.select_events(trial_aggregate_id(trial_id), limit=1))
+
+    def opened_trial_ids(self) -> list[str] | None:
+        """The trials opened in a SQLite store (`_FIRST_ROWS`); None: the store cannot say."""
+        recorder = self._app.recorder
+        if not isinstance(recorder, SQLiteAggregateRecorder):
+            return None
+        first_rows = _FIRST_ROWS.format(table=recorder.events_table_name)
+        opened = _sqlite_rows(recorder, first_rows, (Trial.Opened.TOPIC,))
+        return [str(self._state(row)["data"]["protocol"]["trial_id"]) for row in opened]
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
         """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""
@@ -235,18 +253,24 @@ class StoreReader:
     def leaf_hashes(self, trial_id: str, upto: int | None = None) -> list[str]:
         """The trial's leaf hashes up to position `upto` (None: all), from the sealed batches."""
         hashes: list[str] = []
-        for state in self._seals(trial_id):
+        for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
             if upto is not None and len(hashes) >= upto:
                 break
             hashes.extend(state["leaf_hashes"])
         return hashes if upto is None else hashes[:upto]
 
-    def checkpoints(self, trial_id: str) -> list[dict[str, Any]]:
-        """The checkpoints of the trial's ledger log, in the order recorded."""
-        return [state["checkpoint"] for state in self._seals(trial_id)]
+    def checkpoints(
+        self, log: str, trial_id: str | None, as_of: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """One audit log's checkpoints recorded by `as_of` (None: all), in order: read no further,
+        as their times never go back (each is its batch's last record's)."""
+        checkpoints = (state["checkpoint"] for state in self._seals(audit_log_id(log, trial_id)))
+        recorded = takewhile(lambda c: as_of is None or parse_timestamp(c["recorded_at"]) <= as_of,
+                             checkpoints)
+        return list(recorded)
 
-    def _seals(self, trial_id: str) -> Iterator[dict[str, Any]]:
-        for row in self._rows(audit_log_id(LEDGER_LOG, trial_id), 0, None):
+    def _seals(self, log_id: UUID) -> Iterator[dict[str, Any]]:
+        for row in self._rows(log_id, 0, None):
             if row[1] == _SEALED:
                 yield self._state(row)
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
-import stamina
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
 from ledger.entries import LedgerEntry, format_timestamp
+
+if TYPE_CHECKING:
+    import stamina
 
 LEDGER_SOURCE = "trial-ledger"
 
@@ -123,6 +125,8 @@ def lost_write_race_retries() -> Iterable[stamina.Attempt]:
     """stamina's retry of a batch that lost a write race with another writer of the store (its
     commit conflicted: decide it again on what the store now holds); the last failure is raised.
     The one retry policy of both `submit_many` and ingest's tracked batches."""
+    import stamina  # only writers retry: read commands start without it
+
     return stamina.retry_context(
         on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
     )

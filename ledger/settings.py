@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.audit.checkpoints import SIGNING_KEY_ENV
 from ledger.store import DEFAULT_STORE
 
 STORE_ENV = "LEDGER_STORE"
+SIGNING_KEY_ENV = "LEDGER_SIGNING_KEY"
 DEBUG_ENV = "LEDGER_DEBUG"
 
 

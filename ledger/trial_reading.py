@@ -14,7 +14,7 @@ from uuid import UUID
 
 from ledger.aggregates.audit_log import LEDGER_LOG, AuditLog, audit_log_id
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
-from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.aggregates.trial import Trial, project_trial, trial_aggregate_id
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import COHORT_TYPES, CohortTable, cohort_table
 from ledger.reading import StoreReader
@@ -89,7 +89,9 @@ class TrialReading:
         last = self._reader.last_position(trial_id, as_of)
         if last == 0:
             raise LookupError(f"trial {trial_id} was not yet open at {as_of.isoformat()}")
-        past: Trial = self._app.repository.get(trial_aggregate_id(trial_id), version=last)
+        past: Trial = self._app.repository.get(
+            trial_aggregate_id(trial_id), version=last, projector_func=project_trial
+        )
         return past
 
     def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]:

@@ -65,3 +65,49 @@ def test_the_domain_never_imports_the_adapters() -> None:
             continue
         for module in imported_modules(path):
             assert not module.startswith(("consumers", "deploy")), f"{path.name} imports {module}"
+
+
+
+READ_COMMAND_IMPORTS = """
+import sys
+from ledger.cli import main
+
+code = main(sys.argv[1:])
+print(" ".join(sorted(sys.modules)))
+sys.exit(code)
+"""
+"""Runs one `ledger` command, then prints every module it imported on the last line."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(("cohorts", "--json"), id="cohorts"),
+        pytest.param(("history", "01-001", "--json"), id="history"),
+    ],
+)
+def test_a_read_command_imports_only_what_it_uses(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`ledger cohorts` / `history` start without the verifier, the signing key, the wire
+    parser, Kafka or pandas: each is imported by the commands that use it."""
+    import subprocess
+    import sys
+    from datetime import date
+
+    from ledger.cli import main
+    from tests.builders import Script, lines
+
+    store, submissions = str(tmp_path / "ledger.db"), tmp_path / "in.jsonl"
+    submissions.write_text("\n".join(lines([Script().enroll("01-001", "A", date(2025, 1, 6))])))
+    assert main(["submit", str(submissions), "--store", store]) == 0
+    run = subprocess.run(
+        [sys.executable, "-c", READ_COMMAND_IMPORTS, *command, "--store", store],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    imported = set(run.stdout.splitlines()[-1].split())
+    unused = {
+        "cryptography", "pandas", "kafka", "consumers", "importlib.metadata", "stamina",
+        "ledger.audit.inspection", "ledger.audit.sealing", "ledger.schemas.submissions",
+    }
+    assert "ledger.trial_reading" in imported
+    assert imported & unused == set()

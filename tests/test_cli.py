@@ -286,3 +286,45 @@ def test_commands_on_a_postgresql_store_match_sqlite(
     assert names == ["adsl.csv", "adtte.csv", "adrs.csv", "adae.csv"]
     for name in names:
         assert (tmp_path / "pg" / name).read_bytes() == (tmp_path / "sq" / name).read_bytes()
+
+
+def test_kafka_options_are_declared_when_their_command_is_parsed() -> None:
+    """The Kafka options are declared only when a command that takes them is parsed (building
+    the parser imports no Kafka code), and each one then has help text."""
+    import argparse
+
+    from ledger.cli import _CommandParser, _parser
+
+    parser = _parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, _CommandParser] = subparsers.choices
+    options = {name: {a.dest for a in sub._actions} for name, sub in commands.items()}
+    assert "bootstrap" not in options["ingest"] | options["verify"] | options["cohorts"]
+    for sub in commands.values():
+        sub.declare_all()
+    declared = {name: {a.dest for a in sub._actions} for name, sub in commands.items()}
+    assert {"bootstrap", "max_batch"} <= declared["ingest"]
+    assert {"bootstrap", "ledger_topic"} <= declared["verify"] & declared["replay"]
+    assert "nodes" in declared["broker"] and "bootstrap" in declared["publish"]
+    assert declared["cohorts"] == options["cohorts"]
+    assert [a.dest for sub in commands.values() for a in sub._actions if a.help is None] == []
+    args = parser.parse_args(["ingest", "--bootstrap", "127.0.0.1:1", "--max-batch", "5"])
+    assert (args.bootstrap, args.max_batch) == ("127.0.0.1:1", 5)
+
+
+def test_a_store_with_two_trials_names_both_and_reads_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read finds every trial a store holds (from the aggregates' first rows, not a scan of
+    the log): without --trial it names both; with it, it reads that trial."""
+    from ledger.protocol_files import bundled_protocol
+
+    store = str(tmp_path / "l.db")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**bundled_protocol().to_mapping(), "trial_id": "NCT99999999"}))
+    assert run(capsys, "init", "--store", store)[0] == 0
+    assert run(capsys, "init", "--store", store, "--protocol", str(other))[0] == 0
+    code, _, err = run(capsys, "cohorts", "--store", store)
+    assert code == 2 and "several trials (NCT05406206, NCT99999999)" in err
+    code, out, _ = run(capsys, "cohorts", "--store", store, "--trial", "NCT99999999", "--json")
+    assert code == 0 and json.loads(out)["trial_id"] == "NCT99999999"

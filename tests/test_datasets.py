@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from ledger.aggregates.facts import cycle_collection_paused
 from ledger.entries import LedgerEntry
 from ledger.projections.dataset_columns import (
     ADAE_COLUMNS,
@@ -24,11 +25,7 @@ from ledger.projections.dataset_columns import (
     ADSL_COLUMNS,
     ADTTE_COLUMNS,
 )
-from ledger.projections.datasets import (
-    AnalysisDatasets,
-    build_datasets,
-    cycle_collection_paused,
-)
+from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.protocol_files import bundled_protocol
 
 TRIAL = "NCT05406206"

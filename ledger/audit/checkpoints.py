@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ledger.audit.canonical import CanonicalShape
 
-SIGNING_KEY_ENV = "LEDGER_SIGNING_KEY"
 CHECKPOINT_FIELDS = ("trial_id", "log", "size", "root", "recorded_at", "key_id", "signature")
 
 

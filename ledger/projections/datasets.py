@@ -56,9 +56,7 @@ transport files).
 from __future__ import annotations
 
 import functools
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -71,6 +69,7 @@ from ledger.aggregates.facts import (
     RECORD_VOIDED,
     SUBJECT_ENROLLED,
     FactBook,
+    cycle_collection_paused,
 )
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.entries import LedgerEntry, known_as_of
@@ -94,7 +93,6 @@ __all__ = [
     "Provenance",
     "ResponseRate",
     "build_datasets",
-    "cycle_collection_paused",
 ]
 
 
@@ -246,24 +244,6 @@ def build_datasets(
             when = "at all" if as_of is None else f"by {as_of.isoformat()}"
             raise ValueError(f"no trial.opened entry was recorded {when}: nothing to analyse")
         return _derive(state, as_of, cutoff)
-
-
-@contextmanager
-def cycle_collection_paused() -> Iterator[None]:
-    """Python's cycle collector paused for the block, then as it was before.
-
-    The fold keeps what it reads (a hundred thousand facts and their data at 1,000 subjects),
-    and neither it nor the rows derived from it make reference cycles: the collector's full
-    passes over that growing heap (0.4-0.5 s of a 3.5 s export) would free nothing. Reference
-    counting still frees everything dropped; a cycle made meanwhile waits for the next pass."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 # --- from the folded state to datasets --------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
+from ledger.aggregates.facts import cycle_collection_paused
 from ledger.aggregates.protocol import EXPANSION
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.projections.conformance import check_dataset, check_transport
@@ -35,12 +36,7 @@ from ledger.projections.dataset_json import (
     metadata_version_oid,
     study_oid,
 )
-from ledger.projections.datasets import (
-    AnalysisDatasets,
-    Provenance,
-    build_datasets,
-    cycle_collection_paused,
-)
+from ledger.projections.datasets import AnalysisDatasets, Provenance, build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.files import write_atomically
 from ledger.projections.xpt import split_long_text, write_xpt
