@@ -107,7 +107,7 @@ class LedgerService(TrialReading, AuditReading):
         self._audit_logs: dict[UUID, AuditLog] = {}
         self._reader = StoreReader(self._app)
         if not read_only:
-            self._reader.ensure_subject_index()
+            self._reader.ensure_indexes()
         self._other_writers = OtherWriters(self._app.recorder)
         self.hand_over = HandOver()  # what was just committed, for the publisher to take
 

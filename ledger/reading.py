@@ -57,6 +57,12 @@ _SUBJECT_ROWS = (
 """One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
 version range open to an index, SQLite's planner prefers the primary key's index on a store
 never ANALYZEd, and reads the whole trial."""
+_TYPE_ROWS = (
+    "SELECT originator_version, topic, state FROM {table} "
+    "WHERE originator_id=? AND topic IN ({topics}) AND +originator_version<=?"
+)
+"""An aggregate's rows of some topics, in no order (sorted after), through the type index
+(`ensure_indexes`); the version range kept from the primary key's index, as for `_SUBJECT_ROWS`."""
 _FIRST_ROWS = (
     "WITH RECURSIVE aggregate(id) AS (SELECT min(originator_id) FROM {table} UNION ALL "
     "SELECT (SELECT min(originator_id) FROM {table} WHERE originator_id>aggregate.id) "
@@ -173,7 +179,7 @@ class StoreReader:
         """The subject's entries up to position `upto`, in ledger order, with their leaf hashes.
 
         A SQLite store is asked for the subject's rows alone (through the subject index when the
-        store has it, `ensure_subject_index`), so a subject's history costs its own records, not
+        store has it, `ensure_indexes`), so a subject's history costs its own records, not
         the trial's; any other store is read whole and filtered here.
         """
         hashes = self.leaf_hashes(trial_id, upto) if leaf_hashes is None else leaf_hashes
@@ -187,22 +193,28 @@ class StoreReader:
             if entry.subject_id == subject_id:
                 yield entry
 
-    def ensure_subject_index(self) -> None:
-        """Index a SQLite store's rows by aggregate and subject (see `subject_entries`).
+    def ensure_indexes(self) -> None:
+        """Index a SQLite store's rows by aggregate and subject (see `subject_entries`) and by
+        aggregate and type (see `entries_of_types`).
 
         Made by whoever opens the store for writing (a read-only open creates nothing, and its
-        reads still select in SQL, only without the index). SQLite keeps the index in each
-        write's own transaction, so it always says what the rows say; a store with encoded rows
-        (a cipher, a compressor) holds no JSON to index and gets none.
+        reads still select in SQL, only without the indexes). SQLite keeps an index in each
+        write's own transaction, so it always says what the rows say. A store with encoded rows
+        (a cipher, a compressor) holds no JSON to index by subject and gets only the type index.
         """
-        recorder = self._indexable_sqlite()
-        if recorder is None:
+        recorder = self._app.recorder
+        if not isinstance(recorder, SQLiteAggregateRecorder):
             return
+        table = recorder.events_table_name
         with recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {recorder.events_table_name}_subject "
-                f"ON {recorder.events_table_name} (originator_id, {_SUBJECT_OF_ROW})"
+                f"CREATE INDEX IF NOT EXISTS {table}_type ON {table} (originator_id, topic)"
             )
+            if self._indexable_sqlite() is not None:
+                cursor.execute(
+                    f"CREATE INDEX IF NOT EXISTS {table}_subject "
+                    f"ON {table} (originator_id, {_SUBJECT_OF_ROW})"
+                )
 
     def _subject_rows(self, originator: UUID, subject_id: str, upto: int) -> list[Row] | None:
         """The originator's rows of `subject_id` up to `upto`; None where the store cannot say."""
@@ -227,11 +239,21 @@ class StoreReader:
         """The trial's entries of `types` up to position `upto`, in ledger order.
 
         The store selects them by topic, so the rows of every other type are never fetched nor
-        decoded (the cohort table reads a few thousand of a trial's hundred thousand records).
+        decoded (the cohort table reads a few thousand of a trial's hundred thousand records):
+        on SQLite through the type index (`ensure_indexes`), elsewhere by scanning the
+        notification log's topics.
         """
         trial = trial_aggregate_id(trial_id)
         topics = [topic for topic, kind in _TYPE_OF_TOPIC.items() if kind in types]
         recorder = self._app.recorder
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            statement = _TYPE_ROWS.format(table=recorder.events_table_name,
+                                          topics=", ".join("?" * len(topics)))
+            rows = _sqlite_rows(recorder, statement, (trial.hex, *topics, upto))
+            rows.sort()
+            for row in rows:
+                yield self._entry(row, trial_id)
+            return
         assert isinstance(recorder, ApplicationRecorder)
         stop = recorder.max_notification_id() or 0
         start = 1
