@@ -103,21 +103,31 @@ def test_the_cohort_table_equals_the_fold_of_every_entry(
         assert service.cohort_table(TRIAL_ID, as_of=moment) == expected, moment
 
 
+def query_plan(store: str, query: str, parameters: tuple[object, ...]) -> str:
+    """SQLite's plan for `query` on `store`, as one line."""
+    with closing(sqlite3.connect(store)) as connection:
+        plan = connection.execute("EXPLAIN QUERY PLAN " + query, parameters)
+        return " ".join(str(row) for row in plan)
+
+
+def copy_without_index(store: str, index: str, folder: Path) -> Path:
+    """A copy of `store` in `folder` with `index` dropped."""
+    bare = folder / "bare.db"
+    shutil.copyfile(store, bare)
+    with closing(sqlite3.connect(bare)) as connection:
+        connection.execute(f"DROP INDEX {index}")
+        connection.commit()
+    return bare
+
+
 def test_the_cohort_table_is_read_through_the_type_index(
     service: LedgerService, demo: DemoRun, tmp_path: Path
 ) -> None:
     """The demo store (opened for writing when made) has the type index, SQLite's planner reads
     the cohort records through it, and a copy without the index gives the same tables."""
-    query = "EXPLAIN QUERY PLAN " + reading._TYPE_ROWS.format(table="stored_events",
-                                                              topics="?, ?")
-    with closing(sqlite3.connect(demo.store)) as connection:
-        plan = " ".join(str(row) for row in connection.execute(query, ("x", "a", "b", 9)))
-    assert "stored_events_type" in plan, plan
-    bare = tmp_path / "bare.db"
-    shutil.copyfile(demo.store, bare)
-    with closing(sqlite3.connect(bare)) as connection:
-        connection.execute("DROP INDEX stored_events_type")
-        connection.commit()
+    query = reading._TYPE_ROWS.format(table="stored_events", topics="?, ?")
+    assert "stored_events_type" in query_plan(demo.store, query, ("x", "a", "b", 9))
+    bare = copy_without_index(demo.store, "stored_events_type", tmp_path)
     everything = replayed(demo.store)
     with LedgerService(str(bare), read_only=True) as unindexed:
         for moment in (None, *moments(everything)):
@@ -148,15 +158,9 @@ def test_a_subjects_history_is_read_through_the_subject_index(
 ) -> None:
     """The demo store (opened for writing when made) has the subject index, SQLite's planner
     reads a history through it, and a copy without the index gives the same histories."""
-    query = "EXPLAIN QUERY PLAN " + reading._SUBJECT_ROWS.format(table="stored_events")
-    with closing(sqlite3.connect(demo.store)) as connection:
-        plan = " ".join(str(row) for row in connection.execute(query, ("x", "01-001", 9)))
-    assert "stored_events_subject" in plan, plan
-    bare = tmp_path / "bare.db"
-    shutil.copyfile(demo.store, bare)
-    with closing(sqlite3.connect(bare)) as connection:
-        connection.execute("DROP INDEX stored_events_subject")
-        connection.commit()
+    query = reading._SUBJECT_ROWS.format(table="stored_events")
+    assert "stored_events_subject" in query_plan(demo.store, query, ("x", "01-001", 9))
+    bare = copy_without_index(demo.store, "stored_events_subject", tmp_path)
     everything = replayed(demo.store)
     subjects = sorted({e.subject_id for e in everything if e.subject_id})
     with LedgerService(str(bare), read_only=True) as unindexed:
