@@ -48,7 +48,6 @@ def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) ->
     )
 
 
-
 @dataclass(slots=True)
 class SealedBatch:
     """A sealed batch: what to store in its one transaction, and what it adds to the logs as

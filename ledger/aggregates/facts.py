@@ -12,7 +12,7 @@ import gc
 import hashlib
 import json
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -253,6 +253,11 @@ class FactBook:
         return sorted(
             (fact for facts in of_types for fact in facts), key=lambda fact: fact.position
         )
+
+    def of_subject_by_type(self, subject_id: str) -> Mapping[str, Sequence[Fact]]:
+        """The subject's current facts by type, each type's in ledger order (the book's own
+        index: read it, never change it)."""
+        return self._subjects.get(subject_id, _NO_FACTS).by_type
 
     def of_subject_between(
         self, subject_id: str, types: tuple[str, ...], first: date, last: date

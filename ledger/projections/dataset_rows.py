@@ -7,7 +7,7 @@ rows together."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
@@ -139,20 +139,7 @@ def end_of_treatment_status(
 
 
 FactsByType = Mapping[str, Sequence[Fact]]
-"""One subject's facts by type, each type's in ledger order (`facts_by_type`)."""
-
-
-def facts_by_type(facts: Iterable[Fact]) -> dict[str, list[Fact]]:
-    """The facts grouped by type in one pass, so that each question after it reads only the
-    facts of its own type (a subject's history is mostly doses)."""
-    grouped: dict[str, list[Fact]] = {}
-    for fact in facts:
-        group = grouped.get(fact.type)
-        if group is None:
-            grouped[fact.type] = [fact]
-        else:
-            group.append(fact)
-    return grouped
+"""One subject's facts by type, each type's in ledger order (`FactBook.of_subject_by_type`)."""
 
 
 def treatment_start(facts: FactsByType) -> date | None:

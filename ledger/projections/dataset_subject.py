@@ -33,7 +33,6 @@ from ledger.projections.dataset_rows import (
     adverse_event_rows,
     baseline_demographics,
     end_of_treatment_status,
-    facts_by_type,
     first_date_of,
     first_fact,
     last_alive_on,
@@ -79,8 +78,10 @@ def derive_subject(
     cutoff = trial.cutoff
     all_facts = trial.facts.of_subject(subject_id)
     facts = all_facts if cutoff is None else [f for f in all_facts if f.occurred_on <= cutoff]
-    by_type = facts_by_type(facts)
-    all_by_type = by_type if cutoff is None else facts_by_type(all_facts)
+    # The book of everything known answers for this subject alike when nothing is cut off.
+    book = trial.facts if cutoff is None else FactBook.of(facts)
+    by_type = book.of_subject_by_type(subject_id)
+    all_by_type = trial.facts.of_subject_by_type(subject_id)
     enrolled = next(iter(by_type.get(SUBJECT_ENROLLED, ())), None)
     if enrolled is None:
         return None  # enrolled after the cutoff: not yet in the study on that day
@@ -100,8 +101,6 @@ def derive_subject(
     death_on = first_date_of(by_type, SUBJECT_DIED)
     withdrawn = first_fact(by_type, SUBJECT_WITHDRAWN)
     discontinued = first_fact(by_type, TREATMENT_DISCONTINUED)
-    # The book of everything known answers for this subject alike when nothing is cut off.
-    book = trial.facts if cutoff is None else FactBook.of(facts)
     window = assess_dlt_window(book, subject_id, trial.protocol)
 
     # Responses: RECIST on the assessments known by the cutoff. A post-baseline assessment dated
