@@ -55,7 +55,7 @@ def reader(args: argparse.Namespace) -> LedgerService:
 
 
 def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from ledger.audit.inspection import provenance
+    from ledger.audit.provenance import provenance
 
     hashes = [e.leaf_hash for e in entries]
     if any(h is None for h in hashes):

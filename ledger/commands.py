@@ -188,7 +188,7 @@ def schema_command(args: argparse.Namespace) -> int:
 def export_command(args: argparse.Namespace) -> int:
     from collections.abc import Iterator
 
-    from ledger.audit.inspection import export_provenance
+    from ledger.audit.provenance import export_provenance
     from ledger.entries import LedgerEntry
     from ledger.projections.export import export_datasets
 

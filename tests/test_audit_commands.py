@@ -272,7 +272,7 @@ def test_only_the_recording_site_amends_a_record(
 def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) -> None:
     """export_provenance (root from the checkpoint over exactly the exported entries) equals the
     tree rebuilt over the leaf hashes, at a checkpoint's size and between two checkpoints."""
-    from ledger.audit.inspection import export_provenance
+    from ledger.audit.provenance import export_provenance
     from ledger.cli_plumbing import provenance_of
 
     with LedgerService(store, read_only=True) as service:

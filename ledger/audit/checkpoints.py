@@ -22,8 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger.audit.canonical import CanonicalShape
-
-CHECKPOINT_FIELDS = ("trial_id", "log", "size", "root", "recorded_at", "key_id", "signature")
+from ledger.audit.provenance import CHECKPOINT_FIELDS
 
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:

@@ -1,4 +1,4 @@
-"""What an auditor runs: verify a ledger from any source, write and read archives, provenance.
+"""What an auditor runs: verify a ledger from any source, write and read archives.
 
 A source (the store, an archive folder, the Kafka topics) is reduced to the same `AuditSource`:
 the entries of both logs as held, with the leaf hashes held beside them, the checkpoints and the
@@ -19,8 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
-from ledger.audit.checkpoints import CHECKPOINT_FIELDS, load_public_key
-from ledger.audit.merkle import Frontier
+from ledger.audit.checkpoints import load_public_key
 from ledger.audit.verify import LogRecord, LogReport, verify_log
 from ledger.entries import LedgerEntry
 
@@ -191,48 +190,7 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
     return found
 
 
-# --- provenance ---------------------------------------------------------------------------------
-
-
-def provenance(
-    leaf_hashes: Sequence[str], size: int, checkpoints: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The tree head over the first `size` entries and the latest ledger checkpoint within them,
-    for a manifest: the same whether computed from the store, an archive or the topic."""
-    frontier = Frontier()
-    for digest in leaf_hashes[:size]:
-        frontier.append(bytes.fromhex(digest))
-    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
-    latest = max(within, key=lambda c: int(c["size"]), default=None)
-    return {
-        "size": frontier.size,
-        "root": frontier.root().hex(),
-        "checkpoint": {k: latest.get(k) for k in CHECKPOINT_FIELDS} if latest else None,
-    }
-
-
 # --- archives -----------------------------------------------------------------------------------
-
-
-def export_provenance(
-    leaf_hashes: Sequence[str | None], checkpoints: Sequence[Mapping[str, Any]]
-) -> dict[str, Any] | None:
-    """What `ledger.cli_plumbing.provenance_of` gives for entries with these leaf hashes (the
-    manifest's ``root``, ``size``, ``checkpoint``; None when one is not hashed yet), the same dict,
-    with the root taken from the ledger checkpoint over exactly these entries when there is one
-    instead of a Merkle tree rebuilt over every leaf (checkpoints are sealed with the hashes)."""
-    if any(digest is None for digest in leaf_hashes):
-        return None  # a store written before the ledger hashed its log, not yet sealed
-    size = len(leaf_hashes)
-    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
-    latest = max(within, key=lambda c: int(c["size"]), default=None)
-    if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
-        return provenance([str(digest) for digest in leaf_hashes], size, checkpoints)
-    return {
-        "size": size,
-        "root": latest["root"],
-        "checkpoint": {key: latest.get(key) for key in CHECKPOINT_FIELDS},
-    }
 
 
 def write_archive(
