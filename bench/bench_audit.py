@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_datasets
 
 from ledger import audit_reading
-from ledger.aggregates.trial import trial_aggregate_id
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
 from ledger.audit.inspection import verify_source

@@ -31,7 +31,8 @@ from eventsourcing.application import project_aggregate
 
 from ledger.aggregates.facts import Submission
 from ledger.aggregates.rejections import SubmissionRejectedError
-from ledger.aggregates.trial import Trial, project_trial, trial_aggregate_id
+from ledger.aggregates.trial import Trial, project_trial
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.demo import run_demo
 from ledger.schemas.submissions import InvalidSubmissionError, parse_submission, to_domain

@@ -29,7 +29,8 @@ from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submissio
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial, project_trial, trial_aggregate_id
+from ledger.aggregates.trial_state import Outcome
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry
 from ledger.protocol_files import bundled_protocol
@@ -58,6 +59,7 @@ from ledger.store import (
 from ledger.trial_reading import TrialReading
 
 if TYPE_CHECKING:
+    from ledger.aggregates.trial import Trial
     from ledger.audit.checkpoints import Signer
     from ledger.schemas.submissions import SubmissionMessage
 
@@ -132,6 +134,8 @@ class LedgerService(TrialReading, AuditReading):
         """Record `trial.opened` with the protocol in force; refuses a second opening."""
         if self.find_trial(protocol.trial_id) is not None:
             raise ValueError(f"trial {protocol.trial_id} is already open in this store")
+        from ledger.aggregates.trial import Trial  # the aggregate: only commands that record
+
         trial = Trial.open(
             protocol,
             source=LEDGER_SOURCE,
@@ -164,6 +168,8 @@ class LedgerService(TrialReading, AuditReading):
         cached = self._trials.get(trial_id)
         if cached is not None:
             return cached
+        from ledger.aggregates.trial import project_trial  # replaying needs the aggregate
+
         try:
             trial: Trial = self._app.repository.get(
                 trial_aggregate_id(trial_id), projector_func=project_trial

@@ -19,13 +19,13 @@ from eventsourcing.application import AggregateNotFoundError
 
 from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
 from ledger.aggregates.intake import RejectionLog
-from ledger.aggregates.trial import Trial
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.reading import StoreReader
 from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
+    from ledger.aggregates.trial import Trial
     from ledger.audit.checkpoints import Signer
     from ledger.audit.inspection import AuditSource
 
@@ -175,7 +175,7 @@ class AuditReading:
             events = trial.collect_events()
             if not events:
                 continue
-            entries = [entry_of(cast(Trial.Event, event), trial_id) for event in events]
+            entries = [entry_of(cast("Trial.Event", event), trial_id) for event in events]
             audit = self._audit_log(LEDGER_LOG, trial_id)
             self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
             seal_batch(
@@ -186,7 +186,7 @@ class AuditReading:
             )
             hashes = audit.leaf_hashes[-len(events):]
             batch.entries[trial_id] = [
-                entry_of(cast(Trial.Event, event), trial_id, leaf)
+                entry_of(cast("Trial.Event", event), trial_id, leaf)
                 for event, leaf in zip(events, hashes, strict=True)
             ]
             collected += [*events, audit]
@@ -277,6 +277,8 @@ class AuditReading:
             self._opened_trial_ids.update(opened)
             self._opened_scanned_to = last
         if last > self._opened_scanned_to:
+            from ledger.aggregates.trial import Trial  # decoding events needs their classes
+
             for notification in recorder.select_notifications(
                 start=self._opened_scanned_to + 1, limit=1_000_000, stop=last,
                 topics=[Trial.Opened.TOPIC],

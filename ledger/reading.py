@@ -25,20 +25,18 @@ from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
-from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.aggregates.trial_topics import (
+    LEDGER_TYPES,
+    ledger_type_of_topic,
+    trial_aggregate_id,
+    trial_topic,
+)
 from ledger.entries import LedgerEntry, format_timestamp, parse_timestamp
 from ledger.store import LedgerStore
 
 PAGE = 2_000
 """Rows per read: enough to amortise a query, small enough to keep memory flat."""
 
-_TYPE_OF_TOPIC: dict[str, str] = {
-    event_class.TOPIC: event_class.ledger_type
-    for event_class in vars(Trial).values()
-    if isinstance(event_class, type)
-    and issubclass(event_class, Trial.Event)
-    and event_class.ledger_type
-}
 _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
 """A stored event as read here: (originator_version, topic, state)."""
@@ -117,7 +115,7 @@ class StoreReader:
         if not isinstance(recorder, SQLiteAggregateRecorder):
             return None
         first_rows = _FIRST_ROWS.format(table=recorder.events_table_name)
-        opened = _sqlite_rows(recorder, first_rows, (Trial.Opened.TOPIC,))
+        opened = _sqlite_rows(recorder, first_rows, (trial_topic("Opened"),))
         return [str(self._state(row)["data"]["protocol"]["trial_id"]) for row in opened]
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
@@ -244,7 +242,7 @@ class StoreReader:
         notification log's topics.
         """
         trial = trial_aggregate_id(trial_id)
-        topics = [topic for topic, kind in _TYPE_OF_TOPIC.items() if kind in types]
+        topics = [trial_topic(name) for name, kind in LEDGER_TYPES.items() if kind in types]
         recorder = self._app.recorder
         if isinstance(recorder, SQLiteAggregateRecorder):
             statement = _TYPE_ROWS.format(table=recorder.events_table_name,
@@ -317,7 +315,7 @@ class StoreReader:
 
     def _entry_object(self, row: Row, trial_id: str) -> dict[str, Any]:
         position, topic, raw = row
-        ledger_type = _TYPE_OF_TOPIC.get(topic)
+        ledger_type = ledger_type_of_topic(topic)
         if not self._plain or ledger_type is None:
             return _without_leaf_hash(self._entry(row, trial_id).to_json_dict())
         state = _json_object(raw)
@@ -368,7 +366,7 @@ class StoreReader:
 
     def _entry(self, row: Row, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
         position, topic, _ = row
-        ledger_type = _TYPE_OF_TOPIC.get(topic)
+        ledger_type = ledger_type_of_topic(topic)
         if ledger_type is None:
             raise ValueError(f"position {position}: unknown topic {topic}")
         state = self._state(row)

@@ -14,11 +14,14 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial, trial_aggregate_id
+from ledger.aggregates.trial_state import Outcome
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry, format_timestamp
 
 if TYPE_CHECKING:
     import stamina
+
+    from ledger.aggregates.trial import Trial
 
 LEDGER_SOURCE = "trial-ledger"
 

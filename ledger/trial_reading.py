@@ -14,12 +14,15 @@ from uuid import UUID
 
 from ledger.aggregates.audit_log import LEDGER_LOG, AuditLog, audit_log_id
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
-from ledger.aggregates.trial import Trial, project_trial, trial_aggregate_id
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import COHORT_TYPES, CohortTable, cohort_table
 from ledger.reading import StoreReader
 from ledger.recording import rejection_message
 from ledger.store import LedgerStore
+
+if TYPE_CHECKING:
+    from ledger.aggregates.trial import Trial
 
 
 class TrialReading:
@@ -89,6 +92,8 @@ class TrialReading:
         last = self._reader.last_position(trial_id, as_of)
         if last == 0:
             raise LookupError(f"trial {trial_id} was not yet open at {as_of.isoformat()}")
+        from ledger.aggregates.trial import project_trial  # the aggregate, only when replayed
+
         past: Trial = self._app.repository.get(
             trial_aggregate_id(trial_id), version=last, projector_func=project_trial
         )

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
-from ledger.aggregates.trial import trial_aggregate_id
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer, make_checkpoint
 from ledger.audit.inspection import AuditSource, records_from_messages, verify_source

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ledger.aggregates.trial import trial_aggregate_id
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.inspection import verify_source
 from tests.builders import TRIAL_ID

@@ -22,7 +22,13 @@ import pandas as pd
 import pytest
 
 from ledger import reading
-from ledger.aggregates.trial import Trial, trial_aggregate_id
+from ledger.aggregates.trial import Trial
+from ledger.aggregates.trial_topics import (
+    LEDGER_TYPES,
+    ledger_type_of_topic,
+    trial_aggregate_id,
+    trial_topic,
+)
 from ledger.application import LedgerService
 from ledger.audit_reading import entry_of
 from ledger.demo import DemoRun, run_demo
@@ -254,3 +260,25 @@ def test_verify_reads_a_row_as_its_entry_would_be_written(
             expected = reader._entry(row, TRIAL_ID).to_json_dict()
             del expected["leaf_hash"]
             assert (entry, why) == (expected, None), position
+
+
+def _trial_event_classes() -> dict[str, type[Trial.Event]]:
+    """The event classes the aggregate declares with a topic of their own (not the ones the
+    library derives, such as ``Created``, which are never recorded)."""
+    return {
+        name: value for name, value in vars(Trial).items()
+        if isinstance(value, type) and issubclass(value, Trial.Event) and "TOPIC" in vars(value)
+    }
+
+
+def test_the_topic_table_is_the_aggregates_own_classes() -> None:
+    """Readers map a stored topic to its contract type by `trial_topics`, without the aggregate:
+    every Trial event class is stored under ``trial_topic(its name)`` and records the type the
+    table gives it; every row of the table is a class of the aggregate (none left over)."""
+    classes = _trial_event_classes()
+    for name, event_class in classes.items():
+        assert trial_topic(name) == event_class.TOPIC, name
+        assert ledger_type_of_topic(event_class.TOPIC) == (LEDGER_TYPES.get(name) or None), name
+        assert event_class.ledger_type == LEDGER_TYPES.get(name, ""), name
+    assert set(LEDGER_TYPES) <= set(classes)
+    assert len(set(LEDGER_TYPES.values())) == len(LEDGER_TYPES), "one class per contract type"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from ledger.aggregates.escalation import LevelCount
 from ledger.aggregates.facts import FRUQUINTINIB_DOSED, HAIC_ADMINISTERED, Fact, FactBook
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial, project_trial
-from ledger.aggregates.trial_state import TrialState
+from ledger.aggregates.trial import Trial, project_trial
+from ledger.aggregates.trial_state import Outcome, TrialState
 from ledger.protocol_files import bundled_protocol
 from ledger.schemas.submissions import to_domain, validate_submission
 from tests.builders import Script

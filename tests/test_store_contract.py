@@ -24,7 +24,8 @@ from eventsourcing.persistence import IntegrityError
 from consumers.publisher import read_lines
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode
-from ledger.aggregates.trial import Outcome, trial_aggregate_id
+from ledger.aggregates.trial_state import Outcome
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import BatchReport, Delivery, LedgerService, store_environment
 from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry

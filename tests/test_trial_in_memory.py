@@ -12,8 +12,8 @@ from ledger.aggregates.escalation import DeclareMtd, DeEscalate, Escalate, Expan
 from ledger.aggregates.facts import FactBook, Submission
 from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
-from ledger.aggregates.trial import Outcome, Trial
-from ledger.aggregates.trial_state import Stage, TrialState
+from ledger.aggregates.trial import Trial
+from ledger.aggregates.trial_state import Outcome, Stage, TrialState
 from ledger.entries import LedgerEntry
 from ledger.protocol_files import bundled_protocol
 from ledger.schemas.submissions import to_domain, validate_submission

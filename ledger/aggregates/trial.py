@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
-from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
@@ -30,27 +28,16 @@ from ledger.aggregates import trial_state as recorded
 from ledger.aggregates.escalation import LevelCount
 from ledger.aggregates.facts import Submission, cycle_collection_paused
 from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
-from ledger.aggregates.trial_state import CohortState, Stage, TrialState
+from ledger.aggregates.trial_state import CohortState, Outcome, Stage, TrialState
+from ledger.aggregates.trial_topics import LEDGER_TYPES, trial_aggregate_id
 
 __all__ = [
     "EXPANSION",
     "CohortState",
-    "Outcome",
     "Stage",
     "Trial",
     "project_trial",
-    "trial_aggregate_id",
 ]
-
-
-def trial_aggregate_id(trial_id: str) -> UUID:
-    """Derived from the registry id, so a redelivered `trial.opened` cannot open a second trial."""
-    return uuid5(NAMESPACE_URL, f"trial-ledger:trial:{trial_id}")
-
-
-class Outcome(StrEnum):
-    RECORDED = "recorded"
-    DUPLICATE = "duplicate"
 
 
 class Trial(Aggregate):
@@ -61,6 +48,7 @@ class Trial(Aggregate):
 
         TOPIC = "trial-ledger:Trial.Event"
         ledger_type: ClassVar[str] = ""
+        """The contract type this class records (`trial_topics.LEDGER_TYPES`); "" for a base."""
         subject_id: str | None
         occurred_on: date | None
         data: dict[str, Any]
@@ -68,6 +56,12 @@ class Trial(Aggregate):
         source: str | None
         entered_by: str | None
         reason: str | None
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+            # One table (trial_topics) says which type each class records: readers of the store
+            # map a stored topic to its type there, without these classes.
+            cls.ledger_type = LEDGER_TYPES.get(cls.__name__, "")
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Trial)
@@ -84,7 +78,6 @@ class Trial(Aggregate):
 
     class Opened(Event, Aggregate.Created):
         TOPIC = "trial-ledger:Trial.Opened"
-        ledger_type = recorded.TRIAL_OPENED
 
     # --- submissions (contract §2) -----------------------------------------------------------
 
@@ -93,117 +86,89 @@ class Trial(Aggregate):
 
     class SubjectEnrolled(FactRecorded):
         TOPIC = "trial-ledger:Trial.SubjectEnrolled"
-        ledger_type = facts.SUBJECT_ENROLLED
 
     class HaicAdministered(FactRecorded):
         TOPIC = "trial-ledger:Trial.HaicAdministered"
-        ledger_type = facts.HAIC_ADMINISTERED
 
     class FruquintinibDosed(FactRecorded):
         TOPIC = "trial-ledger:Trial.FruquintinibDosed"
-        ledger_type = facts.FRUQUINTINIB_DOSED
 
     class DoseModified(FactRecorded):
         TOPIC = "trial-ledger:Trial.DoseModified"
-        ledger_type = facts.DOSE_MODIFIED
 
     class AdverseEventReported(FactRecorded):
         TOPIC = "trial-ledger:Trial.AdverseEventReported"
-        ledger_type = facts.ADVERSE_EVENT_REPORTED
 
     class AdverseEventUpdated(FactRecorded):
         TOPIC = "trial-ledger:Trial.AdverseEventUpdated"
-        ledger_type = facts.ADVERSE_EVENT_UPDATED
 
     class DltAdjudicated(FactRecorded):
         TOPIC = "trial-ledger:Trial.DltAdjudicated"
-        ledger_type = facts.DLT_ADJUDICATED
 
     class TumorAssessed(FactRecorded):
         TOPIC = "trial-ledger:Trial.TumorAssessed"
-        ledger_type = facts.TUMOR_ASSESSED
 
     class AnticancerTherapyStarted(FactRecorded):
         TOPIC = "trial-ledger:Trial.AnticancerTherapyStarted"
-        ledger_type = facts.ANTICANCER_THERAPY_STARTED
 
     class TreatmentDiscontinued(FactRecorded):
         TOPIC = "trial-ledger:Trial.TreatmentDiscontinued"
-        ledger_type = facts.TREATMENT_DISCONTINUED
 
     class SubjectKnownAlive(FactRecorded):
         TOPIC = "trial-ledger:Trial.SubjectKnownAlive"
-        ledger_type = facts.SUBJECT_ALIVE
 
     class SubjectDied(FactRecorded):
         TOPIC = "trial-ledger:Trial.SubjectDied"
-        ledger_type = facts.SUBJECT_DIED
 
     class SubjectWithdrawn(FactRecorded):
         TOPIC = "trial-ledger:Trial.SubjectWithdrawn"
-        ledger_type = facts.SUBJECT_WITHDRAWN
 
     class RecordCorrected(Event):
         TOPIC = "trial-ledger:Trial.RecordCorrected"
-        ledger_type = facts.RECORD_CORRECTED
 
     class RecordVoided(Event):
         TOPIC = "trial-ledger:Trial.RecordVoided"
-        ledger_type = facts.RECORD_VOIDED
 
     # --- the ledger's own decisions (contract §3) ----------------------------------------------
 
     class CohortOpened(Event):
         TOPIC = "trial-ledger:Trial.CohortOpened"
-        ledger_type = recorded.COHORT_OPENED
 
     class CohortExpanded(Event):
         TOPIC = "trial-ledger:Trial.CohortExpanded"
-        ledger_type = recorded.COHORT_EXPANDED
 
     class CohortClosed(Event):
         TOPIC = "trial-ledger:Trial.CohortClosed"
-        ledger_type = recorded.COHORT_CLOSED
 
     class DoseEscalated(Event):
         TOPIC = "trial-ledger:Trial.DoseEscalated"
-        ledger_type = recorded.DOSE_ESCALATED
 
     class DoseDeescalated(Event):
         TOPIC = "trial-ledger:Trial.DoseDeescalated"
-        ledger_type = recorded.DOSE_DEESCALATED
 
     class MtdDeclared(Event):
         TOPIC = "trial-ledger:Trial.MtdDeclared"
-        ledger_type = recorded.MTD_DECLARED
 
     class ExpansionOpened(Event):
         TOPIC = "trial-ledger:Trial.ExpansionOpened"
-        ledger_type = recorded.EXPANSION_OPENED
 
     class TrialStopped(Event):
         TOPIC = "trial-ledger:Trial.TrialStopped"
-        ledger_type = recorded.TRIAL_STOPPED
 
     class DltCandidateFlagged(Event):
         TOPIC = "trial-ledger:Trial.DltCandidateFlagged"
-        ledger_type = recorded.DLT_CANDIDATE_FLAGGED
 
     class DltWindowClosed(Event):
         TOPIC = "trial-ledger:Trial.DltWindowClosed"
-        ledger_type = recorded.DLT_WINDOW_CLOSED
 
     class DltWindowRevised(Event):
         TOPIC = "trial-ledger:Trial.DltWindowRevised"
-        ledger_type = recorded.DLT_WINDOW_REVISED
 
     class ProtocolDeviationFlagged(Event):
         TOPIC = "trial-ledger:Trial.ProtocolDeviationFlagged"
-        ledger_type = recorded.PROTOCOL_DEVIATION
 
     class CohortReevaluated(Event):
         TOPIC = "trial-ledger:Trial.CohortReevaluated"
-        ledger_type = recorded.COHORT_REEVALUATED
 
     # --- construction ---------------------------------------------------------------------------
 

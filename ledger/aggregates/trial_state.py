@@ -25,7 +25,15 @@ from ledger.aggregates.facts import (
 from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
 from ledger.aggregates.safety import ADVERSE_EVENT_TYPES, AdverseEvent, DltWindow, adverse_events
 
+
 # The ledger's own recorded types (contract §3), beside the submission types in `facts`.
+class Outcome(StrEnum):
+    """What recording a submission did: recorded it, or recognised a redelivery."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+
+
 TRIAL_OPENED = "trial.opened"
 COHORT_OPENED = "cohort.opened"
 COHORT_EXPANDED = "cohort.expanded"
