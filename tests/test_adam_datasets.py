@@ -21,6 +21,7 @@ from ledger.projections.conformance import (
     check_transport,
 )
 from ledger.projections.dataset_columns import CODELISTS, DATASET_COLUMNS, DATASET_LABELS, Column
+from ledger.projections.dataset_table import Dataset
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.export import MANIFEST_NAME, write_datasets
 from tests.builders import TRIAL_ID
@@ -464,45 +465,72 @@ def _rename(stem: str, name: str, new: str) -> tuple[Column, ...]:
     return tuple(replace(c, name=new) if c.name == name else c for c in DATASET_COLUMNS[stem])
 
 
-def _set(frame: pd.DataFrame, name: str, value: object) -> pd.DataFrame:
-    """``frame`` with the first row's ``name`` holding ``value`` (the column turned object)."""
-    broken = frame.copy()
-    broken[name] = broken[name].astype(object)
-    broken.at[broken.index[0], name] = value
-    return broken
+def _set(table: Dataset, name: str, value: object) -> Dataset:
+    """``table`` with the first row's ``name`` holding ``value``."""
+    index = table.names.index(name)
+    first, *rest = table.rows
+    changed = (*first[:index], value, *first[index + 1:])
+    return Dataset(table.columns, (changed, *rest))
 
 
-def _swap(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
-    names = list(frame.columns)
-    i, j = names.index(first), names.index(second)
-    names[i], names[j] = names[j], names[i]
-    return frame[names]
+def _swap(table: Dataset, first: str, second: str) -> Dataset:
+    """``table`` with variables ``first`` and ``second`` trading places, cells and all."""
+    order = list(range(len(table.columns)))
+    i, j = table.names.index(first), table.names.index(second)
+    order[i], order[j] = order[j], order[i]
+    return _pick(table, order)
 
 
-# rule, dataset, variable the error must name, and how the table (columns) or frame is broken
+def _drop(table: Dataset, name: str) -> Dataset:
+    """``table`` without variable ``name`` and its cells."""
+    dropped = table.names.index(name)
+    return _pick(table, [i for i in range(len(table.columns)) if i != dropped])
+
+
+def _pick(table: Dataset, order: list[int]) -> Dataset:
+    return Dataset(
+        tuple(table.columns[i] for i in order),
+        tuple(tuple(row[i] for i in order) for row in table.rows),
+    )
+
+
+def _add_extra(table: Dataset) -> Dataset:
+    """``table`` with an extra text variable ``EXTRA`` holding "x" on every row."""
+    extra = Column("EXTRA", "Extra", "text")
+    return Dataset((*table.columns, extra), tuple((*row, "x") for row in table.rows))
+
+
+def _rename_data(table: Dataset, name: str, new: str) -> Dataset:
+    """``table`` with variable ``name`` called ``new`` (its cells unchanged)."""
+    return Dataset(
+        tuple(replace(c, name=new) if c.name == name else c for c in table.columns), table.rows
+    )
+
+
+# rule, dataset, variable the error must name, and how the table (columns) or data is broken
 Break = tuple[str, str, str, Any, Any]
 RULE_BREAKS: list[Break] = [
     ("name", "adtte", "AVALDAYS1", lambda: _rename("adtte", "AVAL", "AVALDAYS1"),
-     lambda f: f.rename(columns={"AVAL": "AVALDAYS1"})),
+     lambda d: _rename_data(d, "AVAL", "AVALDAYS1")),
     ("name", "adsl", "age",
-     lambda: _rename("adsl", "AGE", "age"), lambda f: f.rename(columns={"AGE": "age"})),
+     lambda: _rename("adsl", "AGE", "age"), lambda d: _rename_data(d, "AGE", "age")),
     ("label", "adsl", "AGE", lambda: _relabel("adsl", "AGE", "Âge"), None),
     ("label", "adae", "AETERM", lambda: _relabel("adae", "AETERM", "T" * 41), None),
     ("label", "adrs", "AVALC", lambda: _relabel("adrs", "AVALC", " "), None),
-    ("order", "adrs", "AVALC", None, lambda f: _swap(f, "AVAL", "AVALC")),
-    ("order", "adtte", "COHORT", None, lambda f: f.drop(columns=["COHORT"])),
-    ("order", "adae", "EXTRA", None, lambda f: f.assign(EXTRA="x")),
-    ("type", "adtte", "AVAL", None, lambda f: _set(f, "AVAL", "57")),
-    ("type", "adtte", "SRCSEQ", None, lambda f: _set(f, "SRCSEQ", 1.5)),
-    ("type", "adsl", "SUBJID", None, lambda f: _set(f, "SUBJID", 1)),
+    ("order", "adrs", "AVALC", None, lambda d: _swap(d, "AVAL", "AVALC")),
+    ("order", "adtte", "COHORT", None, lambda d: _drop(d, "COHORT")),
+    ("order", "adae", "EXTRA", None, _add_extra),
+    ("type", "adtte", "AVAL", None, lambda d: _set(d, "AVAL", "57")),
+    ("type", "adtte", "SRCSEQ", None, lambda d: _set(d, "SRCSEQ", 1.5)),
+    ("type", "adsl", "SUBJID", None, lambda d: _set(d, "SUBJID", 1)),
     ("format", "adsl", "TRTSDT", None,
-     lambda f: _set(f, "TRTSDT", datetime(2025, 1, 6, 12, 30))),
-    ("format", "adsl", "TRTSDT", None, lambda f: _set(f, "TRTSDT", "2025-01-06")),
-    ("format", "adrs", "SUMDIAM", None, lambda f: _set(f, "SUMDIAM", date(2025, 1, 6))),
-    ("length", "adrs", "AVALC", None, lambda f: _set(f, "AVALC", "NON-CR/NON-PD+")),
-    ("codelist", "adae", "AESER", None, lambda f: _set(f, "AESER", "U")),
-    ("codelist", "adtte", "CNSR", None, lambda f: _set(f, "CNSR", 99)),
-    ("codelist", "adrs", "AVALC", None, lambda f: _set(f, "AVALC", "CRU")),
+     lambda d: _set(d, "TRTSDT", datetime(2025, 1, 6, 12, 30))),
+    ("format", "adsl", "TRTSDT", None, lambda d: _set(d, "TRTSDT", "2025-01-06")),
+    ("format", "adrs", "SUMDIAM", None, lambda d: _set(d, "SUMDIAM", date(2025, 1, 6))),
+    ("length", "adrs", "AVALC", None, lambda d: _set(d, "AVALC", "NON-CR/NON-PD+")),
+    ("codelist", "adae", "AESER", None, lambda d: _set(d, "AESER", "U")),
+    ("codelist", "adtte", "CNSR", None, lambda d: _set(d, "CNSR", 99)),
+    ("codelist", "adrs", "AVALC", None, lambda d: _set(d, "AVALC", "CRU")),
 ]
 
 
@@ -512,43 +540,44 @@ def test_every_rule_has_a_row_in_the_breaking_table() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "stem", "variable", "break_table", "break_frame"),
+    ("rule", "stem", "variable", "break_table", "break_data"),
     [pytest.param(*row, id=f"{row[0]}:{row[1]}.{row[2]}") for row in RULE_BREAKS],
 )
 def test_conformance_rule_fails_naming_the_variable(
     datasets: AnalysisDatasets, rule: str, stem: str, variable: str,
-    break_table: Any, break_frame: Any,
+    break_table: Any, break_data: Any,
 ) -> None:
     """A dataset broken in one variable fails that rule, the message naming the variable; the
     unbroken dataset passes."""
     codelists = {**CODELISTS, "DOSELVL": (("DL1", ""),), "COHORT": (("DL1", ""),)}
-    frame = datasets.frames()[stem]
+    table = datasets.tables[stem]
     columns = DATASET_COLUMNS[stem]
-    check_dataset(stem.upper(), DATASET_LABELS[stem], frame, columns, _lenient(codelists, frame))
+    check_dataset(stem.upper(), DATASET_LABELS[stem], table, columns, _lenient(codelists, table))
     broken_columns = columns if break_table is None else break_table()
-    broken_frame = frame if break_frame is None else break_frame(frame)
+    broken_table = table if break_data is None else break_data(table)
     with pytest.raises(DatasetConformanceError) as error:
-        check_dataset(stem.upper(), DATASET_LABELS[stem], broken_frame, broken_columns,
-                      _lenient(codelists, frame))
+        check_dataset(stem.upper(), DATASET_LABELS[stem], broken_table, broken_columns,
+                      _lenient(codelists, table))
     assert (error.value.rule, error.value.variable) == (rule, variable)
     assert str(error.value).startswith(f"{stem.upper()} {variable}: ")
     assert str(error.value).endswith(f"({rule} rule)")
 
 
-def _lenient(codelists: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
-    """The protocol codelists (DOSELVL, COHORT) as the frame holds them."""
+def _lenient(codelists: dict[str, Any], table: Dataset) -> dict[str, Any]:
+    """The protocol codelists (DOSELVL, COHORT) as the dataset holds them."""
     extra = {
-        name: tuple((v, v) for v in sorted(set(frame[name].dropna()))) or (("", ""),)
-        for name in ("DOSELVL", "COHORT") if name in frame.columns
+        name: tuple((v, v) for v in sorted(set(table.present(name)))) or (("", ""),)
+        for name in ("DOSELVL", "COHORT") if name in table.names
     }
     return {**codelists, **extra}
 
 
 def test_the_dataset_label_is_checked_too(datasets: AnalysisDatasets) -> None:
     """A dataset label over 40 bytes fails the label rule, naming the dataset label."""
+    adsl = datasets.tables["adsl"]
     with pytest.raises(DatasetConformanceError, match=r"ADSL \(dataset label\):.*label rule"):
-        check_dataset("ADSL", "S" * 41, datasets.adsl, DATASET_COLUMNS["adsl"],
-                      _lenient(dict(CODELISTS), datasets.adsl))
+        check_dataset("ADSL", "S" * 41, adsl, DATASET_COLUMNS["adsl"],
+                      _lenient(dict(CODELISTS), adsl))
 
 
 def test_transport_value_over_200_bytes_fails_the_length_rule() -> None:
@@ -565,7 +594,8 @@ def test_export_of_a_broken_dataset_fails_before_writing_a_byte(
     datasets: AnalysisDatasets, tmp_path: Path, fmt: str
 ) -> None:
     """write_datasets checks every dataset first: a broken ADAE leaves the folder empty."""
-    broken = replace(datasets, adae=_set(datasets.adae, "AESER", "U"))
+    broken_adae = _set(datasets.tables["adae"], "AESER", "U")
+    broken = replace(datasets, tables={**datasets.tables, "adae": broken_adae})
     with pytest.raises(DatasetConformanceError, match=r"^ADAE AESER: .*\(codelist rule\)$"):
         write_datasets(broken, fmt=fmt, out=tmp_path / fmt,  # type: ignore[arg-type]
                        software_version="test")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pandas as pd
 import pytest
 
 from ledger.application import LedgerService
@@ -27,6 +26,7 @@ from ledger.projections.dataset_json import (
     metadata_version_oid,
     study_oid,
 )
+from ledger.projections.dataset_table import Dataset
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from tests.builders import TRIAL_ID
@@ -50,11 +50,11 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> AnalysisDatasets:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=date(2026, 6, 30))
 
 
-def write(datasets: AnalysisDatasets, stem: str, frame: pd.DataFrame | None = None) -> bytes:
+def write(datasets: AnalysisDatasets, stem: str) -> bytes:
     """One dataset as the export would write it (`--format json`)."""
     trial = datasets.provenance.trial_id
     return dataset_json_bytes(
-        datasets.frames()[stem] if frame is None else frame,
+        datasets.tables[stem],
         DATASET_COLUMNS[stem],
         DatasetJsonHeader(
             study_oid=study_oid(trial),
@@ -74,9 +74,9 @@ def define_document(datasets: AnalysisDatasets) -> ET.Element:
     provenance = datasets.provenance
     levels = tuple((name, f"Fruquintinib {mg:g} mg") for name, mg in datasets.dose_levels.items())
     tables = [
-        DefineTable(stem, DATASET_LABELS[stem], DATASET_COLUMNS[stem], frame,
+        DefineTable(stem, DATASET_LABELS[stem], DATASET_COLUMNS[stem], table,
                     f"{stem}.json", DATASET_KEYS[stem])
-        for stem, frame in datasets.frames().items()
+        for stem, table in datasets.tables.items()
     ]
     study = StudyInfo(
         trial_id=provenance.trial_id, protocol_id=provenance.protocol_id,
@@ -96,7 +96,7 @@ def test_each_dataset_is_valid_against_the_dataset_json_schema(
     validator = jsonschema.validators.validator_for(SCHEMA)(SCHEMA)
     assert list(validator.iter_errors(document)) == []
     assert document["datasetJSONVersion"] == "1.1.0"
-    assert document["records"] == len(document["rows"]) == len(datasets.frames()[stem]) > 0
+    assert document["records"] == len(document["rows"]) == len(datasets.tables[stem]) > 0
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -140,17 +140,17 @@ def test_oids_names_and_lengths_are_define_xml_s(datasets: AnalysisDatasets, ste
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_rows_hold_the_datasets_values(datasets: AnalysisDatasets, stem: str) -> None:
-    """Each cell is the frame's value in its column's JSON type; missing values are null."""
-    frame = datasets.frames()[stem]
+    """Each cell is the dataset's value in its column's JSON type; missing values are null."""
+    table = datasets.tables[stem]
     document = json.loads(write(datasets, stem))
     columns = document["columns"]
     assert [c["name"] for c in columns] == [c.name for c in DATASET_COLUMNS[stem]]
     assert [c["label"] for c in columns] == [c.label for c in DATASET_COLUMNS[stem]]
-    for row, (_, expected) in zip(document["rows"], frame.iterrows(), strict=True):
+    assert table.names == tuple(c["name"] for c in columns)
+    for row, expected in zip(document["rows"], table.rows, strict=True):
         assert len(row) == len(columns)
-        for value, column in zip(row, columns, strict=True):
-            want = expected[column["name"]]
-            if pd.isna(want):
+        for value, column, want in zip(row, columns, expected, strict=True):
+            if want is None:
                 assert value is None, column["name"]
                 continue
             assert isinstance(value, JSON_TYPES[column["dataType"]]), column["name"]
@@ -195,9 +195,9 @@ SMALL_HEADER = DatasetJsonHeader(
 
 def small(column: Column, values: list[Any], keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """A one-column dataset XX written to Dataset-JSON and read back."""
-    frame = pd.DataFrame({column.name: pd.Series(values, dtype=object)})
+    table = Dataset((column,), tuple((value,) for value in values))
     return dict(json.loads(dataset_json_bytes(
-        frame, (column,), SMALL_HEADER, name="xx", label="Test", keys=keys,
+        table, (column,), SMALL_HEADER, name="xx", label="Test", keys=keys,
     )))
 
 
@@ -240,9 +240,10 @@ def test_a_value_that_does_not_fit_is_refused_naming_the_variable(
 
 
 def test_a_column_missing_from_the_data_is_refused() -> None:
-    """A variable of the column table absent from the frame is named, nothing written."""
+    """A variable of the column table absent from the dataset is named, nothing written."""
+    data = Dataset((Column("VAR", "Variable", "int"),), ((1,),))
     with pytest.raises(ValueError, match=r"^XX\.OTHER: variable not in the data$"):
         dataset_json_bytes(
-            pd.DataFrame({"VAR": [1]}), (Column("OTHER", "Other", "int"),), SMALL_HEADER,
+            data, (Column("OTHER", "Other", "int"),), SMALL_HEADER,
             name="xx", label="Test",
         )

@@ -332,15 +332,18 @@ def test_a_dataset_breaking_a_conformance_rule_fails_the_export_in_one_line(
 
     from ledger import cli
     from ledger.projections import export as export_module
+    from ledger.projections.dataset_table import Dataset
 
     run = run_demo(tmp_path / "demo", seed=1)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         datasets = build_datasets(*args, **kwargs)
-        adae = datasets.adae.copy()
-        adae["AESER"] = adae["AESER"].astype(object)
-        adae.loc[adae.index[0], "AESER"] = "U"
-        return dataclasses.replace(datasets, adae=adae)
+        adae = datasets.tables["adae"]
+        aeser = adae.names.index("AESER")
+        first, *rest = adae.rows
+        first = (*first[:aeser], "U", *first[aeser + 1:])
+        broken_adae = Dataset(adae.columns, (first, *rest))
+        return dataclasses.replace(datasets, tables={**datasets.tables, "adae": broken_adae})
 
     monkeypatch.setattr(export_module, "build_datasets", broken)
     code = cli.main(["export", "--store", run.store, "--out", str(tmp_path / "out")])

@@ -6,9 +6,9 @@ Before ``ledger export`` writes a byte, each dataset is held to its table in
 The rules, in the order they are checked (:data:`RULES`):
 
 * ``name``: 1–8 characters, upper-case letters, digits or ``_``, starting with a letter
-  (SAS v5), in the table and in the frame;
+  (SAS v5), in the table and in the dataset;
 * ``label``: non-empty printable ASCII of at most 40 bytes (the dataset's label too);
-* ``order``: the frame's variables are the table's, in the table's order;
+* ``order``: the dataset's variables are the table's, in the table's order;
 * ``type``: character variables (``text``) hold text, numeric ones (``int``, ``float``,
   ``date``) numbers, ``int`` whole numbers;
 * ``format``: date variables hold dates, which the transport file shows as ``DATE9.``, and no
@@ -23,18 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import pandas as pd
-
-from ledger.projections.cells import present_values
 from ledger.projections.dataset_columns import Column
-from ledger.projections.xpt import (
+from ledger.projections.dataset_table import Dataset
+from ledger.projections.sas_limits import (
     MAX_CHARACTER_BYTES,
     MAX_LABEL_LENGTH,
     MAX_NAME_LENGTH,
     SAS_NAME,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "RULES",
@@ -75,21 +76,20 @@ def declared_length(column: Column, codelists: Codelists) -> int | None:
 def check_dataset(
     dataset: str,
     label: str,
-    frame: pd.DataFrame,
+    table: Dataset,
     columns: Sequence[Column],
     codelists: Codelists,
 ) -> None:
-    """Raise :class:`DatasetConformanceError` at the first rule ``frame`` breaks."""
+    """Raise :class:`DatasetConformanceError` at the first rule ``table`` breaks."""
     for column in columns:
         _check_name(dataset, column.name)
         _check_label(dataset, column.name, column.label)
     _check_label(dataset, "(dataset label)", label)
-    _check_order(dataset, frame, columns)
+    _check_order(dataset, table, columns)
     for column in columns:
-        values = frame[column.name]
-        present = present_values(values)  # read once for the three checks
+        present = table.present(column.name)  # read once for the three checks
         _check_type(dataset, column, present)
-        _check_format(dataset, column, values, present)
+        _check_format(dataset, column, present)
         _check_coded(dataset, column, present, codelists)
 
 
@@ -131,10 +131,10 @@ def _check_label(dataset: str, variable: str, label: str) -> None:
         )
 
 
-def _check_order(dataset: str, frame: pd.DataFrame, columns: Sequence[Column]) -> None:
+def _check_order(dataset: str, table: Dataset, columns: Sequence[Column]) -> None:
     """A missing or extra variable is named as such before any variable out of place."""
     expected = [c.name for c in columns]
-    actual = [str(c) for c in frame.columns]
+    actual = list(table.names)
     if actual == expected:
         return
     missing = next((name for name in expected if name not in actual), None)
@@ -189,14 +189,8 @@ def _as_number(value: object) -> float | None:
         return None
 
 
-def _check_format(
-    dataset: str, column: Column, values: pd.Series[Any], present: Sequence[Any]
-) -> None:
+def _check_format(dataset: str, column: Column, present: Sequence[Any]) -> None:
     if column.kind == "date":
-        if pd.api.types.is_datetime64_dtype(values.dtype):
-            stamps = values.dropna()
-            if (stamps == stamps.dt.normalize()).all():
-                return
         wrong = next(
             (v for v in present if isinstance(v, datetime) or not isinstance(v, date)),
             None,
@@ -207,9 +201,7 @@ def _check_format(
                 f"date variable (DATE9.) holds {type(wrong).__name__} value {wrong!r}",
             )
         return
-    if pd.api.types.is_datetime64_any_dtype(values.dtype) or any(
-        isinstance(v, date) for v in present
-    ):
+    if any(isinstance(v, date) for v in present):
         raise DatasetConformanceError(
             dataset, column.name, "format",
             f"{column.kind} variable holds dates: it would be written with a date format",

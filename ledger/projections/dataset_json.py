@@ -29,11 +29,9 @@ from datetime import date, datetime
 from numbers import Integral, Real
 from typing import Any, Final
 
-import pandas as pd
-
 from ledger.entries import format_timestamp
-from ledger.projections.cells import is_missing
 from ledger.projections.dataset_columns import Column
+from ledger.projections.dataset_table import Dataset
 
 __all__ = [
     "DATASET_JSON_VERSION",
@@ -73,7 +71,7 @@ class DatasetJsonHeader:
 
 
 def dataset_json_bytes(
-    frame: pd.DataFrame,
+    table: Dataset,
     columns: Sequence[Column],
     header: DatasetJsonHeader,
     *,
@@ -81,21 +79,24 @@ def dataset_json_bytes(
     label: str,
     keys: Sequence[str] = (),
 ) -> bytes:
-    """The Dataset-JSON 1.1 document of ``frame`` (its ``columns``, in that order), UTF-8.
+    """The Dataset-JSON 1.1 document of ``table`` (its ``columns``, in that order), UTF-8.
 
     ``header``: what every file of the export states alike; ``name``: the dataset (``ADSL``);
     ``label``: its label; ``keys``: the natural key variables, in key order.
     """
     dataset = name.upper()
-    missing = [column.name for column in columns if column.name not in frame.columns]
+    names = table.names
+    missing = [column.name for column in columns if column.name not in names]
     if missing:
         raise ValueError(f"{dataset}.{missing[0]}: variable not in the data")
     unknown_keys = [key for key in keys if key not in {column.name for column in columns}]
     if unknown_keys:
         raise ValueError(f"{dataset}.{unknown_keys[0]}: key variable not among the columns")
+    picked = [names.index(column.name) for column in columns]
     rows = [
-        [_value(dataset, column, value) for column, value in zip(columns, row, strict=True)]
-        for row in frame[[column.name for column in columns]].itertuples(index=False, name=None)
+        [_value(dataset, column, row[index]) for column, index in zip(columns, picked,
+                                                                       strict=True)]
+        for row in table.rows
     ]
     stamp = format_timestamp(header.created)
     document: dict[str, Any] = {
@@ -149,7 +150,7 @@ def _column(
 
 def _value(dataset: str, column: Column, value: object) -> str | int | float | None:
     """One cell as its column's JSON type, or a ValueError naming the variable."""
-    if is_missing(value):
+    if value is None:
         return None
     where = f"{dataset}.{column.name}"
     if column.kind == "text":

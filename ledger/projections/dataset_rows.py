@@ -1,8 +1,8 @@
 """Dataset rows every dataset shares, ADSL's parts and ADAE: the common context of one subject's
-rows, demographics, treatment start and end, the adverse event rows, and the typed, sorted frame
-the rows are collected into. ADRS rows are :mod:`ledger.projections.adrs_rows`, ADTTE rows
-:mod:`ledger.projections.adtte_rows`; :mod:`ledger.projections.dataset_subject` puts one subject's
-rows together."""
+rows, demographics, treatment start and end and the adverse event rows (collected into datasets
+by :func:`ledger.projections.dataset_table.dataset_table`). ADRS rows are
+:mod:`ledger.projections.adrs_rows`, ADTTE rows :mod:`ledger.projections.adtte_rows`;
+:mod:`ledger.projections.dataset_subject` puts one subject's rows together."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from operator import itemgetter
 from typing import Any, Final
-
-import pandas as pd
 
 from ledger.aggregates.facts import (
     ADVERSE_EVENT_REPORTED,
@@ -25,7 +22,7 @@ from ledger.aggregates.facts import (
     Fact,
 )
 from ledger.aggregates.safety import adverse_events, first_haic_date
-from ledger.projections.dataset_columns import Column
+from ledger.projections.dataset_table import sort_key
 from ledger.projections.recist import study_day
 
 TREATMENT_TYPES: Final = (HAIC_ADMINISTERED, FRUQUINTINIB_DOSED)
@@ -118,7 +115,7 @@ def _number_or_none(value: object) -> float | None:
 
 def number_rows(rows: list[dict[str, Any]], column: str, order: Sequence[str]) -> None:
     """Number one subject's rows 1, 2, … in ``order`` (the datasets' own sort), in place."""
-    rows.sort(key=lambda r: tuple(_sort_key(r[k]) for k in order))
+    rows.sort(key=lambda r: tuple(sort_key(r[k]) for k in order))
     for seq, row in enumerate(rows, start=1):
         row[column] = seq
 
@@ -237,27 +234,3 @@ def adverse_event_rows(
 
 def _text_or_none(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def dataset_frame(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], sort_by: Sequence[str]
-) -> pd.DataFrame:
-    """Rows as a frame with fixed column order and dtypes, sorted, missing dates last."""
-    names = [c.name for c in columns]
-    keyed = sorted(rows, key=lambda r: tuple(_sort_key(r[k]) for k in sort_by))
-    data: dict[str, pd.Series[Any]] = {}
-    for column in columns:
-        values = list(map(itemgetter(column.name), keyed))
-        if column.kind == "int":
-            data[column.name] = pd.Series(values, dtype="Int64")
-        elif column.kind == "float":
-            data[column.name] = pd.Series(
-                [float("nan") if v is None else float(v) for v in values], dtype="float64"
-            )
-        else:
-            data[column.name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(data, columns=names)
-
-
-def _sort_key(value: object) -> tuple[int, str]:
-    return (1, "") if value is None else (0, str(value))

@@ -59,9 +59,8 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
-
-import pandas as pd
 
 from ledger.aggregates.facts import (
     CLINICAL_FACT_TYPES,
@@ -80,12 +79,14 @@ from ledger.projections.dataset_columns import (
     ADTTE_COLUMNS,
     DISCREPANCY_COLUMNS,
 )
-from ledger.projections.dataset_rows import dataset_frame
 from ledger.projections.dataset_subject import SubjectRows, TrialFacts, derive_subject
+from ledger.projections.dataset_table import Dataset, dataset_table
 from ledger.projections.endpoints import clopper_pearson
 from ledger.projections.recist import CR, PR, AssessmentRules
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ledger.projections.km_summary import EndpointSummary
 
 __all__ = [
@@ -154,29 +155,59 @@ class ResponseRate:
 
 @dataclass(frozen=True, eq=False)
 class AnalysisDatasets:
-    """The datasets as the ledger knew them at ``as_of``, for facts up to ``cutoff``."""
+    """The datasets as the ledger knew them at ``as_of``, for facts up to ``cutoff``.
+
+    ``tables`` are what the export writes (no pandas); ``adsl`` … ``adae`` and ``discrepancies``
+    are the same data as pandas frames, made when first asked for (analyses, the report)."""
 
     provenance: Provenance
-    adsl: pd.DataFrame
-    adtte: pd.DataFrame
-    adrs: pd.DataFrame
-    adae: pd.DataFrame
-    discrepancies: pd.DataFrame
-    """Every ADRS row where the investigator's call differs from the derived response."""
+    tables: Mapping[str, Dataset]
+    """The four submission datasets by file stem, in a fixed order (adsl, adtte, adrs, adae)."""
     orr: tuple[ResponseRate, ...]
     """Overall first (label "Overall"), then one per dose level in protocol order."""
     dose_levels: Mapping[str, float] = field(default_factory=dict)
     """Dose level name → fruquintinib mg, in protocol order."""
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        """The four submission datasets by file stem, in a fixed order."""
-        return {"adsl": self.adsl, "adtte": self.adtte, "adrs": self.adrs, "adae": self.adae}
+        """The four submission datasets as frames by file stem, in the order of ``tables``."""
+        return {stem: table.frame() for stem, table in self.tables.items()}
+
+    @property
+    def adsl(self) -> pd.DataFrame:
+        return self.tables["adsl"].frame()
+
+    @property
+    def adtte(self) -> pd.DataFrame:
+        return self.tables["adtte"].frame()
+
+    @property
+    def adrs(self) -> pd.DataFrame:
+        return self.tables["adrs"].frame()
+
+    @property
+    def adae(self) -> pd.DataFrame:
+        return self.tables["adae"].frame()
+
+    @cached_property
+    def discrepancy_table(self) -> Dataset:
+        """Every ADRS row where the investigator's call differs from the derived response."""
+        adrs = self.tables["adrs"].where("DISCRFL", "Y")
+        names = adrs.names
+        picked = [names.index(c.name) for c in DISCREPANCY_COLUMNS]
+        return Dataset(
+            tuple(DISCREPANCY_COLUMNS), tuple(tuple(row[i] for i in picked) for row in adrs.rows)
+        )
+
+    @property
+    def discrepancies(self) -> pd.DataFrame:
+        """:attr:`discrepancy_table` as a frame."""
+        return self.discrepancy_table.frame()
 
     def kaplan_meier(self, paramcd: str, group_col: str = "DOSELVL") -> EndpointSummary | None:
         """Kaplan–Meier results for PFS, OS or DOR, overall and per group; None without rows."""
         from ledger.projections.km_summary import summarise_endpoint  # lifelines, when asked
 
-        if not (self.adtte["PARAMCD"] == paramcd).any():
+        if paramcd not in self.tables["adtte"].values("PARAMCD"):
             return None
         return summarise_endpoint(self.adtte, paramcd, group_col)
 
@@ -269,18 +300,18 @@ def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) ->
         if subject is not None:
             subjects.append(subject)
 
-    adsl = dataset_frame([s.adsl for s in subjects], ADSL_COLUMNS, ["USUBJID"])
-    adtte = dataset_frame(
-        [r for s in subjects for r in s.adtte], ADTTE_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
-    )
-    adrs = dataset_frame(
-        [r for s in subjects for r in s.adrs], ADRS_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
-    )
-    adae = dataset_frame(
-        [r for s in subjects for r in s.adae], ADAE_COLUMNS, ["USUBJID", "ASTDT", "AESPID"]
-    )
-    discrepant = adrs.loc[adrs["DISCRFL"] == "Y", [c.name for c in DISCREPANCY_COLUMNS]]
-    discrepancies = discrepant.reset_index(drop=True)
+    tables = {
+        "adsl": dataset_table([s.adsl for s in subjects], ADSL_COLUMNS, ["USUBJID"]),
+        "adtte": dataset_table(
+            [r for s in subjects for r in s.adtte], ADTTE_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
+        ),
+        "adrs": dataset_table(
+            [r for s in subjects for r in s.adrs], ADRS_COLUMNS, ["USUBJID", "PARAMCD", "ADT"]
+        ),
+        "adae": dataset_table(
+            [r for s in subjects for r in s.adae], ADAE_COLUMNS, ["USUBJID", "ASTDT", "AESPID"]
+        ),
+    }
 
     fas = [s for s in subjects if s.adsl["FASFL"] == "Y"]
     orr = [_rate("Overall", fas)]
@@ -298,11 +329,7 @@ def _derive(state: _LedgerState, as_of: datetime | None, cutoff: date | None) ->
             as_of=as_of,
             cutoff=cutoff,
         ),
-        adsl=adsl,
-        adtte=adtte,
-        adrs=adrs,
-        adae=adae,
-        discrepancies=discrepancies,
+        tables=tables,
         orr=tuple(orr),
         dose_levels=levels,
     )

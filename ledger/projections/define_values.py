@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import pandas as pd
 from odmlib.define_2_1 import model as odm
 
 from ledger.projections.dataset_columns import _ADRS_PARAMN, _ADTTE_PARAMN, Column
+from ledger.projections.dataset_table import Dataset
 
 __all__ = ["VALUE_LEVEL", "ValueLevel", "value_level_metadata"]
 
@@ -68,7 +68,7 @@ class DatasetTable(Protocol):
     @property
     def columns(self) -> Sequence[Column]: ...
     @property
-    def frame(self) -> pd.DataFrame: ...
+    def table(self) -> Dataset: ...
 
 
 def value_level_metadata(
@@ -83,12 +83,12 @@ def value_level_metadata(
     ``parent_items``: the dataset's ItemDefs by OID; ``data_type``: a column's type and length
     from its values; ``describe``: text → a define ``Description``.
     """
-    stem, columns, frame = table.stem, table.columns, table.frame
+    stem, columns, data = table.stem, table.columns, table.table
     variables = VALUE_LEVEL.get(stem)
-    if not variables or "PARAMCD" not in frame.columns or frame.empty:
+    if not variables or "PARAMCD" not in data.names or not len(data):
         return
     name = stem.upper()
-    present = set(frame["PARAMCD"].dropna().astype(str))
+    present = {str(code) for code in data.present("PARAMCD")}
     by_name = {c.name: c for c in columns}
     for variable, by_param in variables.items():
         params = [code for code in by_param if code in present]
@@ -97,8 +97,8 @@ def value_level_metadata(
         column = by_name[variable]
         value_list = odm.ValueListDef(OID=f"VL.{name}.{variable}")
         for order, paramcd in enumerate(params, start=1):
-            values = frame.loc[frame["PARAMCD"] == paramcd, variable]
-            present_values = [v for v in values if not pd.isna(v)]
+            values = data.where("PARAMCD", paramcd).values(variable)
+            present_values = [v for v in values if v is not None]
             where_oid = f"WC.{name}.PARAMCD.{paramcd}"
             if where_oid not in {w.OID for w in into.where_clauses}:
                 into.where_clauses.append(_where_paramcd(name, paramcd, where_oid))

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import pandas as pd
 from odmlib import ns_registry
 from odmlib.define_2_1 import model as odm
 
 from ledger.entries import format_timestamp
-from ledger.projections.cells import present_values
 from ledger.projections.dataset_columns import CODELISTS, NCI_CODES, Column
+from ledger.projections.dataset_table import Dataset
 from ledger.projections.define_values import ValueLevel, value_level_metadata
 
 __all__ = [
@@ -65,7 +64,7 @@ class DefineTable:
     stem: str
     label: str
     columns: tuple[Column, ...]
-    frame: pd.DataFrame
+    table: Dataset
     file_name: str
     keys: tuple[str, ...]
 
@@ -233,7 +232,7 @@ def _item_group(table: DefineTable, file_format: str) -> tuple[Any, dict[str, An
                 Description=_description(column.method or f"{column.label}."),
             )
         group.ItemRef.append(ref)
-        items[oid] = _item(oid, column, table.frame, file_format)
+        items[oid] = _item(oid, column, table.table, file_format)
     group.leaf = odm.leaf(
         ID=f"LF.{name}",
         href=table.file_name,
@@ -242,8 +241,8 @@ def _item_group(table: DefineTable, file_format: str) -> tuple[Any, dict[str, An
     return group, items, methods
 
 
-def _item(oid: str, column: Column, frame: pd.DataFrame, file_format: str) -> Any:
-    values = present_values(frame[column.name]) if column.name in frame else []
+def _item(oid: str, column: Column, data: Dataset, file_format: str) -> Any:
+    values = data.present(column.name) if column.name in data.names else []
     item = odm.ItemDef(
         OID=oid,
         Name=column.name,

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ledger.aggregates.facts import cycle_collection_paused
 from ledger.aggregates.protocol import EXPANSION
@@ -36,13 +34,15 @@ from ledger.projections.dataset_json import (
     metadata_version_oid,
     study_oid,
 )
+from ledger.projections.dataset_table import Dataset, csv_bytes
 from ledger.projections.datasets import AnalysisDatasets, Provenance, build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.files import write_atomically
-from ledger.projections.xpt import split_long_text, write_xpt
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = [
-    "CSV_FLOAT_FORMAT",
     "MANIFEST_NAME",
     "ExportFormat",
     "Manifest",
@@ -58,8 +58,6 @@ __all__ = [
 ExportFormat = Literal["csv", "xpt", "json"]
 
 MANIFEST_NAME: Final = "manifest.json"
-CSV_FLOAT_FORMAT: Final = "%.10g"
-"""Ten significant digits: exact for diameters and day counts, stable across platforms."""
 
 _SCHEMAS: Final[Mapping[str, tuple[Column, ...]]] = DATASET_COLUMNS
 _FORMATS: Final = ("csv", "xpt", "json")
@@ -155,18 +153,18 @@ def write_datasets(
         raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
     study = _study_info(datasets, fmt, software_version)
     codelists = {**CODELISTS, **study.extra_codelists}
-    for stem, frame in datasets.frames().items():  # every dataset checked before a byte is written
-        check_dataset(stem.upper(), DATASET_LABELS[stem], frame, _SCHEMAS[stem], codelists)
+    for stem, table in datasets.tables.items():  # every dataset checked before a byte is written
+        check_dataset(stem.upper(), DATASET_LABELS[stem], table, _SCHEMAS[stem], codelists)
     out.mkdir(parents=True, exist_ok=True)
     provenance = datasets.provenance
     files = []
     tables = []
-    for stem, frame in datasets.frames().items():
+    for stem, table in datasets.tables.items():
         path = out / f"{stem}.{fmt}"
         columns = _SCHEMAS[stem]
-        written = frame
+        written = table
         if fmt == "csv":
-            write_atomically(path, dataset_csv_bytes(frame))
+            write_atomically(path, csv_bytes(table))
         elif fmt == "json":
             header = DatasetJsonHeader(
                 study_oid=study_oid(provenance.trial_id),
@@ -176,16 +174,15 @@ def write_datasets(
                 software_version=software_version,
             )
             write_atomically(path, dataset_json_bytes(
-                frame, columns, header, name=stem.upper(), label=DATASET_LABELS[stem],
+                table, columns, header, name=stem.upper(), label=DATASET_LABELS[stem],
                 keys=DATASET_KEYS[stem]))
         else:
-            written, columns = _write_xpt(
-                frame, path, stem, columns, provenance.last_recorded_at
-            )
+            written = _write_xpt(table, path, stem, provenance.last_recorded_at)
+            columns = written.columns
         tables.append(
             DefineTable(stem, DATASET_LABELS[stem], columns, written, path.name, DATASET_KEYS[stem])
         )
-        files.append(_manifest_file(path, len(frame)))
+        files.append(_manifest_file(path, len(table)))
     define_path = out / DEFINE_NAME
     write_atomically(define_path, define_xml(tables, study))
     files.append(_manifest_file(define_path, None))
@@ -198,12 +195,6 @@ def write_datasets(
     )
     write_atomically(out / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
     return manifest
-
-
-def dataset_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """A dataset's CSV exactly as ``ledger export`` writes it (the report hashes the same bytes)."""
-    text = frame.to_csv(index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
-    return text.encode("utf-8")
 
 
 def _manifest_file(path: Path, rows: int | None) -> ManifestFile:
@@ -230,14 +221,18 @@ def _study_info(datasets: AnalysisDatasets, fmt: str, software_version: str) -> 
     )
 
 
-def _write_xpt(
-    frame: pd.DataFrame, path: Path, stem: str, schema: tuple[Column, ...], created: datetime
-) -> tuple[pd.DataFrame, tuple[Column, ...]]:
+def _write_xpt(table: Dataset, path: Path, stem: str, created: datetime) -> Dataset:
     """Write one transport file; text over 200 bytes goes into continuation variables.
 
-    Returns the frame as written and its variables (the schema plus any continuations)."""
+    Returns the dataset as written: the table's variables plus any continuations."""
+    import pandas as pd  # the transport writer works on frames
+
+    from ledger.projections.xpt import split_long_text, write_xpt
+
     # Date columns go out as datetime64 so that an all-missing date column is still numeric
     # (a SAS date), and a column keeps its SAS type whatever the data happen to hold.
+    schema = table.columns
+    frame = table.frame()
     converted = frame.copy()
     for column in schema:
         if column.kind == "date":
@@ -262,7 +257,7 @@ def _write_xpt(
                     f"{200 * k} (ADaM: text over 200 bytes split across variables).",
                 )
             )
-    return split, tuple(columns)
+    return Dataset.of_frame(split, columns)
 
 
 # --- plots and headline -----------------------------------------------------------------------
@@ -343,9 +338,9 @@ def headline(datasets: AnalysisDatasets) -> str:
     overall, *by_level = datasets.orr
     lines.append(overall.describe())
     lines.extend(f"  {rate.describe()}" for rate in by_level if rate.n)
-    if len(datasets.discrepancies):
+    if len(datasets.discrepancy_table):
         lines.append(
-            f"{len(datasets.discrepancies)} response(s) where the investigator's call differs "
+            f"{len(datasets.discrepancy_table)} response(s) where the investigator's call differs "
             "from RECIST 1.1 as derived (see ADRS DISCRFL)"
         )
     return "\n".join(lines)

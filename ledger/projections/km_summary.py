@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 import numpy as np
 import pandas as pd
 
+from ledger.projections.dataset_table import CSV_FLOAT_FORMAT
 from ledger.projections.survival import (
     LANDMARK_DAYS,
     LANDMARK_MONTHS,
@@ -29,7 +30,6 @@ __all__ = [
     "ADTTE_COLUMNS",
     "COHORT_COLUMN",
     "FOLLOW_UP_COLUMNS",
-    "KM_CSV_FLOAT_FORMAT",
     "KM_SUMMARY_COLUMNS",
     "OVERALL_LABEL",
     "EndpointSummary",
@@ -137,9 +137,6 @@ KM_SUMMARY_COLUMNS: Final = (
 FOLLOW_UP_COLUMNS: Final = ("PARAMCD", "STRATUM", "N", "CENSORED", "MEDIAN", "LCL", "UCL")
 """The columns of :func:`follow_up_summary`, in order."""
 
-KM_CSV_FLOAT_FORMAT: Final = "%.10g"
-"""Ten significant digits, as the exported datasets (``export.CSV_FLOAT_FORMAT``)."""
-
 OVERALL_STRATUM: Final = "overall"
 _Fit = TypeVar("_Fit", KaplanMeierResult, FollowUpResult)
 _DOSE_LEVEL_COLUMN: Final = "DOSELVL"
@@ -224,7 +221,7 @@ def km_summary_csv(frame: pd.DataFrame) -> bytes:
     if missing:
         raise ValueError(f"not a km_summary table: lacks {', '.join(missing)}")
     text = frame.loc[:, list(KM_SUMMARY_COLUMNS)].to_csv(
-        index=False, lineterminator="\n", float_format=KM_CSV_FLOAT_FORMAT, na_rep=""
+        index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT, na_rep=""
     )
     return text.encode("utf-8")
 

@@ -41,31 +41,27 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ledger.projections.cells import is_missing
 from ledger.projections.files import write_atomically
+from ledger.projections.sas_limits import (
+    MAX_CHARACTER_BYTES,
+    MAX_LABEL_LENGTH,
+    MAX_NAME_LENGTH,
+    SAS_NAME,
+)
 
 __all__ = [
     "DATETIME_FORMAT",
     "DATE_FORMAT",
-    "MAX_CHARACTER_BYTES",
-    "MAX_LABEL_LENGTH",
-    "MAX_NAME_LENGTH",
     "SAS_EPOCH",
-    "SAS_NAME",
     "split_long_text",
     "split_utf8",
     "write_xpt",
 ]
 
-MAX_NAME_LENGTH: Final = 8
-MAX_LABEL_LENGTH: Final = 40
-MAX_CHARACTER_BYTES: Final = 200
 SAS_EPOCH: Final = dt.date(1960, 1, 1)
 DATE_FORMAT: Final = "DATE9."
 DATETIME_FORMAT: Final = "DATETIME20."
 
-SAS_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,7}")
-"""A SAS v5 variable or dataset name."""
 _PRINTABLE_ASCII: Final = re.compile(r"[ -~]*")
 _IBM_MAX: Final = 16.0**63  # IBM hex floats: 16**-65 ≤ |x| < 16**63
 _IBM_MIN: Final = 16.0**-65
@@ -270,7 +266,7 @@ def _to_sas(name: str, column: pd.Series[Any]) -> tuple[pd.Series[Any], str | No
     if pd.api.types.is_numeric_dtype(column.dtype):
         return _numbers(name, column.to_numpy(dtype=float, na_value=np.nan)), None
     if pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
-        present = [v for v in column if not is_missing(v)]
+        present = [v for v in column if not _is_missing(v)]
         kinds = {_kind(v) for v in present}
         if len(kinds) > 1:
             raise ValueError(f"column {name} mixes {' and '.join(sorted(kinds))} values")
@@ -278,10 +274,10 @@ def _to_sas(name: str, column: pd.Series[Any]) -> tuple[pd.Series[Any], str | No
         if kind == "text":
             return _texts(name, column), None
         if kind == "number":
-            values = np.array([math.nan if is_missing(v) else float(v) for v in column])
+            values = np.array([math.nan if _is_missing(v) else float(v) for v in column])
             return _numbers(name, values), None
         if kind == "date":
-            days = [math.nan if is_missing(v) else float((v - SAS_EPOCH).days) for v in column]
+            days = [math.nan if _is_missing(v) else float((v - SAS_EPOCH).days) for v in column]
             return pd.Series(days, dtype=float), DATE_FORMAT
         if kind == "datetime":
             return _datetimes(name, pd.Series(pd.to_datetime(list(column))))
@@ -318,7 +314,7 @@ def _numbers(name: str, values: npt.NDArray[np.float64]) -> pd.Series[float]:
 
 
 def _texts(name: str, column: pd.Series[Any]) -> pd.Series[str]:
-    texts = ["" if is_missing(v) else str(v) for v in column]
+    texts = ["" if _is_missing(v) else str(v) for v in column]
     for row, text in enumerate(texts):
         size = len(text.encode("utf-8"))
         if size > MAX_CHARACTER_BYTES:
@@ -368,3 +364,11 @@ def _stamp_headers(data: bytearray | bytes, created: dt.datetime) -> bytes:
             raise RuntimeError(f"no header time stamp where expected at byte {offset}")
         patched[offset : offset + 16] = stamp
     return bytes(patched)
+
+
+def _is_missing(value: object) -> bool:
+    """A frame's cell is missing when it holds None, pandas' NA or NaT, or a float NaN (how
+    pandas fills a numeric column's gaps); everything else is a value."""
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and math.isnan(value)
+    )

@@ -23,8 +23,8 @@ from markupsafe import Markup
 
 from ledger.aggregates.protocol import EXPANSION
 from ledger.entries import LedgerEntry, format_timestamp
+from ledger.projections.dataset_table import csv_bytes
 from ledger.projections.datasets import AnalysisDatasets, build_datasets
-from ledger.projections.export import dataset_csv_bytes
 from ledger.projections.files import write_atomically
 from ledger.projections.km_summary import km_summary_csv
 from ledger.projections.report import efficacy, figure_data, figures, safety_tables
@@ -142,7 +142,7 @@ def render_report(
         "deviations": reading.deviations,
         "audit": _audit_rows(provenance),
         "datasets": _dataset_rows(datasets),
-        "discrepancies": len(datasets.discrepancies),
+        "discrepancies": len(datasets.discrepancy_table),
     }
     names = (*svgs, *(f"km_{f.paramcd.lower()}_{i}" for i, f in enumerate(km_figures)))
     return _template().render(context), km_table, tuple(names)
@@ -208,7 +208,7 @@ def _audit_rows(provenance: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 def _dataset_rows(datasets: AnalysisDatasets) -> list[tuple[str, int, str]]:
     """Each dataset's rows and the SHA-256 of the CSV ``ledger export`` writes for it."""
     rows = []
-    for stem, frame in datasets.frames().items():
-        digest = hashlib.sha256(dataset_csv_bytes(frame)).hexdigest()
-        rows.append((f"{stem}.csv", len(frame), digest))
+    for stem, table in datasets.tables.items():
+        digest = hashlib.sha256(csv_bytes(table)).hexdigest()
+        rows.append((f"{stem}.csv", len(table), digest))
     return rows

@@ -1,0 +1,171 @@
+"""A dataset as the export writes it: its column table and its rows, sorted, without pandas.
+
+Every writer and check reads this one shape: CSV (:func:`csv_bytes`), Dataset-JSON, define.xml
+and the checks on write; only the transport file (XPT) and the analyses (Kaplan–Meier, the
+report, the diff) turn it into a pandas frame (:meth:`Dataset.frame`), so an export to CSV or
+JSON never imports pandas. A missing cell is ``None`` whatever the column's kind (a float NaN the
+derivation gives is stored as ``None``: pandas writes both as an empty CSV cell).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Final
+
+from ledger.projections.dataset_columns import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CSV_FLOAT_FORMAT", "Dataset", "csv_bytes", "dataset_table"]
+
+CSV_FLOAT_FORMAT: Final = "%.10g"
+"""Ten significant digits: exact for diameters and day counts, stable across platforms."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One dataset: its variables in file order and its rows, each a tuple in that order."""
+
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def values(self, name: str) -> list[Any]:
+        """Every cell of variable ``name``, in row order (``None`` where missing)."""
+        index = self._index(name)
+        return [row[index] for row in self.rows]
+
+    def present(self, name: str) -> list[Any]:
+        """The cells of ``name`` that are not missing, in row order."""
+        return [value for value in self.values(name) if value is not None]
+
+    def where(self, name: str, value: object) -> Dataset:
+        """The rows whose ``name`` equals ``value``, in order."""
+        index = self._index(name)
+        return Dataset(self.columns, tuple(row for row in self.rows if row[index] == value))
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"{name}: not a variable of this dataset") from None
+
+    def frame(self) -> pd.DataFrame:
+        """The dataset as a pandas frame: ``int`` as Int64, ``float`` as float64 (NaN where
+        missing), text and dates as objects; a new frame on every call (callers may change it)."""
+        return self._frame.copy()
+
+    @cached_property
+    def _frame(self) -> pd.DataFrame:
+        import pandas as pd  # only the transport file and the analyses need frames
+
+        data: dict[str, pd.Series[Any]] = {}
+        for index, column in enumerate(self.columns):
+            values = [row[index] for row in self.rows]
+            if column.kind == "int":
+                data[column.name] = pd.Series(values, dtype="Int64")
+            elif column.kind == "float":
+                data[column.name] = pd.Series(
+                    [float("nan") if v is None else v for v in values], dtype="float64"
+                )
+            else:
+                data[column.name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(data, columns=list(self.names))
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame, columns: Sequence[Column]) -> Dataset:
+        """A frame's rows as a dataset of ``columns`` (its variables, in order); pandas' missing
+        cells (NA, NaT, NaN) become ``None``."""
+        names = [column.name for column in columns]
+        present = frame[names].notna().to_numpy()
+        cells = frame[names].astype(object).to_numpy()
+        rows = tuple(
+            tuple(cell if known else None for cell, known in zip(row, flags, strict=True))
+            for row, flags in zip(cells.tolist(), present.tolist(), strict=True)
+        )
+        return cls(tuple(columns), rows)
+
+
+def dataset_table(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], sort_by: Sequence[str]
+) -> Dataset:
+    """Derived rows (dicts by variable) as a dataset: sorted by ``sort_by`` with missing values
+    last, each row's cells in the order of ``columns``."""
+    keyed = sorted(rows, key=lambda r: tuple(sort_key(r[k]) for k in sort_by))
+    cells = [_CELL[column.kind] for column in columns]
+    names = [column.name for column in columns]
+    return Dataset(
+        tuple(columns),
+        tuple(
+            tuple(cell(row[name]) for cell, name in zip(cells, names, strict=True))
+            for row in keyed
+        ),
+    )
+
+
+def sort_key(value: object) -> tuple[int, str]:
+    """The datasets' sort order of one value: by its text, missing values last."""
+    return (1, "") if value is None else (0, str(value))
+
+
+def _float_cell(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number  # NaN is a missing cell
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_CELL: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "float": _float_cell, "int": _as_is, "text": _as_is, "date": _as_is,
+}
+
+
+def _csv_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _csv_float(value: Any) -> str:
+    return "" if value is None else CSV_FLOAT_FORMAT % value
+
+
+def _csv_date(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+_CSV_CELL: Final[Mapping[str, Callable[[Any], str]]] = {
+    "float": _csv_float, "int": _csv_text, "text": _csv_text, "date": _csv_date,
+}
+
+
+def csv_bytes(dataset: Dataset) -> bytes:
+    """The dataset's CSV exactly as ``ledger export`` writes it: a header of the variable names,
+    one line per row ending in ``\\n``, quoted only where needed, floats with ten significant
+    digits, dates ISO-8601, missing cells empty (what pandas' ``to_csv`` wrote before; the
+    report hashes the same bytes)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(dataset.names)
+    formats = [_CSV_CELL[column.kind] for column in dataset.columns]
+    writer.writerows(
+        [fmt(value) for fmt, value in zip(formats, row, strict=True)] for row in dataset.rows
+    )
+    return buffer.getvalue().encode("utf-8")
