@@ -87,7 +87,7 @@ def check_dataset(
     _check_label(dataset, "(dataset label)", label)
     _check_order(dataset, table, columns)
     for column in columns:
-        present = table.present(column.name)  # read once for the three checks
+        present = _distinct(table.present(column.name))  # read once for the three checks
         _check_type(dataset, column, present)
         _check_format(dataset, column, present)
         _check_coded(dataset, column, present, codelists)
@@ -106,6 +106,15 @@ def check_transport(dataset: str, frame: pd.DataFrame, labels: Mapping[str, str]
                     f"a value of {len(value.encode('utf-8'))} bytes; a transport file holds "
                     f"at most {MAX_CHARACTER_BYTES}",
                 )
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """Each value once, in order of first appearance; 1, 1.0 and True stay apart (each is
+    checked as what it is). Unhashable values are all kept: the checks name them."""
+    try:
+        return list({(type(value), value): value for value in values}.values())
+    except TypeError:
+        return values
 
 
 def _check_name(dataset: str, name: str) -> None:

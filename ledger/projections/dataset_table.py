@@ -14,7 +14,6 @@ import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
@@ -137,25 +136,6 @@ _CELL: Final[Mapping[str, Callable[[Any], Any]]] = {
 }
 
 
-def _csv_text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _csv_float(value: Any) -> str:
-    return "" if value is None else CSV_FLOAT_FORMAT % value
-
-
-def _csv_date(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
-_CSV_CELL: Final[Mapping[str, Callable[[Any], str]]] = {
-    "float": _csv_float, "int": _csv_text, "text": _csv_text, "date": _csv_date,
-}
-
-
 def csv_bytes(dataset: Dataset) -> bytes:
     """The dataset's CSV exactly as ``ledger export`` writes it: a header of the variable names,
     one line per row ending in ``\\n``, quoted only where needed, floats with ten significant
@@ -164,8 +144,17 @@ def csv_bytes(dataset: Dataset) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(dataset.names)
-    formats = [_CSV_CELL[column.kind] for column in dataset.columns]
-    writer.writerows(
-        [fmt(value) for fmt, value in zip(formats, row, strict=True)] for row in dataset.rows
-    )
+    # The csv module writes None as an empty cell and str() of any other value: the export's
+    # text of a text, integer or date (ISO-8601) cell. Only floats need a format of their own.
+    floats = [index for index, column in enumerate(dataset.columns) if column.kind == "float"]
+    writer.writerows(_floats_formatted(row, floats) for row in dataset.rows)
     return buffer.getvalue().encode("utf-8")
+
+
+def _floats_formatted(row: tuple[Any, ...], floats: list[int]) -> list[Any]:
+    cells = list(row)
+    for index in floats:
+        value = cells[index]
+        if value is not None:
+            cells[index] = CSV_FLOAT_FORMAT % value
+    return cells

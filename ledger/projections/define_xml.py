@@ -262,6 +262,7 @@ def _item(oid: str, column: Column, data: Dataset, file_format: str) -> Any:
 
 
 def _data_type(column: Column, values: Sequence[Any], file_format: str) -> dict[str, Any]:
+    values = list(set(values))  # lengths and digits of each distinct value once
     if column.kind == "text":
         length = max((len(str(v).encode("utf-8")) for v in values), default=1)
         return {"DataType": "text", "Length": max(length, 1)}
