@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_datasets
 
 from ledger import audit_reading
+from ledger.aggregates import trial  # noqa: F401  (the scan decodes the Trial's events: their classes)
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer

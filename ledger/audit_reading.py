@@ -102,6 +102,11 @@ class AuditReading:
         ]
         return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
 
+    def sealed_frontier(self, trial_id: str, size: int) -> tuple[int, list[str], str] | None:
+        """The Merkle frontier sealed within the trial ledger's first `size` entries
+        (`StoreReader.sealed_frontier`): where a tree head over them goes on from."""
+        return self._reader.sealed_frontier(trial_id, size)
+
     def log_checkpoints(self, log: str, trial_id: str | None) -> list[dict[str, Any]]:
         """The checkpoints of one log in the order recorded (sizes only grow)."""
         return [seal.checkpoint for seal in self._audit_log(log, trial_id).seals]

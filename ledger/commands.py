@@ -211,7 +211,9 @@ def export_command(args: argparse.Namespace) -> int:
             fmt=args.format,
             out=args.out,
             software_version=software_version(),
-            audit=lambda: export_provenance(hashes, checkpoints),
+            audit=lambda: export_provenance(
+                hashes, checkpoints, lambda size: ledger.sealed_frontier(trial_id, size)
+            ),
         )
     document = manifest.to_json_dict()
     emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")

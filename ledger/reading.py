@@ -279,6 +279,18 @@ class StoreReader:
             hashes.extend(state["leaf_hashes"])
         return hashes if upto is None else hashes[:upto]
 
+    def sealed_frontier(self, trial_id: str, size: int) -> tuple[int, list[str], str] | None:
+        """The Merkle frontier sealed with the trial ledger's last batch that ends within its
+        first `size` entries: (the log's size then, the frontier's nodes, the root its
+        checkpoint states); None before the first batch."""
+        found: tuple[int, list[str], str] | None = None
+        for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
+            end = int(state["first_position"]) + len(state["leaf_hashes"]) - 1
+            if end > size:
+                break
+            found = (end, list(state["frontier"]), str(state["checkpoint"]["root"]))
+        return found
+
     def checkpoints(
         self, log: str, trial_id: str | None, as_of: datetime | None = None
     ) -> list[dict[str, Any]]:

@@ -16,13 +16,13 @@ from ledger.aggregates.audit_log import LEDGER_LOG, AuditLog, audit_log_id
 from ledger.aggregates.intake import RejectionLog, rejection_log_id
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
-from ledger.projections.cohorts import COHORT_TYPES, CohortTable, cohort_table
 from ledger.reading import StoreReader
 from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
     from ledger.aggregates.trial import Trial
+    from ledger.projections.cohorts import CohortTable
 
 
 class TrialReading:
@@ -54,6 +54,8 @@ class TrialReading:
 
         Equal to `cohort_table(entries(trial_id, as_of=as_of))` (tests/test_read_paths.py).
         """
+        from ledger.projections.cohorts import COHORT_TYPES, cohort_table  # only cohorts read it
+
         self._require(trial_id)
         last = self._reader.last_position(trial_id, as_of)
         read = self._reader.entries_of_types(trial_id, COHORT_TYPES, upto=last)

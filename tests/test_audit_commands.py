@@ -270,17 +270,69 @@ def test_only_the_recording_site_amends_a_record(
 
 
 def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) -> None:
-    """export_provenance (root from the checkpoint over exactly the exported entries) equals the
-    tree rebuilt over the leaf hashes, at a checkpoint's size and between two checkpoints."""
+    """export_provenance (root from the checkpoint over exactly the exported entries, else the
+    tree continued from the frontier sealed within them) equals the tree rebuilt over every
+    leaf hash: at every sealed size, one past and one before it, at 0, 1 and the whole log."""
     from ledger.audit.provenance import export_provenance
     from ledger.cli_plumbing import provenance_of
 
     with LedgerService(store, read_only=True) as service:
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
-    sizes = [c["size"] for c in checkpoints if c["log"] == "ledger"]
-    for size in (sizes[len(sizes) // 2], sizes[len(sizes) // 2] + 1, len(entries)):
-        part = entries[:size]
-        assert export_provenance([e.leaf_hash for e in part], checkpoints) == provenance_of(
-            part, checkpoints
-        )
+        sizes = sorted({c["size"] for c in checkpoints if c["log"] == "ledger"})
+        probes = sorted({0, 1, len(entries), *sizes, *(s + 1 for s in sizes),
+                         *(s - 1 for s in sizes)} & set(range(len(entries) + 1)))
+        assert len(probes) > 10
+        continued = 0
+        for size in probes:
+            part = entries[:size]
+            sealed = service.sealed_frontier(TRIAL_ID, size)
+            assert sealed is None or sealed[0] <= size
+            continued += sealed is not None and sealed[0] < size
+            expected = provenance_of(part, checkpoints)
+            assert export_provenance([e.leaf_hash for e in part], checkpoints) == expected
+            assert export_provenance(
+                [e.leaf_hash for e in part], checkpoints,
+                lambda n: service.sealed_frontier(TRIAL_ID, n),
+            ) == expected, size
+        assert continued > 0, "some sizes go on from a sealed frontier"
+
+
+def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(
+    store: str, tmp_path: Path
+) -> None:
+    """The frontier stored beside a seal is not what `verify` checks (it rebuilds the tree from
+    the leaves), so the export goes on from one only when it gives its seal's signed root: a
+    zeroed frontier in the middle of the log leaves every as-of manifest's root the true one."""
+    import shutil
+
+    from ledger.audit.inspection import verify_source
+    from ledger.audit.provenance import export_provenance
+    from ledger.cli_plumbing import provenance_of
+
+    tampered = str(tmp_path / "tampered.db")
+    shutil.copyfile(store, tampered)
+    with closing(sqlite3.connect(tampered)) as db, db:
+        seals = db.execute(
+            "SELECT rowid, state FROM stored_events WHERE topic = 'trial-ledger:AuditLog.Sealed'"
+            " ORDER BY originator_id, originator_version"
+        ).fetchall()
+        ledger_seals = [(rowid, json.loads(state)) for rowid, state in seals
+                        if json.loads(state)["checkpoint"]["log"] == "ledger"]
+        rowid, state = ledger_seals[len(ledger_seals) // 2]
+        state["frontier"][0] = "0" * 64
+        db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
+                   (json.dumps(state).encode(), rowid))
+    end = state["first_position"] + len(state["leaf_hashes"]) - 1
+    with LedgerService(tampered, read_only=True) as service:
+        entries = list(service.entries(TRIAL_ID))
+        checkpoints = service.checkpoints(TRIAL_ID)
+        assert verify_source(service.audit_source(TRIAL_ID)).intact  # verify cannot see it
+        sealed = service.sealed_frontier(TRIAL_ID, end + 1)
+        assert sealed is not None and sealed[0] == end  # the tampered one
+        for size in (end + 1, end + 2):
+            part = entries[:size]
+            assert export_provenance(
+                [e.leaf_hash for e in part], checkpoints,
+                lambda n: service.sealed_frontier(TRIAL_ID, n),
+            ) == provenance_of(part, checkpoints)

@@ -219,8 +219,15 @@ CELLS = [
     pytest.param("float", 3, 3.0, id="float from an int is a float"),
     pytest.param("float", 2.5, 2.5, id="float kept"),
     pytest.param("int", 4, 4, id="int kept"),
+    pytest.param("int", 3.0, 3, id="int from a whole float is the int"),
+    pytest.param("int", True, 1, id="int from a bool is the int"),
+    pytest.param("int", -0.0, 0, id="int from minus zero is zero"),
+    pytest.param("int", math.nan, None, id="int NaN is missing"),
+    pytest.param("int", None, None, id="int None is missing"),
     pytest.param("text", "", "", id="empty text is not missing"),
+    pytest.param("text", math.nan, None, id="text NaN is missing"),
     pytest.param("date", date(2025, 1, 6), date(2025, 1, 6), id="date kept"),
+    pytest.param("date", math.nan, None, id="date NaN is missing"),
 ]
 
 
@@ -229,6 +236,35 @@ def test_dataset_table_cell(kind: ColumnKind, value: object, cell: object) -> No
     ((held, _),) = one_row(kind, value).rows
     assert held == cell
     assert type(held) is type(cell)
+
+
+def _frame_as_exported_before(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> bytes:
+    """The CSV the export wrote before datasets left pandas (9f0ff15's `dataset_frame` and
+    `to_csv`): the reference the cell rules above keep the files equal to."""
+    data: dict[str, pd.Series[Any]] = {}
+    for column in columns:
+        values = [row[column.name] for row in rows]
+        if column.kind == "int":
+            data[column.name] = pd.Series(values, dtype="Int64")
+        elif column.kind == "float":
+            data[column.name] = pd.Series(
+                [float("nan") if v is None else float(v) for v in values], dtype="float64")
+        else:
+            data[column.name] = pd.Series(values, dtype=object)
+    frame = pd.DataFrame(data, columns=[c.name for c in columns])
+    text = frame.to_csv(index=False, lineterminator="\n", float_format="%.10g")
+    return text.encode("utf-8")
+
+
+@pytest.mark.parametrize(("kind", "value", "cell"), CELLS)
+def test_each_cell_is_written_as_the_pandas_frame_wrote_it(
+    kind: ColumnKind, value: object, cell: object
+) -> None:
+    """Whatever a derived cell holds, the CSV is the bytes the old frame path gave."""
+    columns = (Column("VAL", "Value", kind), Column("NEXT", "Next", "text"))
+    rows = [{"VAL": value, "NEXT": "n"}]
+    assert csv_bytes(dataset_table(rows, columns, ["VAL"])) == _frame_as_exported_before(
+        rows, columns)
 
 
 # --- Dataset.frame and Dataset.of_frame -------------------------------------------------------

@@ -26,7 +26,6 @@ from ledger.aggregates.protocol import EXPANSION, ProtocolDefinition
 from ledger.aggregates.safety import ADVERSE_EVENT_TYPES, AdverseEvent, DltWindow, adverse_events
 
 
-# The ledger's own recorded types (contract §3), beside the submission types in `facts`.
 class Outcome(StrEnum):
     """What recording a submission did: recorded it, or recognised a redelivery."""
 
@@ -34,6 +33,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+# The ledger's own recorded types (contract §3), beside the submission types in `facts`.
 TRIAL_OPENED = "trial.opened"
 COHORT_OPENED = "cohort.opened"
 COHORT_EXPANDED = "cohort.expanded"

@@ -3,8 +3,8 @@
 Every writer and check reads this one shape: CSV (:func:`csv_bytes`), Dataset-JSON, define.xml
 and the checks on write; only the transport file (XPT) and the analyses (Kaplan–Meier, the
 report, the diff) turn it into a pandas frame (:meth:`Dataset.frame`), so an export to CSV or
-JSON never imports pandas. A missing cell is ``None`` whatever the column's kind (a float NaN the
-derivation gives is stored as ``None``: pandas writes both as an empty CSV cell).
+JSON never imports pandas. A missing cell is ``None`` whatever the column's kind: a NaN the
+derivation gives is stored as ``None`` (:func:`dataset_table`), as pandas' dtypes made it missing.
 """
 
 from __future__ import annotations
@@ -120,19 +120,36 @@ def sort_key(value: object) -> tuple[int, str]:
     return (1, "") if value is None else (0, str(value))
 
 
+# What the pandas dtypes the datasets had (Int64, float64, object) made of a derived cell, kept
+# so that the files stay what they were: NaN is missing in every kind, a whole float or a bool
+# in an integer column is that integer.
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _float_cell(value: Any) -> float | None:
     if value is None:
         return None
     number = float(value)
-    return None if math.isnan(number) else number  # NaN is a missing cell
+    return None if math.isnan(number) else number
 
 
-def _as_is(value: Any) -> Any:
-    return value
+def _int_cell(value: Any) -> Any:
+    if value is None or _is_nan(value):
+        return None
+    if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
+        return int(value)
+    return value  # anything else is left for the checks on write to name
+
+
+def _object_cell(value: Any) -> Any:
+    return None if _is_nan(value) else value
 
 
 _CELL: Final[Mapping[str, Callable[[Any], Any]]] = {
-    "float": _float_cell, "int": _as_is, "text": _as_is, "date": _as_is,
+    "float": _float_cell, "int": _int_cell, "text": _object_cell, "date": _object_cell,
 }
 
 

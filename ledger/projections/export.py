@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from ledger.aggregates.facts import cycle_collection_paused
 from ledger.aggregates.protocol import EXPANSION
@@ -38,9 +38,6 @@ from ledger.projections.dataset_table import Dataset, csv_bytes
 from ledger.projections.datasets import AnalysisDatasets, Provenance, build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, DefineTable, StudyInfo, define_xml
 from ledger.projections.files import write_atomically
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "MANIFEST_NAME",
