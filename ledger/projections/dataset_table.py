@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from ledger.projections.dataset_columns import Column
+from ledger.projections.dataset_columns import Column, ColumnKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,20 +104,24 @@ def dataset_table(
     """Derived rows (dicts by variable) as a dataset: sorted by ``sort_by`` with missing values
     last, each row's cells in the order of ``columns``."""
     keyed = sorted(rows, key=lambda r: tuple(sort_key(r[k]) for k in sort_by))
-    cells = [_CELL[column.kind] for column in columns]
-    names = [column.name for column in columns]
-    return Dataset(
-        tuple(columns),
-        tuple(
-            tuple(cell(row[name]) for cell, name in zip(cells, names, strict=True))
-            for row in keyed
-        ),
-    )
+    by_column = [_cells(column.kind, [row[column.name] for row in keyed]) for column in columns]
+    return Dataset(tuple(columns), tuple(zip(*by_column, strict=True)))
 
 
 def sort_key(value: object) -> tuple[int, str]:
     """The datasets' sort order of one value: by its text, missing values last."""
     return (1, "") if value is None else (0, str(value))
+
+
+def _cells(kind: ColumnKind, values: list[Any]) -> list[Any]:
+    """One column's derived values as its cells: each passed through its kind's rule
+    (:data:`_CELL`) when one of them needs it, else the list as it is (the usual case, checked
+    per column rather than called per cell)."""
+    if kind == "float":
+        return [_float_cell(value) for value in values]
+    held = set(map(type, values))
+    clean = held <= {int, type(None)} if kind == "int" else float not in held
+    return values if clean else [_CELL[kind](value) for value in values]
 
 
 # What the pandas dtypes the datasets had (Int64, float64, object) made of a derived cell, kept
