@@ -282,15 +282,9 @@ class AuditReading:
             self._opened_trial_ids.update(opened)
             self._opened_scanned_to = last
         if last > self._opened_scanned_to:
-            from ledger.aggregates.trial import Trial  # decoding events needs their classes
-
-            for notification in recorder.select_notifications(
-                start=self._opened_scanned_to + 1, limit=1_000_000, stop=last,
-                topics=[Trial.Opened.TOPIC],
-            ):
-                event = self._app.mapper.to_domain_event(notification)
-                assert isinstance(event, Trial.Opened)
-                self._opened_trial_ids.add(str(event.data["protocol"]["trial_id"]))
+            self._opened_trial_ids.update(
+                self._reader.trials_opened_between(self._opened_scanned_to + 1, last)
+            )
             self._opened_scanned_to = last
         return sorted(self._opened_trial_ids)
 

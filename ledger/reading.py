@@ -118,6 +118,17 @@ class StoreReader:
         opened = _sqlite_rows(recorder, first_rows, (trial_topic("Opened"),))
         return [str(self._state(row)["data"]["protocol"]["trial_id"]) for row in opened]
 
+    def trials_opened_between(self, start: int, stop: int) -> list[str]:
+        """The trials whose `trial.opened` has a notification id from `start` to `stop`, in any
+        store (the notification log, selected by topic), read from the rows as stored."""
+        recorder = self._app.recorder
+        assert isinstance(recorder, ApplicationRecorder)
+        notifications = recorder.select_notifications(
+            start=start, limit=max(stop - start + 1, 1), stop=stop, topics=[trial_topic("Opened")]
+        )
+        states = (self._state((n.originator_version, n.topic, n.state)) for n in notifications)
+        return [str(state["data"]["protocol"]["trial_id"]) for state in states]
+
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
         """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""
         trial = trial_aggregate_id(trial_id)
