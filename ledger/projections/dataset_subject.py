@@ -61,7 +61,7 @@ class TrialFacts:
 
 @dataclass(frozen=True, slots=True)
 class SubjectRows:
-    """One subject's derived rows, before they are collected into frames."""
+    """One subject's derived rows, before they are collected into datasets."""
 
     adsl: dict[str, Any]
     adtte: list[dict[str, Any]]

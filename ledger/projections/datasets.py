@@ -11,7 +11,7 @@ with both clocks explicit, never "now":
   time-to-event rows are censored at it by :mod:`ledger.projections.endpoints`, which receives the
   cutoff itself (it alone decides "alive at the cutoff" from facts dated after it).
 
-This module is the fold and the collection of rows into frames; one subject's rows are derived by
+This module is the fold and the collection of rows into datasets; one subject's rows are derived by
 :mod:`ledger.projections.dataset_subject`. Responses come from :mod:`ledger.projections.recist`
 and :mod:`ledger.projections.best_response`, censoring from :mod:`ledger.projections.endpoints`,
 C1D1, DLT windows and adverse events from :mod:`ledger.aggregates.safety`: nothing clinical is

@@ -174,7 +174,7 @@ def write_datasets(
                 table, columns, header, name=stem.upper(), label=DATASET_LABELS[stem],
                 keys=DATASET_KEYS[stem]))
         else:
-            written = _write_xpt(table, path, stem, provenance.last_recorded_at)
+            written = _write_xpt(table, columns, path, stem, provenance.last_recorded_at)
             columns = written.columns
         tables.append(
             DefineTable(stem, DATASET_LABELS[stem], columns, written, path.name, DATASET_KEYS[stem])
@@ -218,18 +218,20 @@ def _study_info(datasets: AnalysisDatasets, fmt: str, software_version: str) -> 
     )
 
 
-def _write_xpt(table: Dataset, path: Path, stem: str, created: datetime) -> Dataset:
-    """Write one transport file; text over 200 bytes goes into continuation variables.
+def _write_xpt(
+    table: Dataset, schema: tuple[Column, ...], path: Path, stem: str, created: datetime
+) -> Dataset:
+    """Write one transport file of ``table`` with the types and labels of ``schema`` (the
+    column table it was checked against); text over 200 bytes goes into continuation variables.
 
-    Returns the dataset as written: the table's variables plus any continuations."""
+    Returns the dataset as written: the schema's variables plus any continuations."""
     import pandas as pd  # the transport writer works on frames
 
     from ledger.projections.xpt import split_long_text, write_xpt
 
     # Date columns go out as datetime64 so that an all-missing date column is still numeric
     # (a SAS date), and a column keeps its SAS type whatever the data happen to hold.
-    schema = table.columns
-    frame = table.frame()
+    frame = (table if table.columns == schema else Dataset(schema, table.rows)).frame()
     converted = frame.copy()
     for column in schema:
         if column.kind == "date":
