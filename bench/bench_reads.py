@@ -12,13 +12,19 @@ the best of ``--runs`` runs of each command as a separate process (what a user w
 
 Run: ``python bench/bench_reads.py --small DIR100 --large DIR1000 [--runs 3]``; a DIR that holds
 no ``ledger.db`` is made with ``ledger demo --subjects 100`` / ``1000 --seed 3`` first.
+
+Before/after in one run: ``--baseline CMD`` also times another build's ``ledger`` (CMD is its
+command line, e.g. for a worktree of an older commit made with ``git worktree add /tmp/base
+COMMIT``: ``--baseline "env PYTHONPATH=/tmp/base python3 -P -m ledger.cli"``), each command
+alternating between the two builds, and prints every figure and ratio for both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -43,20 +49,35 @@ def ensure_store(folder: Path, subjects: int) -> Path:
     return store
 
 
-def best(args: list[str], runs: int) -> tuple[float, float]:
-    """Best wall time of `runs` runs of the process, and its peak memory in MB (largest run)."""
-    times = []
-    peak = 0.0
+Builds = list[tuple[str, list[str]]]
+"""(name, the command line that runs that build's ``ledger``), in the order they alternate."""
+
+
+def best(builds: Builds, tail: list[str], runs: int) -> dict[str, tuple[float, float]]:
+    """Per build: the best wall time of `runs` runs of ``ledger <tail>`` as a process, and its
+    largest peak memory in MB; the builds alternate run by run so noise falls on all alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in builds}
+    peaks = dict.fromkeys(times, 0.0)
     for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        for name, command in builds:
+            seconds, peak = run_once([*command, *tail])
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak)
+    return {name: (min(times[name]), peaks[name]) for name in times}
+
+
+def run_once(args: list[str]) -> tuple[float, float]:
+    """Wall time and peak memory (MB) of one process, which must succeed."""
+    with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
-        done = subprocess.run(args, capture_output=True, timeout=900, check=False)
-        times.append(time.perf_counter() - started)
-        if done.returncode:
-            sys.exit(f"{' '.join(args)} failed: {done.stderr.decode()[-300:]}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        peak = max(peak, after / 1024, before / 1024)
-    return min(times), peak
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            errors.seek(0)
+            sys.exit(f"{' '.join(args)} failed: {errors.read().decode()[-300:]}")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def moment_at(store: Path, fraction: float) -> str:
@@ -85,37 +106,44 @@ def main() -> None:
     parser.add_argument("--small", type=Path, required=True)
     parser.add_argument("--large", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", help="another build's ledger command line, timed alike")
     args = parser.parse_args()
     small, large = ensure_store(args.small, 100), ensure_store(args.large, 1000)
+    builds: Builds = [("now", ["ledger"])]
+    if args.baseline:
+        builds.insert(0, ("baseline", shlex.split(args.baseline)))
     runs = args.runs
-    figures: dict[str, float] = {}
+    figures: dict[str, dict[str, tuple[float, float]]] = {}
     for name, store in (("100", small), ("1000", large)):
-        figures[f"cohorts {name}"], _ = best(["ledger", "cohorts", "--store", str(store), "--json"],
-                                             runs)
-        figures[f"history {name}"], _ = best(
-            ["ledger", "history", first_subject(store), "--store", str(store), "--json"], runs
+        figures[f"cohorts {name}"] = best(builds, ["cohorts", "--store", str(store), "--json"],
+                                          runs)
+        figures[f"history {name}"] = best(
+            builds, ["history", first_subject(store), "--store", str(store), "--json"], runs
         )
     t10 = moment_at(large, 0.1)
     with tempfile.TemporaryDirectory() as out:
-        figures["cohorts as-of 10%"], _ = best(
-            ["ledger", "cohorts", "--store", str(large), "--as-of", t10, "--json"], runs
+        figures["cohorts as-of 10%"] = best(
+            builds, ["cohorts", "--store", str(large), "--as-of", t10, "--json"], runs
         )
-        figures["export"], export_peak = best(
-            ["ledger", "export", "--store", str(large), "--out", f"{out}/full"], runs
+        figures["export"] = best(builds, ["export", "--store", str(large), "--out", f"{out}/f"],
+                                 runs)
+        figures["export as-of 10%"] = best(
+            builds, ["export", "--store", str(large), "--as-of", t10, "--out", f"{out}/p"], runs
         )
-        figures["export as-of 10%"], _ = best(
-            ["ledger", "export", "--store", str(large), "--as-of", t10, "--out", f"{out}/part"],
-            runs,
-        )
-    figures["raw scan"], _ = best([sys.executable, "-c", SCAN, str(large)], runs)
-    for name, seconds in figures.items():
-        print(f"{name:>20}: {seconds:6.2f} s")
-    print(f"{'export peak':>20}: {export_peak:6.0f} MB (goal < 250)")
-    print(f"cohorts 1000/100: x{figures['cohorts 1000'] / figures['cohorts 100']:.2f} (<= 1.5)")
-    print(f"history 1000/100: x{figures['history 1000'] / figures['history 100']:.2f} (<= 1.5)")
-    part = figures["export as-of 10%"] / figures["export"]
-    print(f"export as-of 10% / full: x{part:.2f} (<= 0.2)")
-    print(f"raw scan / export: {figures['raw scan'] / figures['export']:.2f} (>= 0.5)")
+    scan = best([("raw scan", [sys.executable, "-c", SCAN, str(large)])], [], runs)
+    scan_seconds = scan["raw scan"][0]
+    print(f"{'raw scan':>20}: {scan_seconds:6.2f} s")
+    for build, _ in builds:
+        seconds = {name: by_build[build][0] for name, by_build in figures.items()}
+        print(f"--- {build}")
+        for name, value in seconds.items():
+            print(f"{name:>20}: {value:6.2f} s")
+        print(f"{'export peak':>20}: {figures['export'][build][1]:6.0f} MB (goal < 250)")
+        print(f"cohorts 1000/100: x{seconds['cohorts 1000'] / seconds['cohorts 100']:.2f} (<= 1.5)")
+        print(f"history 1000/100: x{seconds['history 1000'] / seconds['history 100']:.2f} (<= 1.5)")
+        part = seconds["export as-of 10%"] / seconds["export"]
+        print(f"export as-of 10% / full: x{part:.2f} (<= 0.2)")
+        print(f"raw scan / export: {scan_seconds / seconds['export']:.2f} (>= 0.5)")
 
 
 if __name__ == "__main__":
