@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -141,13 +142,27 @@ def create_database(handle: PostgresHandle, name: str) -> str:
     return handle.database_url(name)
 
 
-def drop_database(handle: PostgresHandle, name: str) -> None:
-    """Drop database ``name``, ending any session still connected to it."""
-    import psycopg
-    from psycopg import sql
+def drop_database(handle: PostgresHandle, name: str, patience: float = 15.0) -> None:
+    """Drop database ``name``, ending any session still connected to it.
 
-    with psycopg.connect(handle.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    A session the ledger's role has just closed can still be exiting on the server, and ending
+    another role's session takes a privilege the owner does not have (pg_signal_backend): the
+    drop is tried again until such sessions are gone, for `patience` seconds at most (a session
+    left open by the code under test still fails the test, then)."""
+    import psycopg
+    from psycopg import errors, sql
+
+    drop = sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with psycopg.connect(handle.url, autocommit=True) as admin:
+                admin.execute(drop)
+            return
+        except errors.InsufficientPrivilege:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture
