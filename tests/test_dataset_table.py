@@ -357,9 +357,19 @@ def test_where_keeps_the_rows_holding_the_value_in_order(value: object, ids: lis
     assert len(picked) == len(ids)
 
 
+def test_select_takes_each_columns_cells_by_name_in_the_order_given() -> None:
+    n, flag_code = Column("N", "Count", "int"), Column("FLAG", "Flag code", "text")
+    picked = SMALL.select((n, flag_code))
+    assert picked.columns == (n, flag_code)
+    assert picked.rows == ((1, "Y"), (None, None), (0, "Y"), (3, "N"))
+    assert SMALL.select(SMALL.columns) is SMALL
+
+
 def test_an_unknown_variable_is_refused_not_read_as_empty() -> None:
     for read in (SMALL.values, SMALL.present):
         with pytest.raises(KeyError, match="OTHER: not a variable of this dataset"):
             read("OTHER")
     with pytest.raises(KeyError, match="OTHER: not a variable of this dataset"):
         SMALL.where("OTHER", "Y")
+    with pytest.raises(KeyError, match="OTHER: not a variable of this dataset"):
+        SMALL.select((Column("OTHER", "Other", "text"),))

@@ -92,11 +92,9 @@ def dataset_json_bytes(
     unknown_keys = [key for key in keys if key not in {column.name for column in columns}]
     if unknown_keys:
         raise ValueError(f"{dataset}.{unknown_keys[0]}: key variable not among the columns")
-    picked = [names.index(column.name) for column in columns]
     rows = [
-        [_value(dataset, column, row[index]) for column, index in zip(columns, picked,
-                                                                       strict=True)]
-        for row in table.rows
+        [_value(dataset, column, value) for column, value in zip(columns, row, strict=True)]
+        for row in table.select(columns).rows
     ]
     stamp = format_timestamp(header.created)
     document: dict[str, Any] = {

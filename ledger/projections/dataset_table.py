@@ -56,6 +56,14 @@ class Dataset:
         index = self._index(name)
         return Dataset(self.columns, tuple(row for row in self.rows if row[index] == value))
 
+    def select(self, columns: Sequence[Column]) -> Dataset:
+        """The dataset of ``columns``, each cell taken from the variable of the column's name
+        (itself when its columns are those already)."""
+        if tuple(columns) == self.columns:
+            return self
+        picked = [self._index(column.name) for column in columns]
+        return Dataset(tuple(columns), tuple(tuple(row[i] for i in picked) for row in self.rows))
+
     def _index(self, name: str) -> int:
         try:
             return self.names.index(name)

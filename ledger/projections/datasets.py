@@ -191,12 +191,7 @@ class AnalysisDatasets:
     @cached_property
     def discrepancy_table(self) -> Dataset:
         """Every ADRS row where the investigator's call differs from the derived response."""
-        adrs = self.tables["adrs"].where("DISCRFL", "Y")
-        names = adrs.names
-        picked = [names.index(c.name) for c in DISCREPANCY_COLUMNS]
-        return Dataset(
-            tuple(DISCREPANCY_COLUMNS), tuple(tuple(row[i] for i in picked) for row in adrs.rows)
-        )
+        return self.tables["adrs"].where("DISCRFL", "Y").select(DISCREPANCY_COLUMNS)
 
     @property
     def discrepancies(self) -> pd.DataFrame:

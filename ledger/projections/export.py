@@ -231,7 +231,7 @@ def _write_xpt(
 
     # Date columns go out as datetime64 so that an all-missing date column is still numeric
     # (a SAS date), and a column keeps its SAS type whatever the data happen to hold.
-    frame = (table if table.columns == schema else Dataset(schema, table.rows)).frame()
+    frame = table.select(schema).frame()
     converted = frame.copy()
     for column in schema:
         if column.kind == "date":
