@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ledger.aggregates.trial import Trial
     from ledger.audit.checkpoints import Signer
     from ledger.audit.inspection import AuditSource
+    from ledger.audit.provenance import SealedFrontier
 
 
 def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
@@ -102,7 +103,7 @@ class AuditReading:
         ]
         return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
 
-    def sealed_frontier(self, trial_id: str, size: int) -> tuple[int, list[str], str] | None:
+    def sealed_frontier(self, trial_id: str, size: int) -> SealedFrontier | None:
         """The Merkle frontier sealed within the trial ledger's first `size` entries
         (`StoreReader.sealed_frontier`): where a tree head over them goes on from."""
         return self._reader.sealed_frontier(trial_id, size)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date, datetime
 from itertools import takewhile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -33,6 +33,9 @@ from ledger.aggregates.trial_topics import (
 )
 from ledger.entries import LedgerEntry, format_timestamp, parse_timestamp
 from ledger.store import LedgerStore
+
+if TYPE_CHECKING:
+    from ledger.audit.provenance import SealedFrontier
 
 PAGE = 2_000
 """Rows per read: enough to amortise a query, small enough to keep memory flat."""
@@ -290,11 +293,11 @@ class StoreReader:
             hashes.extend(state["leaf_hashes"])
         return hashes if upto is None else hashes[:upto]
 
-    def sealed_frontier(self, trial_id: str, size: int) -> tuple[int, list[str], str] | None:
+    def sealed_frontier(self, trial_id: str, size: int) -> SealedFrontier | None:
         """The Merkle frontier sealed with the trial ledger's last batch that ends within its
         first `size` entries: (the log's size then, the frontier's nodes, the root its
         checkpoint states); None before the first batch."""
-        found: tuple[int, list[str], str] | None = None
+        found: SealedFrontier | None = None
         for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
             end = int(state["first_position"]) + len(state["leaf_hashes"]) - 1
             if end > size:

@@ -61,12 +61,14 @@ LEDGER_TYPES: Final[Mapping[str, str]] = {
 """Trial event class name → its contract event type; an event class not listed (the bases)
 records no contract event."""
 
-_TYPE_OF_TOPIC: Final = {f"{TRIAL_TOPIC}.{name}": type_ for name, type_ in LEDGER_TYPES.items()}
 
 
 def trial_topic(event_name: str) -> str:
     """The stored topic of the Trial event class ``event_name`` (``Opened`` → …``Trial.Opened``)."""
     return f"{TRIAL_TOPIC}.{event_name}"
+
+
+_TYPE_OF_TOPIC: Final = {trial_topic(name): type_ for name, type_ in LEDGER_TYPES.items()}
 
 
 def ledger_type_of_topic(topic: str) -> str | None:

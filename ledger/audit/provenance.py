@@ -47,8 +47,7 @@ def provenance(
             frontier, start = stored, sealed[0]
     for digest in leaf_hashes[start:size]:
         frontier.append(bytes.fromhex(digest))
-    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
-    latest = max(within, key=lambda c: int(c["size"]), default=None)
+    latest = _latest_ledger_checkpoint(checkpoints, size)
     return {
         "size": frontier.size,
         "root": frontier.root().hex(),
@@ -70,8 +69,7 @@ def export_provenance(
     if any(digest is None for digest in leaf_hashes):
         return None  # a store written before the ledger hashed its log, not yet sealed
     size = len(leaf_hashes)
-    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
-    latest = max(within, key=lambda c: int(c["size"]), default=None)
+    latest = _latest_ledger_checkpoint(checkpoints, size)
     if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
         sealed = None if sealed_within is None else sealed_within(size)
         return provenance([str(digest) for digest in leaf_hashes], size, checkpoints,
@@ -81,3 +79,11 @@ def export_provenance(
         "root": latest["root"],
         "checkpoint": {key: latest.get(key) for key in CHECKPOINT_FIELDS},
     }
+
+
+def _latest_ledger_checkpoint(
+    checkpoints: Iterable[Mapping[str, Any]], size: int
+) -> Mapping[str, Any] | None:
+    """The ledger log's checkpoint of the largest size within the first `size` entries."""
+    within = [c for c in checkpoints if c.get("log") == LEDGER_LOG and int(c["size"]) <= size]
+    return max(within, key=lambda c: int(c["size"]), default=None)
