@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 PAGE = 2_000
 """Rows per read: enough to amortise a query, small enough to keep memory flat."""
+FIRST_PAGE = 32
+"""Rows of a read's first page, each next page twice the last up to `PAGE`: a reader that stops
+early (the checkpoints recorded by an as-of moment, the seals within a prefix) fetches about
+what it reads, not a whole page of large seal rows; a whole read costs six more queries."""
 
 _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
@@ -367,15 +371,19 @@ class StoreReader:
         }
 
     def _rows(self, originator: UUID, after: int, upto: int | None) -> Iterator[Row]:
-        """The originator's rows after `after` up to `upto`, a page at a time."""
+        """The originator's rows after `after` up to `upto`, a page at a time (`FIRST_PAGE`)."""
+        limit = FIRST_PAGE
         while upto is None or after < upto:
-            page = self._page(originator, after, upto)
+            page = self._page(originator, after, upto, limit)
             yield from page
-            if len(page) < PAGE:
+            if len(page) < limit:
                 return
             after = page[-1][0]
+            limit = min(2 * limit, PAGE)
 
-    def _page(self, originator: UUID, after: int, upto: int | None) -> Sequence[Row]:
+    def _page(
+        self, originator: UUID, after: int, upto: int | None, limit: int = PAGE
+    ) -> Sequence[Row]:
         recorder = self._app.recorder
         if isinstance(recorder, SQLiteAggregateRecorder):
             # The library's own query, without building a UUID and a StoredEvent per row.
@@ -384,10 +392,10 @@ class StoreReader:
                 "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
                 "ORDER BY originator_version LIMIT ?"
             )
-            return _sqlite_rows(recorder, statement, (originator.hex, after, upto or 2**62, PAGE))
+            return _sqlite_rows(recorder, statement, (originator.hex, after, upto or 2**62, limit))
         return [
             (row.originator_version, row.topic, row.state)
-            for row in recorder.select_events(originator, gt=after, lte=upto, limit=PAGE)
+            for row in recorder.select_events(originator, gt=after, lte=upto, limit=limit)
         ]
 
     def _entry(self, row: Row, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
@@ -425,7 +433,7 @@ class StoreReader:
         return decoded
 
     def _one(self, originator: UUID, position: int) -> Row:
-        return self._page(originator, position - 1, position)[0]
+        return self._page(originator, position - 1, position, 1)[0]
 
     def _recorded_at(self, row: Row) -> datetime:
         moment = self._state(row)["timestamp"]
