@@ -62,7 +62,7 @@ from consumers.topics import (
     REJECTIONS_TOPIC,
     checkpoints_topic_for,
 )
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG
 from ledger.application import LedgerService
 from ledger.entries import LedgerEntry
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from consumers._kafka import Connection, client_settings, kafka
 from consumers.topics import wait_for_partitions
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG
 from ledger.application import LedgerService
 
 #: Records read back from the end of each partition first; doubled while a trial is not found.

@@ -2,9 +2,9 @@
 
 It owns the event store (the `eventsourcing` SQLite store by default, PostgreSQL when a
 `postgresql://` URL is given), turns wire messages into domain submissions, records them through
-the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry` records.
-The wire parsing and the signing key are imported where a submission is recorded: a read
-command opens the service without them.
+the Trial aggregate, and reads the history back as contract-shaped `LedgerEntry` records (the
+reads are its base, `ledger.ledger_reader.LedgerReader`, which read commands open alone).
+The wire parsing and the signing key are imported where a submission is recorded.
 """
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
-    PersistenceError,
     ProcessRecorder,
     Tracking,
 )
 
-from ledger.aggregates.audit_log import AuditLog
 from ledger.aggregates.escalation import Variant
 from ledger.aggregates.facts import AMENDMENT_TYPES, RECORD_CORRECTED, Submission
-from ledger.aggregates.intake import RejectionLog, rejection_log_id
+from ledger.aggregates.intake import RejectionLog
+from ledger.aggregates.log_ids import rejection_log_id
 from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial_state import Outcome
 from ledger.aggregates.trial_topics import trial_aggregate_id
-from ledger.audit_reading import AuditReading
 from ledger.entries import LedgerEntry
+from ledger.ledger_reader import LedgerReader
 from ledger.protocol_files import bundled_protocol
-from ledger.reading import StoreReader
 from ledger.recording import (
     LEDGER_SOURCE,
     BatchReport,
@@ -50,13 +48,10 @@ from ledger.recording import (
 from ledger.store import (
     DEFAULT_STORE,
     DateAsISO,
-    LedgerStore,
     OtherWriters,
-    create_postgres_schema_if_allowed,
     redacted,
     store_environment,
 )
-from ledger.trial_reading import TrialReading
 
 if TYPE_CHECKING:
     from ledger.aggregates.trial import Trial
@@ -81,7 +76,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class LedgerService(TrialReading, AuditReading):
+class LedgerService(LedgerReader):
     """Submit, read and rebuild: everything outside the domain goes through here."""
 
     def __init__(
@@ -90,37 +85,14 @@ class LedgerService(TrialReading, AuditReading):
         clock: Callable[[], datetime] = utc_now,
         *,
         signer: Signer | None = None,
-        read_only: bool = False,
     ) -> None:
-        env = store_environment(store, read_only=read_only)
-        try:
-            self._app = LedgerStore(env=env)
-            if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-                create_postgres_schema_if_allowed(self._app.recorder)
-        except PersistenceError as error:
-            cause = error.__cause__ or error
-            raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
+        super().__init__(store)
         self._clock = clock
-        self._trials: dict[str, Trial] = {}
-        self._opened_trial_ids: set[str] = set()
-        self._opened_scanned_to = 0  # notification id up to which trial.opened was looked for
         self._rejection_log: RejectionLog | None = None
         self._signer = signer
-        self._audit_logs: dict[UUID, AuditLog] = {}
-        self._reader = StoreReader(self._app)
-        if not read_only:
-            self._reader.ensure_indexes()
+        self._reader.ensure_indexes()
         self._other_writers = OtherWriters(self._app.recorder)
         self.hand_over = HandOver()  # what was just committed, for the publisher to take
-
-    def close(self) -> None:
-        self._app.close()
-
-    def __enter__(self) -> LedgerService:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -160,24 +132,6 @@ class LedgerService(TrialReading, AuditReading):
                 if self.find_trial(protocol.trial_id) is None:
                     raise
         return protocol.trial_id
-
-    def is_empty(self) -> bool:
-        return not self._app.recorder.max_notification_id()
-
-    def find_trial(self, trial_id: str) -> Trial | None:
-        cached = self._trials.get(trial_id)
-        if cached is not None:
-            return cached
-        from ledger.aggregates.trial import project_trial  # replaying needs the aggregate
-
-        try:
-            trial: Trial = self._app.repository.get(
-                trial_aggregate_id(trial_id), projector_func=project_trial
-            )
-        except AggregateNotFoundError:
-            return None
-        self._trials[trial_id] = trial
-        return trial
 
     # --- recording ----------------------------------------------------------------------------
 

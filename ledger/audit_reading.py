@@ -3,8 +3,9 @@ verify` inspects it (row by row, so a tampered row is a finding at its position,
 
 `AuditReading` is the part of `LedgerService` that keeps the `AuditLog` aggregates: it seals
 each batch (`_sealed_batch`, which the service stores in `_commit`) and reads them back. The
-hashing and signing (`ledger.audit.sealing`) and the verifier's sources (`ledger.audit.inspection`)
-are imported where they are used: a read command opens the service without them.
+hashing and signing (`ledger.audit.sealing`), the verifier's sources (`ledger.audit.inspection`)
+and the log aggregates' classes are imported where they are used: a read command opens the
+service without them (its reads of checkpoints and leaf hashes go through `ledger.reading`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, AuditLog, audit_log_id
-from ledger.aggregates.intake import RejectionLog
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
 from ledger.entries import LedgerEntry, format_timestamp
 from ledger.reading import StoreReader
-from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
+    from ledger.aggregates.audit_log import AuditLog
+    from ledger.aggregates.intake import RejectionLog
     from ledger.aggregates.trial import Trial
     from ledger.audit.checkpoints import Signer
     from ledger.audit.inspection import AuditSource
@@ -81,6 +82,8 @@ class AuditReading:
         def _load_rejection_log(self) -> RejectionLog: ...
 
     def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
+        from ledger.aggregates.audit_log import AuditLog  # the class: only where its events are
+
         log_id = audit_log_id(log, trial_id)
         cached = self._audit_logs.get(log_id)
         if cached is None:
@@ -126,6 +129,7 @@ class AuditReading:
     def audit_source(self, trial_id: str) -> AuditSource:
         """The store's logs as held, read row by row so that a tampered row that no longer
         decodes is reported at its position instead of stopping the read."""
+        from ledger.aggregates.audit_log import AuditLog
         from ledger.audit.inspection import AuditSource, records_from_messages
         from ledger.audit.verify import LogRecord
 
@@ -173,7 +177,9 @@ class AuditReading:
         is configured) and return everything to store in the batch's one transaction: each
         trial's new events and its audit log, the rejection log's new events and its audit log.
         """
+        from ledger.aggregates.intake import RejectionLog
         from ledger.audit.sealing import seal_batch
+        from ledger.recording import rejection_message
 
         batch = SealedBatch()
         collected = batch.stored

@@ -17,6 +17,7 @@ from ledger.entries import parse_timestamp
 
 if TYPE_CHECKING:
     from ledger.application import LedgerService
+    from ledger.ledger_reader import LedgerReader
 
 
 class UsageError(Exception):
@@ -47,11 +48,12 @@ def writer(args: argparse.Namespace) -> LedgerService:
     return LedgerService(args.store, signer=signer)
 
 
-def reader(args: argparse.Namespace) -> LedgerService:
-    """The store for a command that only reads: opened read-only, never created."""
-    from ledger.application import LedgerService
+def reader(args: argparse.Namespace) -> LedgerReader:
+    """The store for a command that only reads: opened read-only, never created, without the
+    recording side (`LedgerReader`)."""
+    from ledger.ledger_reader import LedgerReader
 
-    return LedgerService(args.store, read_only=True)
+    return LedgerReader(args.store, read_only=True)
 
 
 def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:

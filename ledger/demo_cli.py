@@ -16,9 +16,9 @@ from ledger.cli_plumbing import (
 
 def demo_command(args: argparse.Namespace) -> int:
     """`ledger demo`: a seeded synthetic trial, its datasets, report and signing key."""
-    from ledger.application import LedgerService
     from ledger.audit.checkpoints import generate_signing_key, load_signing_key
     from ledger.demo import run_demo
+    from ledger.ledger_reader import LedgerReader
     from ledger.projections.cohorts import cohort_table
     from ledger.projections.export import export_report
     from ledger.projections.report import write_report
@@ -28,7 +28,7 @@ def demo_command(args: argparse.Namespace) -> int:
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
     (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
     run = run_demo(args.out, args.seed, signer=signer, subjects=args.subjects)
-    with LedgerService(run.store, read_only=True) as ledger:
+    with LedgerReader(run.store, read_only=True) as ledger:
         entries = list(ledger.entries(run.trial_id))
         provenance = provenance_of(entries, ledger.checkpoints(run.trial_id))
     table = cohort_table(entries)

@@ -24,7 +24,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
-from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
+from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial_topics import (
     LEDGER_TYPES,
     ledger_type_of_topic,

@@ -12,7 +12,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from ledger.aggregates.intake import RejectionLog, rejection_log_id
+from ledger.aggregates.intake import RejectionLog
+from ledger.aggregates.log_ids import rejection_log_id
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial_state import Outcome
 from ledger.aggregates.trial_topics import trial_aggregate_id

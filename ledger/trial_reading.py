@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ledger.aggregates.audit_log import LEDGER_LOG, AuditLog, audit_log_id
-from ledger.aggregates.intake import RejectionLog, rejection_log_id
+from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id, rejection_log_id
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
 from ledger.reading import StoreReader
-from ledger.recording import rejection_message
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
+    from ledger.aggregates.audit_log import AuditLog
     from ledger.aggregates.trial import Trial
     from ledger.projections.cohorts import CohortTable
 
@@ -78,6 +77,9 @@ class TrialReading:
 
     def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
+        from ledger.aggregates.intake import RejectionLog  # its events are decoded here
+        from ledger.recording import rejection_message
+
         # Version 1 is the log's creation, so rejection n is version n + 1.
         for event in self._app.events.get(rejection_log_id(), gt=after + 1):
             if isinstance(event, RejectionLog.Rejected):

@@ -82,9 +82,12 @@ sys.exit(code)
 _NEVER_FOR_READS = frozenset({
     "cryptography", "kafka", "consumers", "stamina", "ledger.audit.inspection",
     "ledger.audit.sealing", "ledger.schemas.submissions", "ledger.aggregates.trial",
+    "ledger.application", "ledger.recording", "ledger.aggregates.intake",
+    "ledger.aggregates.audit_log",
 })
-"""What no read command imports: the signing key, Kafka, the verifier, the wire parser and the
-Trial aggregate's event classes (stored rows are read by their topics, `trial_topics`)."""
+"""What no read command imports: the signing key, Kafka, the verifier, the wire parser, the
+recording side (`LedgerService`: a read opens a `LedgerReader`) and the aggregates' event classes
+(stored rows are read by their topics and ids, `trial_topics`, `log_ids`)."""
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.aggregates.audit_log import LEDGER_LOG, audit_log_id
+from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer, make_checkpoint

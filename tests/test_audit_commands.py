@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
 from ledger.aggregates.rejections import ReasonCode
 from ledger.application import Delivery, LedgerService
 from ledger.cli import main
 from ledger.entries import format_timestamp
+from ledger.ledger_reader import LedgerReader
 from tests.builders import TRIAL_ID, FixedClock, Script, lines
 from tests.test_audit import DAY0, build_store
 
@@ -276,7 +277,7 @@ def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) ->
     from ledger.audit.provenance import export_provenance
     from ledger.cli_plumbing import provenance_of
 
-    with LedgerService(store, read_only=True) as service:
+    with LedgerReader(store, read_only=True) as service:
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
         sizes = sorted({c["size"] for c in checkpoints if c["log"] == "ledger"})
@@ -324,7 +325,7 @@ def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(
         db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
                    (json.dumps(state).encode(), rowid))
     end = state["first_position"] + len(state["leaf_hashes"]) - 1
-    with LedgerService(tampered, read_only=True) as service:
+    with LedgerReader(tampered, read_only=True) as service:
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
         assert verify_source(service.audit_source(TRIAL_ID)).intact  # verify cannot see it

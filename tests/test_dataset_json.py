@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from ledger.application import LedgerService
 from ledger.demo import run_demo
 from ledger.entries import format_timestamp
+from ledger.ledger_reader import LedgerReader
 from ledger.projections.dataset_columns import (
     DATASET_COLUMNS,
     DATASET_KEYS,
@@ -46,7 +46,7 @@ JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> AnalysisDatasets:
     """The seed-12 demo's datasets (envelope v2: demographics and MedDRA coding filled)."""
     run = run_demo(tmp_path_factory.mktemp("demo"), seed=12)
-    with LedgerService(run.store, read_only=True) as service:
+    with LedgerReader(run.store, read_only=True) as service:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=date(2026, 6, 30))
 
 

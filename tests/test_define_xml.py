@@ -15,8 +15,8 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from ledger.application import LedgerService
 from ledger.demo import run_demo
+from ledger.ledger_reader import LedgerReader
 from ledger.projections.dataset_columns import DATASET_COLUMNS
 from ledger.projections.datasets import build_datasets
 from ledger.projections.define_xml import DEFINE_NAME, validate_define_xml
@@ -169,7 +169,7 @@ def _read_back(path: Path, fmt: str) -> WrittenDataset:
 def demo_datasets(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The seed-12 demo (envelope v2: SEX, RACE, MedDRA terms filled) cut off mid-study."""
     run = run_demo(tmp_path_factory.mktemp("demo"), seed=12)
-    with LedgerService(run.store, read_only=True) as service:
+    with LedgerReader(run.store, read_only=True) as service:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=date(2026, 6, 30))
 
 

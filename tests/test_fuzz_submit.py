@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ledger.application import LedgerService
 from ledger.audit.inspection import verify_source
 from ledger.cli import main
+from ledger.ledger_reader import LedgerReader
 from tests.builders import TRIAL_ID, FixedClock
 from tests.fuzz.corpus import read_corpus
 
@@ -32,7 +33,7 @@ def test_the_fuzz_corpus_through_submit_is_accounted_for_line_by_line(
     assert report["lines"] == len(corpus)
     assert report["accepted"] + report["duplicates"] + len(report["rejected"]) == len(corpus)
     assert report["accepted"] > 0 and len(report["rejected"]) > 0
-    with LedgerService(store, read_only=True) as service:
+    with LedgerReader(store, read_only=True) as service:
         kept = [r["offset"] for r in service.rejections()]
         result = verify_source(service.audit_source(TRIAL_ID))
     assert kept == [r["line"] for r in report["rejected"]]

@@ -28,6 +28,7 @@ from consumers.tail import PublishedTail, TailRecord
 from ledger.application import Delivery, LedgerService
 from ledger.demo import run_demo
 from ledger.entries import LedgerEntry
+from ledger.ledger_reader import LedgerReader
 from ledger.recording import HandOver
 from tests.builders import TRIAL_ID
 
@@ -158,7 +159,7 @@ def outbox_of(service: LedgerService) -> LedgerOutbox:
 def assert_topics_hold_the_store(store: Path, topics: Topics) -> None:
     """Each record of the store once, in order, nothing else, byte for byte as a service of its
     own reads it from the store."""
-    with LedgerService(str(store), read_only=True) as reader:
+    with LedgerReader(str(store), read_only=True) as reader:
         assert topics.values(LEDGER) == [e.to_json().encode() for e in reader.entries(TRIAL_ID)]
         assert topics.values(REJECTIONS) == [
             json.dumps(m, sort_keys=True, separators=(",", ":")).encode()

@@ -203,14 +203,14 @@ def test_r_inputs_are_what_the_demo_exports_today(source: str, tmp_path: Path) -
     """The demo inputs R read are today's ``ledger export`` ADTTE of that seed (the file, read
     back), so R's numbers are those of what a reviewer receives, and ``ledger report`` writes
     them: a change to the ADTTE derivation shows here, and the fixtures must be regenerated."""
-    from ledger.application import LedgerService
     from ledger.demo import run_demo
+    from ledger.ledger_reader import LedgerReader
     from ledger.projections.export import export_datasets
     from tests.builders import TRIAL_ID
 
     seed = int(source.removeprefix("demo_seed").removesuffix("_adtte.csv"))
     run = run_demo(tmp_path / "demo", seed=seed)
-    with LedgerService(run.store, read_only=True) as service:
+    with LedgerReader(run.store, read_only=True) as service:
         export_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=None, fmt="csv",
                         out=tmp_path / "export", software_version="test")
     exported = pd.read_csv(tmp_path / "export" / "adtte.csv", dtype={"DOSELVL": str, "COHORT": str})

@@ -10,19 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-LEDGER_LOG = "ledger"
-REJECTIONS_LOG = "rejections"
-
-
-def audit_log_id(log: str, trial_id: str | None) -> UUID:
-    """One audit log per trial ledger, and one for the store's rejections."""
-    if log == REJECTIONS_LOG:
-        return uuid5(NAMESPACE_URL, "trial-ledger:audit:rejections")
-    return uuid5(NAMESPACE_URL, f"trial-ledger:audit:ledger:{trial_id}")
+from ledger.aggregates.log_ids import audit_log_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,10 @@ republish them to `trial.rejections` without loss or repetition after any crash.
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-
-def rejection_log_id() -> UUID:
-    return uuid5(NAMESPACE_URL, "trial-ledger:rejection-log")
+from ledger.aggregates.log_ids import rejection_log_id
 
 
 class RejectionLog(Aggregate):

@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.aggregates.audit_log import LEDGER_LOG, REJECTIONS_LOG
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG
 from ledger.audit.checkpoints import load_public_key
 from ledger.audit.verify import LogRecord, LogReport, verify_log
 from ledger.entries import LedgerEntry

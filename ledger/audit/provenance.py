@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from ledger.aggregates.audit_log import LEDGER_LOG
+from ledger.aggregates.log_ids import LEDGER_LOG
 from ledger.audit.merkle import Frontier
 
 __all__ = ["CHECKPOINT_FIELDS", "SealedFrontier", "export_provenance", "provenance"]
