@@ -20,7 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
 from ledger.entries import LedgerEntry, format_timestamp
-from ledger.reading import StoreReader
+from ledger.reading import SealedPrefix, StoreReader
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ledger.aggregates.trial import Trial
     from ledger.audit.checkpoints import Signer
     from ledger.audit.inspection import AuditSource
-    from ledger.audit.provenance import SealedFrontier
 
 
 def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
@@ -106,10 +105,11 @@ class AuditReading:
         ]
         return sorted(found, key=lambda c: (str(c["recorded_at"]), str(c["log"]), int(c["size"])))
 
-    def sealed_frontier(self, trial_id: str, size: int) -> SealedFrontier | None:
-        """The Merkle frontier sealed within the trial ledger's first `size` entries
-        (`StoreReader.sealed_frontier`): where a tree head over them goes on from."""
-        return self._reader.sealed_frontier(trial_id, size)
+    def sealed_prefix(self, trial_id: str, size: int) -> SealedPrefix:
+        """What the trial ledger's seals say of its first `size` entries: their leaf hashes, the
+        checkpoints within them and the frontier a tree head over them goes on from
+        (`StoreReader.sealed_prefix`), read once."""
+        return self._reader.sealed_prefix(trial_id, size)
 
     def log_checkpoints(self, log: str, trial_id: str | None) -> list[dict[str, Any]]:
         """The checkpoints of one log in the order recorded (sizes only grow)."""

@@ -195,7 +195,9 @@ def export_command(args: argparse.Namespace) -> int:
     as_of = as_of_argument(args)
     with reader(args) as ledger:
         trial_id = args.trial or ledger.default_trial_id()
-        checkpoints = ledger.checkpoints(trial_id, as_of=as_of)
+        # One read of the seals over the exported entries gives their leaf hashes, the
+        # checkpoints within them and the frontier a tree head goes on from.
+        sealed = ledger.sealed_prefix(trial_id, ledger.size(trial_id, as_of=as_of))
         hashes: list[str | None] = []
 
         def hashed(entries: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
@@ -205,15 +207,13 @@ def export_command(args: argparse.Namespace) -> int:
                 yield entry
 
         manifest = export_datasets(
-            hashed(ledger.entries(trial_id, as_of=as_of)),
+            hashed(ledger.entries(trial_id, as_of=as_of, sealed=sealed)),
             as_of=as_of,
             cutoff=args.cutoff,
             fmt=args.format,
             out=args.out,
             software_version=software_version(),
-            audit=lambda: export_provenance(
-                hashes, checkpoints, lambda size: ledger.sealed_frontier(trial_id, size)
-            ),
+            audit=lambda: export_provenance(hashes, sealed.checkpoints, sealed.frontier),
         )
     document = manifest.to_json_dict()
     emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")

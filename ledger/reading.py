@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import takewhile
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,21 @@ to aggregate: a seek per aggregate (a store holds a handful), however many recor
 
 _ENTRY_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 """A stored recorded time whose spelling, with "Z" for "+00:00", is `format_timestamp`'s."""
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPrefix:
+    """What the trial ledger's seals say of its first `size` entries, read in one pass."""
+
+    size: int
+    leaf_hashes: list[str]
+    """The leaf hashes of the first `size` entries; fewer where a store's later entries are not
+    sealed yet (one written before the ledger hashed its log)."""
+    checkpoints: list[dict[str, Any]]
+    """The ledger log's checkpoints over batches that end within the entries, in order: those
+    recorded by the moment the entries were known (a checkpoint carries its batch's last time)."""
+    frontier: SealedFrontier | None
+    """The Merkle frontier sealed with the last of those batches; None before the first."""
 
 
 def _without_leaf_hash(entry: dict[str, Any]) -> dict[str, Any]:
@@ -168,11 +184,13 @@ class StoreReader:
         """The trial's entries after `after`, up to `upto` (else the last known at `as_of`), in
         ledger order, each with its leaf hash (from `leaf_hashes` when the caller holds them)."""
         last = self.last_position(trial_id, as_of) if upto is None else upto
-        hashes = self.leaf_hashes(trial_id, last) if leaf_hashes is None else leaf_hashes
-        hashed = len(hashes)
+        if leaf_hashes is None:
+            leaf_hashes = self.sealed_prefix(trial_id, last).leaf_hashes
+        hashed = len(leaf_hashes)
         for row in self._rows(trial_aggregate_id(trial_id), after, last):
             position = row[0]
-            entry = self._entry(row, trial_id, hashes[position - 1] if position <= hashed else None)
+            leaf = leaf_hashes[position - 1] if position <= hashed else None
+            entry = self._entry(row, trial_id, leaf)
             if as_of is not None and entry.recorded_at > as_of:
                 return  # as `known_as_of`: what the ledger knew at `as_of` ends here
             yield entry
@@ -198,14 +216,16 @@ class StoreReader:
         store has it, `ensure_indexes`), so a subject's history costs its own records, not
         the trial's; any other store is read whole and filtered here.
         """
-        hashes = self.leaf_hashes(trial_id, upto) if leaf_hashes is None else leaf_hashes
-        hashed = len(hashes)
+        if leaf_hashes is None:
+            leaf_hashes = self.sealed_prefix(trial_id, upto).leaf_hashes
+        hashed = len(leaf_hashes)
         trial = trial_aggregate_id(trial_id)
         selected = self._subject_rows(trial, subject_id, upto)
         rows = self._rows(trial, 0, upto) if selected is None else selected
         for row in rows:
             position = row[0]
-            entry = self._entry(row, trial_id, hashes[position - 1] if position <= hashed else None)
+            leaf = leaf_hashes[position - 1] if position <= hashed else None
+            entry = self._entry(row, trial_id, leaf)
             if entry.subject_id == subject_id:
                 yield entry
 
@@ -288,26 +308,22 @@ class StoreReader:
 
     # --- the audit log, read as stored ------------------------------------------------------------
 
-    def leaf_hashes(self, trial_id: str, upto: int | None = None) -> list[str]:
-        """The trial's leaf hashes up to position `upto` (None: all), from the sealed batches."""
+    def sealed_prefix(self, trial_id: str, size: int) -> SealedPrefix:
+        """The trial ledger's seals over its first `size` entries (`SealedPrefix`): their leaf
+        hashes, checkpoints and last sealed frontier, from one read of the seals that far."""
         hashes: list[str] = []
+        checkpoints: list[dict[str, Any]] = []
+        frontier: SealedFrontier | None = None
         for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
-            if upto is not None and len(hashes) >= upto:
+            if len(hashes) >= size:
                 break
-            hashes.extend(state["leaf_hashes"])
-        return hashes if upto is None else hashes[:upto]
-
-    def sealed_frontier(self, trial_id: str, size: int) -> SealedFrontier | None:
-        """The Merkle frontier sealed with the trial ledger's last batch that ends within its
-        first `size` entries: (the log's size then, the frontier's nodes, the root its
-        checkpoint states); None before the first batch."""
-        found: SealedFrontier | None = None
-        for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
-            end = int(state["first_position"]) + len(state["leaf_hashes"]) - 1
-            if end > size:
-                break
-            found = (end, list(state["frontier"]), str(state["checkpoint"]["root"]))
-        return found
+            batch = state["leaf_hashes"]
+            hashes.extend(batch)
+            end = int(state["first_position"]) + len(batch) - 1
+            if end <= size:
+                checkpoints.append(state["checkpoint"])
+                frontier = (end, list(state["frontier"]), str(state["checkpoint"]["root"]))
+        return SealedPrefix(size, hashes[:size], checkpoints, frontier)
 
     def checkpoints(
         self, log: str, trial_id: str | None, as_of: datetime | None = None

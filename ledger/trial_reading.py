@@ -15,7 +15,7 @@ from uuid import UUID
 from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id, rejection_log_id
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
-from ledger.reading import StoreReader
+from ledger.reading import SealedPrefix, StoreReader
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
@@ -37,13 +37,24 @@ class TrialReading:
         def find_trial(self, trial_id: str) -> Trial | None: ...
 
     def entries(
-        self, trial_id: str, *, as_of: datetime | None = None, after: int = 0
+        self,
+        trial_id: str,
+        *,
+        as_of: datetime | None = None,
+        after: int = 0,
+        sealed: SealedPrefix | None = None,
     ) -> Iterator[LedgerEntry]:
-        """The trial's recorded events in ledger order, as known at `as_of` (None: all).
+        """The trial's recorded events in ledger order, as known at `as_of` (None: all), with
+        their leaf hashes (from `sealed` when the caller has read the seals over them).
 
         Reads only the prefix `as_of` knew, in pages; nothing is replayed (see `ledger.reading`).
         """
         self._require(trial_id)
+        if sealed is not None:
+            return self._reader.entries(
+                trial_id, as_of=as_of, after=after, upto=sealed.size,
+                leaf_hashes=sealed.leaf_hashes,
+            )
         return self._reader.entries(
             trial_id, as_of=as_of, after=after, leaf_hashes=self._held_leaf_hashes(trial_id)
         )
@@ -71,9 +82,11 @@ class TrialReading:
             trial_id, subject_id, upto=last, leaf_hashes=self._held_leaf_hashes(trial_id)
         ))
 
-    def size(self, trial_id: str) -> int:
-        """How many records the trial's ledger holds (its last position), nothing replayed."""
-        return self._reader.last_position(trial_id)
+    def size(self, trial_id: str, *, as_of: datetime | None = None) -> int:
+        """How many records the trial's ledger holds (its last position; as known at `as_of`),
+        nothing replayed."""
+        self._require(trial_id)
+        return self._reader.last_position(trial_id, as_of)
 
     def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""

@@ -287,14 +287,17 @@ def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) ->
         continued = 0
         for size in probes:
             part = entries[:size]
-            sealed = service.sealed_frontier(TRIAL_ID, size)
+            prefix = service.sealed_prefix(TRIAL_ID, size)
+            sealed = prefix.frontier
             assert sealed is None or sealed[0] <= size
             continued += sealed is not None and sealed[0] < size
             expected = provenance_of(part, checkpoints)
+            within = [c for c in checkpoints if c["log"] == "ledger" and c["size"] <= size]
+            assert prefix.checkpoints == within, size
+            assert prefix.leaf_hashes == [e.leaf_hash for e in part], size
             assert export_provenance([e.leaf_hash for e in part], checkpoints) == expected
             assert export_provenance(
-                [e.leaf_hash for e in part], checkpoints,
-                lambda n: service.sealed_frontier(TRIAL_ID, n),
+                [e.leaf_hash for e in part], prefix.checkpoints, sealed
             ) == expected, size
         assert continued > 0, "some sizes go on from a sealed frontier"
 
@@ -329,11 +332,10 @@ def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
         assert verify_source(service.audit_source(TRIAL_ID)).intact  # verify cannot see it
-        sealed = service.sealed_frontier(TRIAL_ID, end + 1)
-        assert sealed is not None and sealed[0] == end  # the tampered one
         for size in (end + 1, end + 2):
+            sealed = service.sealed_prefix(TRIAL_ID, size).frontier
+            assert sealed is not None and sealed[0] == end  # the tampered one
             part = entries[:size]
             assert export_provenance(
-                [e.leaf_hash for e in part], checkpoints,
-                lambda n: service.sealed_frontier(TRIAL_ID, n),
+                [e.leaf_hash for e in part], checkpoints, sealed
             ) == provenance_of(part, checkpoints)

@@ -8,7 +8,7 @@ for signature keys, so it does not import them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ledger.aggregates.log_ids import LEDGER_LOG
@@ -58,20 +58,19 @@ def provenance(
 def export_provenance(
     leaf_hashes: Sequence[str | None],
     checkpoints: Sequence[Mapping[str, Any]],
-    sealed_within: Callable[[int], SealedFrontier | None] | None = None,
+    sealed: SealedFrontier | None = None,
 ) -> dict[str, Any] | None:
     """What `ledger.cli_plumbing.provenance_of` gives for entries with these leaf hashes (the
     manifest's ``root``, ``size``, ``checkpoint``; None when one is not hashed yet), the same dict,
     with the root taken from the ledger checkpoint over exactly these entries when there is one
     instead of a Merkle tree rebuilt over every leaf (checkpoints are sealed with the hashes).
-    Otherwise (an as-of between checkpoints) the tree goes on from the frontier
-    `sealed_within(size)` gives, the last one sealed within these entries."""
+    Otherwise (an as-of between checkpoints) the tree goes on from `sealed`, the frontier sealed
+    within these entries (`provenance` checks it)."""
     if any(digest is None for digest in leaf_hashes):
         return None  # a store written before the ledger hashed its log, not yet sealed
     size = len(leaf_hashes)
     latest = _latest_ledger_checkpoint(checkpoints, size)
     if latest is None or int(latest["size"]) != size or not isinstance(latest.get("root"), str):
-        sealed = None if sealed_within is None else sealed_within(size)
         return provenance([str(digest) for digest in leaf_hashes], size, checkpoints,
                           sealed=sealed)
     return {
