@@ -238,10 +238,14 @@ class LedgerService(LedgerReader):
         one transaction: a batch is never stored without its seal, nor sealed without its events;
         once committed, what it added is handed over to the publisher."""
         batch = self._sealed_batch(trials, rejection_log)
-        if not batch.stored and tracking is None:
+        if not (batch.events or batch.audit_logs) and tracking is None:
             return
         processing = ProcessingEvent[UUID](tracking=tracking)
-        processing.collect_events(*batch.stored)
+        # The events were collected from their aggregates to be sealed: they go in as they are,
+        # without `collect_events`' runtime Protocol check of each one (typing's isinstance on
+        # a Protocol costs a tenth of a batch on Python 3.11).
+        processing.events.extend(batch.events)
+        processing.collect_events(*batch.audit_logs)
         try:
             recordings = self._app._record(processing)
         except BaseException:

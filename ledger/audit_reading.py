@@ -55,7 +55,10 @@ class SealedBatch:
     the outside world sees them (each trial's entries with their leaf hashes, the rejection
     messages), for the publisher once the batch is committed (`recording.HandOver`)."""
 
-    stored: list[Any] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    """The batch's new events, already collected from their aggregates."""
+    audit_logs: list[AuditLog] = field(default_factory=list)
+    """The audit logs it seals, whose new events are collected as they are stored."""
     entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
     rejections: list[dict[str, Any]] = field(default_factory=list)
 
@@ -182,7 +185,6 @@ class AuditReading:
         from ledger.recording import rejection_message
 
         batch = SealedBatch()
-        collected = batch.stored
         for trial_id, trial in trials.items():
             events = trial.collect_events()
             if not events:
@@ -201,8 +203,9 @@ class AuditReading:
                 entry_of(cast("Trial.Event", event), trial_id, leaf)
                 for event, leaf in zip(events, hashes, strict=True)
             ]
-            collected += [*events, audit]
-        if rejection_log is None and collected:
+            batch.events += events
+            batch.audit_logs.append(audit)
+        if rejection_log is None and batch.events:
             rejection_log = self._load_rejection_log()  # to seal what an old store holds
         if rejection_log is not None:
             events = rejection_log.collect_events()
@@ -214,9 +217,9 @@ class AuditReading:
             audit = held if held is not None else self._audit_log(
                 REJECTIONS_LOG, self._rejections_trial_id(trials)
             )
-            if audit.size < first_new - 1:
+            sealed = audit.size < first_new - 1
+            if sealed:
                 self._seal_earlier_rejections(audit, before=first_new)
-                collected.append(audit)
             if rejected:
                 messages = [
                     rejection_message(e, sequence=e.originator_version - 1) for e in rejected
@@ -227,9 +230,11 @@ class AuditReading:
                     recorded_at=str(messages[-1]["rejected_at"]),
                     signer=self._signer,
                 )
-                collected.append(audit)
+                sealed = True
                 batch.rejections = messages
-            collected += events
+            if sealed:
+                batch.audit_logs.append(audit)
+            batch.events += events
         return batch
 
     def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
