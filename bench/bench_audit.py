@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         unsealed, unsealed_cpu = min(walls["unsealed"]), min(cpus["unsealed"])
         unsigned, unsigned_cpu = min(walls["unsigned"]), min(cpus["unsigned"])
         signed, signed_cpu = min(walls["signed"]), min(cpus["signed"])
-        with LedgerReader(str(folder / "signed.db"), read_only=True) as service:
+        with LedgerReader(str(folder / "signed.db")) as service:
             trial_id = service.default_trial_id()
             recorder = service._app.recorder
             mapper = service._app.mapper

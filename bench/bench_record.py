@@ -84,7 +84,7 @@ def submit_all(protocol_source: Trial, lines: list[bytes], batch: int, folder: P
 
 def replay(store: str, projector: Callable[..., Trial | None] = project_aggregate) -> int:
     """Read the Trial back from `store` with `projector`; its events."""
-    with LedgerReader(store, read_only=True) as service:
+    with LedgerReader(store) as service:
         trial: Trial = service._app.repository.get(
             trial_aggregate_id(TRIAL), projector_func=projector
         )
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             source = folder / "demo" / "submissions.jsonl"
         demo_store = str(source.parent / "ledger.db")
         lines = [line for line in source.read_bytes().splitlines() if line.strip()]
-        with LedgerReader(demo_store, read_only=True) as demo:
+        with LedgerReader(demo_store) as demo:
             opened = demo.find_trial(TRIAL)
         assert opened is not None, f"no trial {TRIAL} in {demo_store}"
         count = len(lines)

@@ -30,6 +30,7 @@ from ledger.aggregates.protocol import ProtocolDefinition
 from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial_state import Outcome
 from ledger.aggregates.trial_topics import trial_aggregate_id
+from ledger.audit_sealing import AuditSealing
 from ledger.entries import LedgerEntry
 from ledger.ledger_reader import LedgerReader
 from ledger.protocol_files import bundled_protocol
@@ -76,7 +77,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class LedgerService(LedgerReader):
+class LedgerService(AuditSealing, LedgerReader):
     """Submit, read and rebuild: everything outside the domain goes through here."""
 
     def __init__(
@@ -86,7 +87,7 @@ class LedgerService(LedgerReader):
         *,
         signer: Signer | None = None,
     ) -> None:
-        super().__init__(store)
+        super().__init__(store, read_only=False)
         self._clock = clock
         self._rejection_log: RejectionLog | None = None
         self._signer = signer
@@ -242,10 +243,10 @@ class LedgerService(LedgerReader):
             return
         processing = ProcessingEvent[UUID](tracking=tracking)
         # The events were collected from their aggregates to be sealed: they go in as they are,
-        # without `collect_events`' runtime Protocol check of each one (typing's isinstance on
-        # a Protocol costs a tenth of a batch on Python 3.11).
+        # not through `collect_events`, which runs typing's runtime Protocol check on each one
+        # (22 us an event on Python 3.11, a tenth of a batch).
         processing.events.extend(batch.events)
-        processing.collect_events(*batch.audit_logs)
+        processing.aggregates.update((log.id, log) for log in batch.audit_logs)
         try:
             recordings = self._app._record(processing)
         except BaseException:

@@ -1,17 +1,16 @@
 """Reading the audit logs kept beside the ledger: checkpoints, keys, and the store as `ledger
 verify` inspects it (row by row, so a tampered row is a finding at its position, not a crash).
 
-`AuditReading` is the part of `LedgerService` that keeps the `AuditLog` aggregates: it seals
-each batch (`_sealed_batch`, which the service stores in `_commit`) and reads them back. The
-hashing and signing (`ledger.audit.sealing`), the verifier's sources (`ledger.audit.inspection`)
-and the log aggregates' classes are imported where they are used: a read command opens the
-service without them (its reads of checkpoints and leaf hashes go through `ledger.reading`).
+`AuditReading` is the audit part of `LedgerReader` (mixed into it): it reads the `AuditLog`
+aggregates back and says which trials the store holds; `LedgerService` seals with them
+(`ledger.audit_sealing`). The verifier's sources (`ledger.audit.inspection`) and the log
+aggregates' classes are imported where they are used: a read command opens the store without
+them (its reads of checkpoints and leaf hashes go through `ledger.reading`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -19,15 +18,13 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
-from ledger.entries import LedgerEntry, format_timestamp
+from ledger.entries import LedgerEntry
 from ledger.reading import SealedPrefix, StoreReader
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
     from ledger.aggregates.audit_log import AuditLog
-    from ledger.aggregates.intake import RejectionLog
     from ledger.aggregates.trial import Trial
-    from ledger.audit.checkpoints import Signer
     from ledger.audit.inspection import AuditSource
 
 
@@ -49,39 +46,18 @@ def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) ->
     )
 
 
-@dataclass(slots=True)
-class SealedBatch:
-    """A sealed batch: what to store in its one transaction, and what it adds to the logs as
-    the outside world sees them (each trial's entries with their leaf hashes, the rejection
-    messages), for the publisher once the batch is committed (`recording.HandOver`)."""
-
-    events: list[Any] = field(default_factory=list)
-    """The batch's new events, already collected from their aggregates."""
-    audit_logs: list[AuditLog] = field(default_factory=list)
-    """The audit logs it seals, whose new events are collected as they are stored."""
-    entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
-    rejections: list[dict[str, Any]] = field(default_factory=list)
-
-
 class AuditReading:
-    """The audit-log reads of `LedgerService` (mixed into it), the sealing of what an old store
-    holds, and which trials the store holds."""
+    """The audit-log reads of `LedgerReader` (mixed into it) and which trials the store holds."""
 
     _app: LedgerStore
     _reader: StoreReader
     _audit_logs: dict[UUID, AuditLog]
-
-    _signer: Signer | None
     _opened_trial_ids: set[str]
     _opened_scanned_to: int
 
     if TYPE_CHECKING:
 
         def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]: ...
-
-        def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
-
-        def _load_rejection_log(self) -> RejectionLog: ...
 
     def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
         from ledger.aggregates.audit_log import AuditLog  # the class: only where its events are
@@ -171,110 +147,6 @@ class AuditReading:
                 REJECTIONS_LOG: _hashed_from(rejection_audit, len(rejections)),
             },
             problems=problems,
-        )
-
-    def _sealed_batch(
-        self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
-    ) -> SealedBatch:
-        """Seal what a batch adds to each log (its leaf hashes, a checkpoint signed when a key
-        is configured) and return everything to store in the batch's one transaction: each
-        trial's new events and its audit log, the rejection log's new events and its audit log.
-        """
-        from ledger.aggregates.intake import RejectionLog
-        from ledger.audit.sealing import seal_batch
-        from ledger.recording import rejection_message
-
-        batch = SealedBatch()
-        for trial_id, trial in trials.items():
-            events = trial.collect_events()
-            if not events:
-                continue
-            entries = [entry_of(cast("Trial.Event", event), trial_id) for event in events]
-            audit = self._audit_log(LEDGER_LOG, trial_id)
-            self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
-            seal_batch(
-                audit,
-                entries,
-                recorded_at=format_timestamp(entries[-1].recorded_at),
-                signer=self._signer,
-            )
-            hashes = audit.leaf_hashes[-len(events):]
-            batch.entries[trial_id] = [
-                entry_of(cast("Trial.Event", event), trial_id, leaf)
-                for event, leaf in zip(events, hashes, strict=True)
-            ]
-            batch.events += events
-            batch.audit_logs.append(audit)
-        if rejection_log is None and batch.events:
-            rejection_log = self._load_rejection_log()  # to seal what an old store holds
-        if rejection_log is not None:
-            events = rejection_log.collect_events()
-            rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
-            # The sequence of the first new rejection (or one past the stored ones).
-            first_new = rejected[0].originator_version - 1 if rejected else rejection_log.version
-            # The trial it names matters only when the log starts: not a query per batch.
-            held = self._audit_logs.get(audit_log_id(REJECTIONS_LOG, None))
-            audit = held if held is not None else self._audit_log(
-                REJECTIONS_LOG, self._rejections_trial_id(trials)
-            )
-            sealed = audit.size < first_new - 1
-            if sealed:
-                self._seal_earlier_rejections(audit, before=first_new)
-            if rejected:
-                messages = [
-                    rejection_message(e, sequence=e.originator_version - 1) for e in rejected
-                ]
-                seal_batch(
-                    audit,
-                    messages,
-                    recorded_at=str(messages[-1]["rejected_at"]),
-                    signer=self._signer,
-                )
-                sealed = True
-                batch.rejections = messages
-            if sealed:
-                batch.audit_logs.append(audit)
-            batch.events += events
-        return batch
-
-    def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
-        """The rejection log is the store's; its checkpoints name the store's first trial."""
-        trial_ids = self.trial_ids() or sorted(trials)
-        return trial_ids[0] if trial_ids else None
-
-    def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
-        """A store written before the ledger hashed its log: hash what it holds, marked so."""
-        from ledger.audit.sealing import seal_batch
-
-        if audit.size >= before - 1:
-            return
-        earlier = [
-            e.to_json_dict()
-            for e in self._stored_entries(trial_id, after=audit.size)
-            if e.position < before
-        ]
-        seal_batch(
-            audit,
-            earlier,
-            recorded_at=str(earlier[-1]["recorded_at"]),
-            signer=self._signer,
-            hashed_later=True,
-        )
-
-    def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
-        from ledger.audit.sealing import seal_batch
-
-        if audit.size >= before - 1:
-            return
-        earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
-        if not earlier:
-            return
-        seal_batch(
-            audit,
-            earlier,
-            recorded_at=str(earlier[-1]["rejected_at"]),
-            signer=self._signer,
-            hashed_later=True,
         )
 
     def trial_ids(self) -> list[str]:

@@ -53,7 +53,7 @@ def reader(args: argparse.Namespace) -> LedgerReader:
     recording side (`LedgerReader`)."""
     from ledger.ledger_reader import LedgerReader
 
-    return LedgerReader(args.store, read_only=True)
+    return LedgerReader(args.store)
 
 
 def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ def demo_command(args: argparse.Namespace) -> int:
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
     (args.out / "public-key.pem").write_text(signer.public_key_pem, encoding="ascii")
     run = run_demo(args.out, args.seed, signer=signer, subjects=args.subjects)
-    with LedgerReader(run.store, read_only=True) as ledger:
+    with LedgerReader(run.store) as ledger:
         entries = list(ledger.entries(run.trial_id))
         provenance = provenance_of(entries, ledger.checkpoints(run.trial_id))
     table = cohort_table(entries)

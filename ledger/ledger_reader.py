@@ -30,14 +30,13 @@ from ledger.trial_reading import TrialReading
 if TYPE_CHECKING:
     from ledger.aggregates.audit_log import AuditLog
     from ledger.aggregates.trial import Trial
-    from ledger.audit.checkpoints import Signer
 
 
 class LedgerReader(TrialReading, AuditReading):
-    """One store, opened for reading (`read_only`: never created, nothing written) or as the
-    base of `LedgerService`."""
+    """One store, opened read-only (a SQLite file must exist; nothing is created or written),
+    or, as the base of `LedgerService`, with `read_only=False`."""
 
-    def __init__(self, store: str = DEFAULT_STORE, *, read_only: bool = False) -> None:
+    def __init__(self, store: str = DEFAULT_STORE, *, read_only: bool = True) -> None:
         env = store_environment(store, read_only=read_only)
         try:
             self._app = LedgerStore(env=env)
@@ -49,7 +48,6 @@ class LedgerReader(TrialReading, AuditReading):
         self._trials: dict[str, Trial] = {}
         self._opened_trial_ids: set[str] = set()
         self._opened_scanned_to = 0  # notification id up to which trial.opened was looked for
-        self._signer: Signer | None = None  # a reader seals nothing; `LedgerService` signs
         self._audit_logs: dict[UUID, AuditLog] = {}
         self._reader = StoreReader(self._app)
 

@@ -43,7 +43,7 @@ PAGE = 2_000
 FIRST_PAGE = 32
 """Rows of a read's first page, each next page twice the last up to `PAGE`: a reader that stops
 early (the checkpoints recorded by an as-of moment, the seals within a prefix) fetches about
-what it reads, not a whole page of large seal rows; a whole read costs six more queries."""
+what it reads, not a whole page of large seal rows; a whole read costs five more queries."""
 
 _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
@@ -314,15 +314,16 @@ class StoreReader:
         hashes: list[str] = []
         checkpoints: list[dict[str, Any]] = []
         frontier: SealedFrontier | None = None
-        for state in self._seals(audit_log_id(LEDGER_LOG, trial_id)):
-            if len(hashes) >= size:
-                break
+        seals = self._seals(audit_log_id(LEDGER_LOG, trial_id)) if size > 0 else iter(())
+        for state in seals:
             batch = state["leaf_hashes"]
             hashes.extend(batch)
             end = int(state["first_position"]) + len(batch) - 1
             if end <= size:
                 checkpoints.append(state["checkpoint"])
                 frontier = (end, list(state["frontier"]), str(state["checkpoint"]["root"]))
+            if len(hashes) >= size:
+                break  # the seal holding the last entry: no further row is fetched
         return SealedPrefix(size, hashes[:size], checkpoints, frontier)
 
     def checkpoints(

@@ -1,8 +1,9 @@
 """Reading a trial back: entries, the cohort table, a subject's history, rejections and the trial
 as it stood, each from only the rows it needs (`ledger.reading`), never by replaying history.
 
-`TrialReading` is the read side of `LedgerService` (mixed into it, as `AuditReading` is); every
-read names a trial the store does not hold instead of returning nothing.
+`TrialReading` is the trial part of `LedgerReader` (mixed into it, as `AuditReading` is), so of
+`LedgerService` too; every read names a trial the store does not hold instead of returning
+nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class TrialReading:
-    """The trial reads of `LedgerService`."""
+    """The trial reads of `LedgerReader`."""
 
     _app: LedgerStore
     _reader: StoreReader

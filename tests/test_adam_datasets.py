@@ -197,7 +197,7 @@ def test_adtte_starts_at_trtsdt_and_sources_point_at_real_records(
 def demo(tmp_path_factory: pytest.TempPathFactory) -> AnalysisDatasets:
     """The seed-3 demo (envelope v2, deaths, withdrawals, an expansion) as exported in full."""
     run = run_demo(tmp_path_factory.mktemp("demo"), seed=3)
-    with LedgerReader(run.store, read_only=True) as service:
+    with LedgerReader(run.store) as service:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=None)
 
 

@@ -105,9 +105,10 @@ recording side (`LedgerService`: a read opens a `LedgerReader`) and the aggregat
 def test_a_read_command_imports_only_what_it_uses(
     tmp_path: Path, command: tuple[str, ...], unused: set[str]
 ) -> None:
-    """Read commands start without the verifier, the signing key, the wire parser, Kafka or
-    the Trial aggregate; cohorts and history without pandas, an export to CSV or Dataset-JSON
-    without pandas or numpy (only the transport file and the analyses need frames)."""
+    """Read commands start without the verifier, the signing key, the wire parser, Kafka, the
+    recording side or the aggregates' classes (`_NEVER_FOR_READS`); cohorts and history without
+    pandas, an export to CSV or Dataset-JSON without pandas or numpy (only the transport file and
+    the analyses need frames)."""
     import subprocess
     import sys
     from datetime import date

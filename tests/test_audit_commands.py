@@ -128,10 +128,10 @@ def test_a_tampered_archive_is_not_replayed(
     assert not (tmp_path / "r").exists()
 
 
-def test_a_store_written_before_hashing_still_opens_and_says_from_where(tmp_path: Path) -> None:
-    """Drop the audit rows (an old store): it reads, the next batch seals the earlier entries as
-    'hashed later', and verify says which positions those are."""
-    store = build_store(tmp_path)
+def store_sealed_later(folder: Path) -> tuple[str, int]:
+    """A store written before the ledger hashed its log (its audit rows dropped), then written to
+    once, which seals the earlier entries as 'hashed later': (the store, how many there were)."""
+    store = build_store(folder)
     with closing(sqlite3.connect(store)) as con:
         for log, trial in ((LEDGER_LOG, TRIAL_ID), (REJECTIONS_LOG, None)):
             con.execute(
@@ -145,9 +145,17 @@ def test_a_store_written_before_hashing_still_opens_and_says_from_where(tmp_path
             lines([script.envelope("subject.alive", "01-001", DAY0 + timedelta(days=90), {})])
         )
         assert report.accepted == 1
-        source = service.audit_source(TRIAL_ID)
+    return store, old
+
+
+def test_a_store_written_before_hashing_still_opens_and_says_from_where(tmp_path: Path) -> None:
+    """Drop the audit rows (an old store): it reads, the next batch seals the earlier entries as
+    'hashed later', and verify says which positions those are."""
     from ledger.audit.inspection import verify_source
 
+    store, old = store_sealed_later(tmp_path)
+    with LedgerReader(store) as service:
+        source = service.audit_source(TRIAL_ID)
     result = verify_source(source)
     assert result.intact, result.to_json_dict()["problems"]
     assert result.hashed_from == old + 1
@@ -277,7 +285,7 @@ def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) ->
     from ledger.audit.provenance import export_provenance
     from ledger.cli_plumbing import provenance_of
 
-    with LedgerReader(store, read_only=True) as service:
+    with LedgerReader(store) as service:
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
         sizes = sorted({c["size"] for c in checkpoints if c["log"] == "ledger"})
@@ -300,6 +308,34 @@ def test_the_export_shortcut_gives_the_provenance_replay_computes(store: str) ->
                 [e.leaf_hash for e in part], prefix.checkpoints, sealed
             ) == expected, size
         assert continued > 0, "some sizes go on from a sealed frontier"
+
+
+def test_the_seals_over_a_prefix_are_what_was_known_at_its_moment(
+    store: str, tmp_path: Path
+) -> None:
+    """`ledger export` takes a manifest's leaf hashes and checkpoints from the seals over the
+    entries known at `--as-of` (`sealed_prefix`), not by the checkpoints' recorded times: at
+    every entry's recorded time, a microsecond before it and before the trial opened, the
+    checkpoints are the ledger's recorded by then, the hashes the entries', and the entries read
+    with the prefix as many as it covers; on a store sealed as written and on one sealed later."""
+    later, _ = store_sealed_later(tmp_path)
+    for path in (store, later):
+        with LedgerReader(path) as service:
+            entries = list(service.entries(TRIAL_ID))
+            times = sorted({e.recorded_at for e in entries})
+            probes = [times[0] - timedelta(days=1)]
+            probes += [t - d for t in times for d in (timedelta(microseconds=1), timedelta())]
+            for moment in probes:
+                prefix = service.sealed_prefix(TRIAL_ID, service.size(TRIAL_ID, as_of=moment))
+                recorded = [c for c in service.checkpoints(TRIAL_ID, as_of=moment)
+                            if c["log"] == LEDGER_LOG]
+                assert prefix.checkpoints == recorded, (path, moment)
+                known = [e for e in entries if e.recorded_at <= moment]
+                assert prefix.size == len(known)
+                assert prefix.leaf_hashes == [e.leaf_hash for e in known]
+                read = list(service.entries(TRIAL_ID, as_of=moment, sealed=prefix))
+                assert [e.position for e in read] == [e.position for e in known]
+            assert len(probes) > 20
 
 
 def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(
@@ -328,7 +364,7 @@ def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(
         db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
                    (json.dumps(state).encode(), rowid))
     end = state["first_position"] + len(state["leaf_hashes"]) - 1
-    with LedgerReader(tampered, read_only=True) as service:
+    with LedgerReader(tampered) as service:
         entries = list(service.entries(TRIAL_ID))
         checkpoints = service.checkpoints(TRIAL_ID)
         assert verify_source(service.audit_source(TRIAL_ID)).intact  # verify cannot see it

@@ -46,7 +46,7 @@ JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> AnalysisDatasets:
     """The seed-12 demo's datasets (envelope v2: demographics and MedDRA coding filled)."""
     run = run_demo(tmp_path_factory.mktemp("demo"), seed=12)
-    with LedgerReader(run.store, read_only=True) as service:
+    with LedgerReader(run.store) as service:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=date(2026, 6, 30))
 
 

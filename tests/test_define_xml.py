@@ -169,7 +169,7 @@ def _read_back(path: Path, fmt: str) -> WrittenDataset:
 def demo_datasets(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The seed-12 demo (envelope v2: SEX, RACE, MedDRA terms filled) cut off mid-study."""
     run = run_demo(tmp_path_factory.mktemp("demo"), seed=12)
-    with LedgerReader(run.store, read_only=True) as service:
+    with LedgerReader(run.store) as service:
         return build_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=date(2026, 6, 30))
 
 

@@ -33,7 +33,7 @@ def test_the_fuzz_corpus_through_submit_is_accounted_for_line_by_line(
     assert report["lines"] == len(corpus)
     assert report["accepted"] + report["duplicates"] + len(report["rejected"]) == len(corpus)
     assert report["accepted"] > 0 and len(report["rejected"]) > 0
-    with LedgerReader(store, read_only=True) as service:
+    with LedgerReader(store) as service:
         kept = [r["offset"] for r in service.rejections()]
         result = verify_source(service.audit_source(TRIAL_ID))
     assert kept == [r["line"] for r in report["rejected"]]

@@ -159,7 +159,7 @@ def outbox_of(service: LedgerService) -> LedgerOutbox:
 def assert_topics_hold_the_store(store: Path, topics: Topics) -> None:
     """Each record of the store once, in order, nothing else, byte for byte as a service of its
     own reads it from the store."""
-    with LedgerReader(str(store), read_only=True) as reader:
+    with LedgerReader(str(store)) as reader:
         assert topics.values(LEDGER) == [e.to_json().encode() for e in reader.entries(TRIAL_ID)]
         assert topics.values(REJECTIONS) == [
             json.dumps(m, sort_keys=True, separators=(",", ":")).encode()

@@ -32,7 +32,7 @@ def filled(postgres_server: PostgresHandle) -> Iterator[tuple[str, int]]:
     name = database_name("tamper_source")
     url = create_database(postgres_server, name)
     build_store(None, url=url)
-    with LedgerReader(url, read_only=True) as service:
+    with LedgerReader(url) as service:
         size = len(list(service.entries(TRIAL_ID)))
     yield name, size
     drop_database(postgres_server, name)
@@ -109,7 +109,7 @@ def test_an_owner_tampering_with_rows_is_caught(
             with psycopg.connect(postgres_server.admin_url(name)) as owner:
                 owner.execute(f"ALTER TABLE {EVENTS} DISABLE TRIGGER ledger_append_only")
                 TAMPERINGS[kind](owner, pos)
-            with LedgerReader(postgres_server.database_url(name), read_only=True) as service:
+            with LedgerReader(postgres_server.database_url(name)) as service:
                 report = verify_source(service.audit_source(TRIAL_ID)).to_json_dict()
         finally:
             drop_database(postgres_server, name)
@@ -121,5 +121,5 @@ def test_an_owner_tampering_with_rows_is_caught(
 def test_an_untouched_postgresql_store_verifies(filled: tuple[str, int],
                                                 postgres_server: PostgresHandle) -> None:
     """No false alarm: the store as the ledger wrote it is intact."""
-    with LedgerReader(postgres_server.database_url(filled[0]), read_only=True) as service:
+    with LedgerReader(postgres_server.database_url(filled[0])) as service:
         assert verify_source(service.audit_source(TRIAL_ID)).intact

@@ -48,14 +48,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 
 @pytest.fixture
 def service(demo: DemoRun) -> Iterator[LedgerReader]:
-    with LedgerReader(str(demo.store), read_only=True) as opened:
+    with LedgerReader(str(demo.store)) as opened:
         yield opened
 
 
 def replayed(store: str) -> list[LedgerEntry]:
     """Every entry through the library's mapper, with the audit log aggregate's leaf hashes
     (read by a service of its own, so the service under test caches nothing)."""
-    with LedgerReader(store, read_only=True) as slow:
+    with LedgerReader(store) as slow:
         hashes = slow._audit_log("ledger", TRIAL_ID).leaf_hashes
         events = slow._app.events.get(trial_aggregate_id(TRIAL_ID))
         return [
@@ -136,7 +136,7 @@ def test_the_cohort_table_is_read_through_the_type_index(
     assert "stored_events_type" in query_plan(demo.store, query, ("x", "a", "b", 9))
     bare = copy_without_index(demo.store, "stored_events_type", tmp_path)
     everything = replayed(demo.store)
-    with LedgerReader(str(bare), read_only=True) as unindexed:
+    with LedgerReader(str(bare)) as unindexed:
         for moment in (None, *moments(everything)):
             known = everything if moment is None else list(known_as_of(everything, moment))
             assert unindexed.cohort_table(TRIAL_ID, as_of=moment) == cohort_table(known)
@@ -170,7 +170,7 @@ def test_a_subjects_history_is_read_through_the_subject_index(
     bare = copy_without_index(demo.store, "stored_events_subject", tmp_path)
     everything = replayed(demo.store)
     subjects = sorted({e.subject_id for e in everything if e.subject_id})
-    with LedgerReader(str(bare), read_only=True) as unindexed:
+    with LedgerReader(str(bare)) as unindexed:
         for subject in [*subjects[:2], subjects[-1], "99-999"]:
             expected = [e for e in everything if e.subject_id == subject]
             assert service.history(TRIAL_ID, subject) == expected
@@ -246,7 +246,7 @@ def test_verify_reads_a_row_as_its_entry_would_be_written(
             (json.dumps(edited).encode(), trial_aggregate_id(TRIAL_ID).hex),
         )
         connection.commit()
-    with LedgerReader(str(copy), read_only=True) as service:
+    with LedgerReader(str(copy)) as service:
         reader = service._reader
         held = list(reader.held_entry_objects(TRIAL_ID))
         rows = list(reader._rows(trial_aggregate_id(TRIAL_ID), 0, None))

@@ -210,7 +210,7 @@ def test_r_inputs_are_what_the_demo_exports_today(source: str, tmp_path: Path) -
 
     seed = int(source.removeprefix("demo_seed").removesuffix("_adtte.csv"))
     run = run_demo(tmp_path / "demo", seed=seed)
-    with LedgerReader(run.store, read_only=True) as service:
+    with LedgerReader(run.store) as service:
         export_datasets(service.entries(TRIAL_ID), as_of=None, cutoff=None, fmt="csv",
                         out=tmp_path / "export", software_version="test")
     exported = pd.read_csv(tmp_path / "export" / "adtte.csv", dtype={"DOSELVL": str, "COHORT": str})

@@ -98,7 +98,7 @@ def export(store: Path, out: Path) -> dict[str, pd.DataFrame]:
 
 def test_version_1_events_are_stored_as_they_always_were(stores: dict[str, Path]) -> None:
     """A v1 enrollment's stored data is its cohort alone, and a v1 AE report has no coding."""
-    with LedgerReader(str(stores["v1"]), read_only=True) as service:
+    with LedgerReader(str(stores["v1"])) as service:
         entries = list(service.entries(TRIAL_ID))
     enrolled = [e.data for e in entries if e.type == SUBJECT_ENROLLED]
     reported = [e.data for e in entries if e.type == ADVERSE_EVENT_REPORTED]
@@ -178,7 +178,7 @@ def test_a_store_written_before_version_2_takes_version_2_submissions(
 ) -> None:
     """Today's code appends a v2 enrollment to the old store; it still verifies, and the new
     subject's demographics reach ADSL next to the old subjects' blanks."""
-    with LedgerReader(str(old_store), read_only=True) as service:
+    with LedgerReader(str(old_store)) as service:
         last_day = max(e.occurred_on for e in service.entries(TRIAL_ID) if e.occurred_on)
     envelope = Script().envelope(
         SUBJECT_ENROLLED, "03-099", last_day,

@@ -1,0 +1,151 @@
+"""Sealing each recorded batch: the part of `LedgerService` that hashes what a batch adds to
+each log into its `AuditLog` and signs a checkpoint, in the batch's own transaction.
+
+`_sealed_batch` returns everything the service stores in `_commit`; a store written before the
+ledger hashed its log has what it holds sealed the first time it is written to
+(`hashed_later`). The hashing and signing themselves are `ledger.audit.sealing`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from ledger.aggregates.audit_log import AuditLog
+from ledger.aggregates.intake import RejectionLog
+from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
+from ledger.audit.sealing import seal_batch
+from ledger.audit_reading import AuditReading, entry_of
+from ledger.entries import LedgerEntry, format_timestamp
+from ledger.recording import rejection_message
+
+if TYPE_CHECKING:
+    from ledger.aggregates.trial import Trial
+    from ledger.audit.checkpoints import Signer
+
+
+@dataclass(slots=True)
+class SealedBatch:
+    """A sealed batch: what to store in its one transaction, and what it adds to the logs as
+    the outside world sees them (each trial's entries with their leaf hashes, the rejection
+    messages), for the publisher once the batch is committed (`recording.HandOver`)."""
+
+    events: list[Any] = field(default_factory=list)
+    """The batch's new events in the order they are stored: each trial's, then its audit
+    log's; the rejection log's audit log's, then the rejection log's."""
+    audit_logs: list[AuditLog] = field(default_factory=list)
+    """The audit logs it changed (the repository's cache holds them once stored)."""
+    entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AuditSealing(AuditReading):
+    """The sealing of `LedgerService` (mixed into it, beside `LedgerReader`'s reads)."""
+
+    _signer: Signer | None
+
+    if TYPE_CHECKING:
+
+        def trial_ids(self) -> list[str]: ...
+
+        def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
+
+        def _load_rejection_log(self) -> RejectionLog: ...
+
+    def _sealed_batch(
+        self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
+    ) -> SealedBatch:
+        """Seal what a batch adds to each log (its leaf hashes, a checkpoint signed when a key
+        is configured) and return everything to store in the batch's one transaction: each
+        trial's new events and its audit log, the rejection log's new events and its audit log.
+        """
+        batch = SealedBatch()
+        for trial_id, trial in trials.items():
+            events = trial.collect_events()
+            if not events:
+                continue
+            entries = [entry_of(cast("Trial.Event", event), trial_id) for event in events]
+            audit = self._audit_log(LEDGER_LOG, trial_id)
+            self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
+            seal_batch(
+                audit,
+                entries,
+                recorded_at=format_timestamp(entries[-1].recorded_at),
+                signer=self._signer,
+            )
+            hashes = audit.leaf_hashes[-len(events):]
+            batch.entries[trial_id] = [
+                entry_of(cast("Trial.Event", event), trial_id, leaf)
+                for event, leaf in zip(events, hashes, strict=True)
+            ]
+            batch.events += [*events, *audit.collect_events()]
+            batch.audit_logs.append(audit)
+        if rejection_log is None and batch.events:
+            rejection_log = self._load_rejection_log()  # to seal what an old store holds
+        if rejection_log is not None:
+            events = rejection_log.collect_events()
+            rejected = [e for e in events if isinstance(e, RejectionLog.Rejected)]
+            # The sequence of the first new rejection (or one past the stored ones).
+            first_new = rejected[0].originator_version - 1 if rejected else rejection_log.version
+            # The trial it names matters only when the log starts: not a query per batch.
+            held = self._audit_logs.get(audit_log_id(REJECTIONS_LOG, None))
+            audit = held if held is not None else self._audit_log(
+                REJECTIONS_LOG, self._rejections_trial_id(trials)
+            )
+            audit_changed = audit.size < first_new - 1  # earlier rejections to seal first
+            if audit_changed:
+                self._seal_earlier_rejections(audit, before=first_new)
+            if rejected:
+                messages = [
+                    rejection_message(e, sequence=e.originator_version - 1) for e in rejected
+                ]
+                seal_batch(
+                    audit,
+                    messages,
+                    recorded_at=str(messages[-1]["rejected_at"]),
+                    signer=self._signer,
+                )
+                audit_changed = True
+                batch.rejections = messages
+            if audit_changed:
+                batch.events += audit.collect_events()
+                batch.audit_logs.append(audit)
+            batch.events += events
+        return batch
+
+    def _rejections_trial_id(self, trials: Mapping[str, Trial]) -> str | None:
+        """The rejection log is the store's; its checkpoints name the store's first trial."""
+        trial_ids = self.trial_ids() or sorted(trials)
+        return trial_ids[0] if trial_ids else None
+
+    def _seal_earlier_entries(self, audit: AuditLog, trial_id: str, *, before: int) -> None:
+        """A store written before the ledger hashed its log: hash what it holds, marked so."""
+        if audit.size >= before - 1:
+            return
+        earlier = [
+            e.to_json_dict()
+            for e in self._stored_entries(trial_id, after=audit.size)
+            if e.position < before
+        ]
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["recorded_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
+
+    def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
+        if audit.size >= before - 1:
+            return
+        earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
+        if not earlier:
+            return
+        seal_batch(
+            audit,
+            earlier,
+            recorded_at=str(earlier[-1]["rejected_at"]),
+            signer=self._signer,
+            hashed_later=True,
+        )
