@@ -128,24 +128,24 @@ class AuditSealing(AuditReading):
             for e in self._stored_entries(trial_id, after=audit.size)
             if e.position < before
         ]
-        seal_batch(
-            audit,
-            earlier,
-            recorded_at=str(earlier[-1]["recorded_at"]),
-            signer=self._signer,
-            hashed_later=True,
-        )
+        self._seal_later(audit, earlier, time_field="recorded_at")
 
     def _seal_earlier_rejections(self, audit: AuditLog, *, before: int) -> None:
+        """The same for the rejections an old store holds."""
         if audit.size >= before - 1:
             return
         earlier = [m for m in self.rejections(after=audit.size) if int(m["sequence"]) < before]
-        if not earlier:
-            return
+        if earlier:
+            self._seal_later(audit, earlier, time_field="rejected_at")
+
+    def _seal_later(self, audit: AuditLog, earlier: list[dict[str, Any]], *, time_field: str
+                    ) -> None:
+        """Seal records held before the ledger hashed its log, marked 'hashed later' (`verify`
+        says from where), at the time of the last of them."""
         seal_batch(
             audit,
             earlier,
-            recorded_at=str(earlier[-1]["rejected_at"]),
+            recorded_at=str(earlier[-1][time_field]),
             signer=self._signer,
             hashed_later=True,
         )
