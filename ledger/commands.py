@@ -186,10 +186,7 @@ def schema_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from collections.abc import Iterator
-
     from ledger.audit.provenance import export_provenance
-    from ledger.entries import LedgerEntry
     from ledger.projections.export import export_datasets
 
     as_of = as_of_argument(args)
@@ -198,22 +195,18 @@ def export_command(args: argparse.Namespace) -> int:
         # One read of the seals over the exported entries gives their leaf hashes, the
         # checkpoints within them and the frontier a tree head goes on from.
         sealed = ledger.sealed_prefix(trial_id, ledger.size(trial_id, as_of=as_of))
-        hashes: list[str | None] = []
-
-        def hashed(entries: Iterator[LedgerEntry]) -> Iterator[LedgerEntry]:
-            """The entries streamed into the fold once, their leaf hashes kept on the way."""
-            for entry in entries:
-                hashes.append(entry.leaf_hash)
-                yield entry
-
         manifest = export_datasets(
-            hashed(ledger.entries(trial_id, as_of=as_of, sealed=sealed)),
+            ledger.entries(trial_id, as_of=as_of, sealed=sealed),
             as_of=as_of,
             cutoff=args.cutoff,
             fmt=args.format,
             out=args.out,
             software_version=software_version(),
-            audit=lambda: export_provenance(hashes, sealed.checkpoints, sealed.frontier),
+            audit=(
+                export_provenance(sealed.leaf_hashes, sealed.checkpoints, sealed.frontier)
+                if sealed.hashed
+                else None  # a store written before the ledger hashed its log, not yet sealed
+            ),
         )
     document = manifest.to_json_dict()
     emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")

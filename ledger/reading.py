@@ -97,6 +97,11 @@ class SealedPrefix:
     frontier: SealedFrontier | None
     """The Merkle frontier sealed with the last of those batches; None before the first."""
 
+    @property
+    def hashed(self) -> bool:
+        """Whether every one of the entries has its leaf hash."""
+        return len(self.leaf_hashes) == self.size
+
 
 def _without_leaf_hash(entry: dict[str, Any]) -> dict[str, Any]:
     del entry["leaf_hash"]

@@ -128,9 +128,8 @@ def test_a_tampered_archive_is_not_replayed(
     assert not (tmp_path / "r").exists()
 
 
-def store_sealed_later(folder: Path) -> tuple[str, int]:
-    """A store written before the ledger hashed its log (its audit rows dropped), then written to
-    once, which seals the earlier entries as 'hashed later': (the store, how many there were)."""
+def store_without_seals(folder: Path) -> str:
+    """A store as written before the ledger hashed its log: its audit rows dropped."""
     store = build_store(folder)
     with closing(sqlite3.connect(store)) as con:
         for log, trial in ((LEDGER_LOG, TRIAL_ID), (REJECTIONS_LOG, None)):
@@ -138,6 +137,13 @@ def store_sealed_later(folder: Path) -> tuple[str, int]:
                 "delete from stored_events where originator_id=?", (audit_log_id(log, trial).hex,)
             )
         con.commit()
+    return store
+
+
+def store_sealed_later(folder: Path) -> tuple[str, int]:
+    """A store written before the ledger hashed its log (its audit rows dropped), then written to
+    once, which seals the earlier entries as 'hashed later': (the store, how many there were)."""
+    store = store_without_seals(folder)
     with LedgerService(store, clock=FixedClock(DAY_LATER)) as service:
         old = len(list(service.entries(TRIAL_ID)))
         script = Script(counter=iter(range(10_000, 10_100)))
@@ -335,7 +341,23 @@ def test_the_seals_over_a_prefix_are_what_was_known_at_its_moment(
                 assert prefix.leaf_hashes == [e.leaf_hash for e in known]
                 read = list(service.entries(TRIAL_ID, as_of=moment, sealed=prefix))
                 assert [e.position for e in read] == [e.position for e in known]
+                assert prefix.hashed
             assert len(probes) > 20
+
+
+def test_an_export_of_entries_not_yet_sealed_states_no_tree_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store written before the ledger hashed its log and not written since: its entries have
+    no leaf hashes, so the export's manifest names no root, size or checkpoint."""
+    store = store_without_seals(tmp_path)
+    with LedgerReader(store) as service:
+        prefix = service.sealed_prefix(TRIAL_ID, service.size(TRIAL_ID))
+        assert prefix.size > 0 and prefix.leaf_hashes == [] and not prefix.hashed
+    code, _, _ = run(capsys, "export", "--store", store, "--out", str(tmp_path / "out"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert code == 0
+    assert not {"root", "size", "checkpoint"} & manifest.keys()
 
 
 def test_a_tampered_sealed_frontier_does_not_reach_the_manifest(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -120,11 +120,10 @@ def export_datasets(
     fmt: ExportFormat,
     out: Path,
     software_version: str,
-    audit: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None = None,
+    audit: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Build the datasets from ``entries`` and write adsl, adtte, adrs, adae, define.xml and
-    manifest.json. ``audit`` (``root``, ``size``, ``checkpoint``) goes into the manifest as given;
-    a callable is asked for it once ``entries`` have been read (they are read only once).
+    manifest.json. ``audit`` (``root``, ``size``, ``checkpoint``) goes into the manifest as given.
     """
     if fmt not in _FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use csv, xpt or json")
@@ -132,7 +131,7 @@ def export_datasets(
         datasets = build_datasets(entries, as_of=as_of, cutoff=cutoff)
         return write_datasets(
             datasets, fmt=fmt, out=out, software_version=software_version,
-            audit=audit() if callable(audit) else audit,
+            audit=audit,
         )
 
 
