@@ -62,7 +62,6 @@ LEDGER_TYPES: Final[Mapping[str, str]] = {
 records no contract event."""
 
 
-
 def trial_topic(event_name: str) -> str:
     """The stored topic of the Trial event class ``event_name`` (``Opened`` → …``Trial.Opened``)."""
     return f"{TRIAL_TOPIC}.{event_name}"

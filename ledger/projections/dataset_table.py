@@ -125,11 +125,12 @@ def _cells(kind: ColumnKind, values: list[Any]) -> list[Any]:
     """One column's derived values as its cells: each passed through its kind's rule
     (:data:`_CELL`) when one of them needs it, else the list as it is (the usual case, checked
     per column rather than called per cell)."""
-    if kind == "float":
-        return [_float_cell(value) for value in values]
-    held = set(map(type, values))
-    clean = held <= {int, type(None)} if kind == "int" else float not in held
-    return values if clean else [_CELL[kind](value) for value in values]
+    rule = _CELL[kind]
+    if kind != "float":  # a float cell always goes through its rule (an int becomes a float)
+        held = set(map(type, values))
+        if held <= {int, type(None)} if kind == "int" else float not in held:
+            return values
+    return [rule(value) for value in values]
 
 
 # What the pandas dtypes the datasets had (Int64, float64, object) made of a derived cell, kept
