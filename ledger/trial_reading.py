@@ -51,13 +51,12 @@ class TrialReading:
         Reads only the prefix `as_of` knew, in pages; nothing is replayed (see `ledger.reading`).
         """
         self._require(trial_id)
-        if sealed is not None:
-            return self._reader.entries(
-                trial_id, as_of=as_of, after=after, upto=sealed.size,
-                leaf_hashes=sealed.leaf_hashes,
-            )
+        if sealed is None:
+            upto, leaf_hashes = None, self._held_leaf_hashes(trial_id)
+        else:
+            upto, leaf_hashes = sealed.size, sealed.leaf_hashes
         return self._reader.entries(
-            trial_id, as_of=as_of, after=after, leaf_hashes=self._held_leaf_hashes(trial_id)
+            trial_id, as_of=as_of, after=after, upto=upto, leaf_hashes=leaf_hashes
         )
 
     def cohort_table(self, trial_id: str, *, as_of: datetime | None = None) -> CohortTable:
