@@ -43,12 +43,12 @@ import stamina
 
 from consumers._kafka import (
     Connection,
-    client_settings,
     commit_transaction,
     discard_producer,
     final_error,
     kafka,
     kafka_errors,
+    producer_settings,
 )
 from consumers.tail import (
     PublishedTail,
@@ -152,13 +152,10 @@ class LedgerOutbox:
         self.checkpoints_topic = checkpoints_topic_for(ledger_topic)
         transactional_id = share.transactional_id if share is not None else None
         self._config: dict[str, Any] = {
-            **client_settings(bootstrap, "trial-ledger-outbox"),
+            **producer_settings(bootstrap, "trial-ledger-outbox"),
             **PRODUCER_TIMEOUTS,
             "transactional_id": transactional_id
             or default_transactional_id(ledger_topic, rejections_topic),
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 5,
             # Catch-up rounds send thousands of small records; kafka-python's 16 KiB batches
             # cost a sender wake-up each (measured: 1.6 s of 8.7 s ingesting 20k submissions).
             "batch_size": 1 << 20,

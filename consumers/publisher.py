@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers._kafka import Connection, as_settings, client_settings, kafka
+from consumers._kafka import Connection, as_settings, kafka, producer_settings
 from consumers.topics import SUBMISSIONS_TOPIC
 from ledger.schemas.submissions import InvalidSubmissionError, parse_submission
 
@@ -59,10 +59,7 @@ class SubmissionPublisher:
         # A site's properties file names the one topic it may write (contract §7).
         self.topic = topic or as_settings(bootstrap).submissions_topic or SUBMISSIONS_TOPIC
         config: dict[str, Any] = {
-            **client_settings(bootstrap, "trial-ledger-publisher"),
-            "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": 5,
+            **producer_settings(bootstrap, "trial-ledger-publisher"),
         }
         config.update(producer_config)
         self._producer = kafka().KafkaProducer(**config)
