@@ -2,7 +2,9 @@
 
 Subjects arrive on a calendar; each is enrolled only when the ledger says a cohort has a place, so
 escalation, expansion and replacement all happen through the aggregates. Every submission is also
-written to a `.jsonl` file, so `ledger submit` of that file replays the same history.
+written to `submissions.jsonl` and the protocol the trial opened with to `protocol.json`, so
+`ledger init --protocol protocol.json` then `ledger submit submissions.jsonl` on a fresh store
+replays the same history (`replay_commands`).
 
 The demo's ledger runs on a simulated clock (recorded in the evening of each calendar day) so its
 history spreads over the trial's calendar and `--as-of` questions have interesting answers.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,12 +35,16 @@ from ledger.protocol_files import bundled_protocol
 DEMO_START = date(2024, 1, 8)
 DEMO_END = date(2026, 6, 30)
 EXPANSION_ARRIVALS_PER_DAY = 4
+SUBMISSIONS_FILE = "submissions.jsonl"
+PROTOCOL_FILE = "protocol.json"
 
 
 @dataclass(frozen=True, slots=True)
 class DemoRun:
     trial_id: str
     submissions_file: Path
+    protocol_file: Path
+    """The protocol the trial opened with (`ledger init --protocol` reads it)."""
     store: str
     submitted: int
     accepted: int
@@ -62,8 +69,8 @@ class SimulatedClock:
 def run_demo(
     out: Path, seed: int, signer: Signer | None = None, subjects: int | None = None
 ) -> DemoRun:
-    """Run the whole synthetic trial into `out/ledger.db` and `out/submissions.jsonl`, its
-    checkpoints signed with `signer`.
+    """Run the whole synthetic trial into `out/ledger.db`, `out/submissions.jsonl` and
+    `out/protocol.json` (the protocol the trial opened with), its checkpoints signed with `signer`.
 
     `subjects`: enlarge the expansion so that this many subjects enroll in all (the protocol's
     `max_subjects`, recorded in `trial.opened`), arriving up to EXPANSION_ARRIVALS_PER_DAY a day
@@ -71,7 +78,8 @@ def run_demo(
     """
     out.mkdir(parents=True, exist_ok=True)
     store = out / "ledger.db"
-    for stale in (store, out / "submissions.jsonl"):
+    submissions_file, protocol_file = out / SUBMISSIONS_FILE, out / PROTOCOL_FILE
+    for stale in (store, submissions_file, protocol_file):
         stale.unlink(missing_ok=True)
     rng = random.Random(seed)
     calendar = SimulatedClock(DEMO_START)
@@ -80,15 +88,9 @@ def run_demo(
     submitted = 0
     with (
         LedgerService(str(store), clock=calendar.now, signer=signer) as ledger,
-        (out / "submissions.jsonl").open("w") as jsonl,
+        submissions_file.open("w") as jsonl,
     ):
-        if subjects is None:
-            trial_id = ledger.ensure_trial()
-        else:
-            protocol = bundled_protocol().with_max_subjects(subjects)
-            trial_id = ledger.open_trial(
-                protocol, opened_by="ledger-demo", reason=f"demo enlarged to {subjects} subjects"
-            ).trial_id
+        trial_id = _open_trial(ledger, subjects, protocol_file)
         baseline = random.Random(f"trial-ledger demo baseline {seed}")
         sites = SiteSimulator(rng, trial_id, queue, baseline_rng=baseline)
         subject_numbers = itertools.count(1)
@@ -134,7 +136,8 @@ def run_demo(
             totals.results.extend(report.results)
         return DemoRun(
             trial_id=trial_id,
-            submissions_file=out / "submissions.jsonl",
+            submissions_file=submissions_file,
+            protocol_file=protocol_file,
             store=str(store),
             submitted=submitted,
             accepted=totals.accepted,
@@ -142,6 +145,53 @@ def run_demo(
             rejected=len(totals.rejected),
             last_day=DEMO_END,
         )
+
+
+def replay_commands(
+    run: DemoRun,
+    *,
+    store: str = "replay.db",
+    out: str = "replay-out",
+    signing_key: Path | None = None,
+) -> list[str]:
+    """The shell commands that rebuild the demo's ledger from its files on a fresh `store`:
+    open the trial with the demo's protocol (variant and size included), then submit.
+
+    The replay records at the time it runs, not on the demo's calendar, so recorded times (and
+    leaf hashes, checkpoints) differ; the entries' content and every decision are the demo's. The
+    last command exports the datasets at the demo's cutoff into `out`: the demo's ADSL, ADTTE,
+    ADRS and ADAE files byte for byte.
+    """
+    quote = shlex.quote
+    signing = [] if signing_key is None else ["--signing-key", quote(str(signing_key))]
+    on_store = ["--store", quote(store), *signing]
+    commands = [
+        ["ledger", "init", "--protocol", quote(str(run.protocol_file)), *on_store],
+        ["ledger", "submit", quote(str(run.submissions_file)), *on_store],
+        [
+            "ledger", "export", "--cutoff", run.last_day.isoformat(),
+            "--store", quote(store), "--out", quote(out),
+        ],
+    ]
+    return [" ".join(command) for command in commands]
+
+
+def _open_trial(ledger: LedgerService, subjects: int | None, protocol_file: Path) -> str:
+    """Open the demo's trial (the bundled protocol, its expansion enlarged to `subjects`) and
+    write the protocol it opened with to `protocol_file`, as `ledger init --protocol` reads it."""
+    if subjects is None:
+        trial_id = ledger.ensure_trial()
+    else:
+        protocol = bundled_protocol().with_max_subjects(subjects)
+        trial_id = ledger.open_trial(
+            protocol, opened_by="ledger-demo", reason=f"demo enlarged to {subjects} subjects"
+        ).trial_id
+    opened = ledger.find_trial(trial_id)
+    assert opened is not None
+    protocol_file.write_text(
+        json.dumps(opened.protocol.to_mapping(), indent=2) + "\n", encoding="ascii"
+    )
+    return trial_id
 
 
 def _days(start: date, end: date) -> Iterator[date]:

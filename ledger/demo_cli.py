@@ -17,7 +17,7 @@ from ledger.cli_plumbing import (
 def demo_command(args: argparse.Namespace) -> int:
     """`ledger demo`: a seeded synthetic trial, its datasets, report and signing key."""
     from ledger.audit.checkpoints import generate_signing_key, load_signing_key
-    from ledger.demo import run_demo
+    from ledger.demo import replay_commands, run_demo
     from ledger.ledger_reader import LedgerReader
     from ledger.projections.cohorts import cohort_table
     from ledger.projections.export import export_report
@@ -57,9 +57,13 @@ def demo_command(args: argparse.Namespace) -> int:
     print(report.headline)
     print(f"datasets, report.html, km_summary.csv, Kaplan–Meier plots and summary.txt in "
           f"{args.out} (cutoff {run.last_day})")
-    print(f"wrote {run.submissions_file} (replay with `ledger submit`) and {run.store}")
     print(f"checkpoints signed with {key_path} (key {signer.key_id}); public key in "
           f"{args.out / 'public-key.pem'}")
+    print(f"wrote {run.store}, {run.submissions_file} and {run.protocol_file}; these commands "
+          "replay the files into a fresh store (recorded now, not on the demo's calendar) and "
+          "export the demo's datasets from it:")
+    for command in replay_commands(run, signing_key=key_path):
+        print(f"  {command}")
     (args.out / INCOMPLETE_MARKER).unlink()
     return 0
 
