@@ -41,21 +41,37 @@ class NotIntactError(Exception):
 def checkpoint_command(args: argparse.Namespace) -> int:
     with reader(args) as service:
         trial_id = args.trial or service.default_trial_id()
+        service.size(trial_id)  # a trial the store does not hold: LookupError naming it
         latest = service.latest_checkpoints(trial_id)
     if latest["ledger"] is None:
         raise LookupError(f"the store holds no checkpoint of {trial_id} yet")
     text = json.dumps(latest, sort_keys=True, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-        emit(args, latest, f"wrote the latest checkpoints of {trial_id} to {args.out}")
-    else:
+    if args.receipt is None:
         print(text)
+        return 0
+    if args.receipt.is_dir():
+        raise UsageError(f"--out {args.receipt} is a folder; name the receipt file to write")
+    try:
+        # "x": an auditor's kept receipt is what later logs are checked against; never replace it.
+        with args.receipt.open("x", encoding="utf-8") as receipt:
+            receipt.write(text + "\n")
+    except FileExistsError:
+        raise UsageError(
+            f"{args.receipt} already exists; a kept receipt is never overwritten: name a new file"
+        ) from None
+    emit(args, latest, f"wrote the latest checkpoints of {trial_id} to {args.receipt}")
     return 0
 
 
 def verify_command(args: argparse.Namespace) -> int:
     from ledger.audit.inspection import read_receipts, verify_source
 
+    topics = getattr(args, "bootstrap", None) or getattr(args, "kafka_config", None)
+    given = {"--store": args.store, "--archive": args.archive, "--bootstrap/--kafka-config": topics}
+    sources = [name for name, value in given.items() if value]
+    if len(sources) > 1:
+        raise UsageError(f"verify one source at a time, not {' and '.join(sources)} together")
+    args.store = args.store or args.default_store
     receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
     keys = public_keys_of(args.public_key)
     source = _source(args)
@@ -76,6 +92,11 @@ def archive_command(args: argparse.Namespace) -> int:
             log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
             for log in ("ledger", "rejections")
         }
+        if as_of is not None and not last["ledger"]:
+            raise LookupError(
+                f"no checkpoint of {trial_id} was recorded by {format_timestamp(as_of)}: "
+                "nothing to archive"
+            )
         entries = [
             e.to_json_dict()
             for e in service.entries(trial_id)
@@ -103,13 +124,18 @@ def archive_command(args: argparse.Namespace) -> int:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from ledger.audit.inspection import verify_source
+    from ledger.audit.inspection import read_receipts, verify_source
     from ledger.projections.export import export_datasets
 
     if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
         raise UsageError("give an archive folder or --bootstrap (the trial.ledger topic)")
+    if args.archive is not None and args.out.resolve().is_relative_to(args.archive.resolve()):
+        # The datasets' manifest.json would replace the archive's own, and the archive would no
+        # longer be what was archived.
+        raise UsageError(f"--out {args.out} is inside the archive it replays; write elsewhere")
+    receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
     source = _source(args)
-    result = verify_source(source, public_keys=public_keys_of(args.public_key))
+    result = verify_source(source, receipts=receipts, public_keys=public_keys_of(args.public_key))
     if not result.intact:
         print(result.render(), file=sys.stderr)
         raise NotIntactError(f"{source.description} does not verify; nothing replayed")
@@ -150,7 +176,13 @@ def _source(args: argparse.Namespace) -> AuditSource:
         return topics(args)
     with reader(args) as service:
         trial_id = args.trial or service.default_trial_id()
-        return service.audit_source(trial_id)
+        source = service.audit_source(trial_id)
+    held = source.ledger or any(c["log"] == "ledger" for c in source.checkpoints)
+    if not held and not source.problems:
+        # Nothing at all of this trial, not even a checkpoint saying it once had entries: the
+        # name is wrong, which is bad input, not an intact empty ledger.
+        raise LookupError(f"no trial {trial_id} in this ledger")
+    return source
 
 
 class TopicContents(Protocol):
@@ -209,22 +241,29 @@ def add_audit_commands(
         "the latest signed checkpoint of each log: the receipt an auditor keeps",
         [store, as_json],
     )
-    checkpoint.add_argument("--out", type=Path, help="write the receipt to this file")
+    checkpoint.add_argument(
+        "--out", dest="receipt", type=Path, metavar="FILE",
+        help="write the receipt to this new file (an existing one is never overwritten)",
+    )
 
     verify = add(
         "verify",
         verify_command,
         "recompute every hash, the Merkle tree and the signatures; check against receipts",
-        [store, as_json, options.public_key],
+        [as_json, options.public_key],
     )
-    verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
+    # Its own --store, with no default, so that one given beside --archive or --bootstrap is
+    # refused instead of ignored; without any source the shared default store is verified.
     verify.add_argument(
-        "--checkpoint",
-        type=Path,
-        action="append",
-        metavar="FILE",
-        help="a receipt from `ledger checkpoint`; the log must extend it (repeatable)",
+        "--store",
+        help="SQLite file or postgresql:// URL (env LEDGER_STORE; default ./ledger.db)",
     )
+    verify.add_argument("--trial", help="trial id, when the store holds several")
+    verify.set_defaults(default_store=store.get_default("store"))
+    verify.add_argument("--archive", type=Path, help="verify an archive folder instead")
+    receipt_help = "a receipt from `ledger checkpoint`; the log must extend it (repeatable)"
+    verify.add_argument("--checkpoint", type=Path, action="append", metavar="FILE",
+                        help=receipt_help)
 
     archive = add(
         "archive",
@@ -244,6 +283,8 @@ def add_audit_commands(
     replay.add_argument(
         "archive", type=Path, nargs="?", metavar="ARCHIVE_DIR", help="from `ledger archive`"
     )
+    replay.add_argument("--checkpoint", type=Path, action="append", metavar="FILE",
+                        help=receipt_help)
 
     diff = add(
         "diff",

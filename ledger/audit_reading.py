@@ -17,7 +17,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG, audit_log_id
+from ledger.aggregates.log_ids import (
+    LEDGER_LOG,
+    REJECTIONS_LOG,
+    audit_log_id,
+    rejection_log_id,
+)
+from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
 from ledger.reading import SealedPrefix, StoreReader
 from ledger.store import LedgerStore
@@ -133,6 +139,7 @@ class AuditReading:
                 rejections.append(message)
         except Exception as error:
             problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
+        problems += self._rows_before_the_first(trial_id)
         checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
         keys = {**audit.public_keys, **rejection_audit.public_keys}
         return AuditSource(
@@ -148,6 +155,25 @@ class AuditReading:
             },
             problems=problems,
         )
+
+    def _rows_before_the_first(self, trial_id: str) -> list[tuple[str, str]]:
+        """A problem for each of the trial's logs holding rows below position 1."""
+        logs = {
+            f"the {trial_id} ledger": trial_aggregate_id(trial_id),
+            "the rejection log": rejection_log_id(),
+            "the ledger's audit log": audit_log_id(LEDGER_LOG, trial_id),
+            "the rejection log's audit log": audit_log_id(REJECTIONS_LOG, None),
+        }
+        problems = []
+        for name, originator in logs.items():
+            positions = self._reader.positions_before_the_first(originator)
+            if positions:
+                problems.append((
+                    "inserted",
+                    f"{name} holds rows at position(s) {', '.join(map(str, sorted(positions)))}:"
+                    " positions start at 1, so no read sees them",
+                ))
+        return problems
 
     def trial_ids(self) -> list[str]:
         """The trials opened in the store, read incrementally: only notifications recorded since

@@ -40,6 +40,10 @@ class SealedBatch:
     rejections: list[dict[str, Any]] = field(default_factory=list)
 
 
+class SigningKeyRequiredError(ValueError):
+    """A writer without a signing key opened a store whose logs are signed."""
+
+
 class AuditSealing(AuditReading):
     """The sealing of `LedgerService` (mixed into it, beside `LedgerReader`'s reads)."""
 
@@ -52,6 +56,21 @@ class AuditSealing(AuditReading):
         def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
 
         def _load_rejection_log(self) -> RejectionLog: ...
+
+    def _signer_of(self, audit: AuditLog) -> Signer | None:
+        """The key to sign `audit`'s next checkpoint with; `SigningKeyRequiredError` when this
+        writer has none and the log is signed. Once a log is signed it stays signed, so that
+        `ledger verify` can hold an unsigned checkpoint after signed ones for what it is: a
+        rewrite by someone without the key, who stripped the signatures and recomputed the
+        hashes. (Raised before anything is stored: the batch's callers forget what it touched.)
+        """
+        if self._signer is None and audit.public_keys:
+            raise SigningKeyRequiredError(
+                f"the {audit.log} log's checkpoints are signed (key id "
+                f"{', '.join(sorted(audit.public_keys))}): record with its signing key "
+                "(--signing-key or LEDGER_SIGNING_KEY)"
+            )
+        return self._signer
 
     def _sealed_batch(
         self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
@@ -72,7 +91,7 @@ class AuditSealing(AuditReading):
                 audit,
                 entries,
                 recorded_at=format_timestamp(entries[-1].recorded_at),
-                signer=self._signer,
+                signer=self._signer_of(audit),
             )
             hashes = audit.leaf_hashes[-len(events):]
             batch.entries[trial_id] = [
@@ -104,7 +123,7 @@ class AuditSealing(AuditReading):
                     audit,
                     messages,
                     recorded_at=str(messages[-1]["rejected_at"]),
-                    signer=self._signer,
+                    signer=self._signer_of(audit),
                 )
                 audit_changed = True
                 batch.rejections = messages
@@ -146,6 +165,6 @@ class AuditSealing(AuditReading):
             audit,
             earlier,
             recorded_at=str(earlier[-1][time_field]),
-            signer=self._signer,
+            signer=self._signer_of(audit),
             hashed_later=True,
         )

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 from urllib.parse import urlparse
 
 from ledger import audit_cli
@@ -46,8 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(environment)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    out = _output_folder(args)
+    before = _folder_state(out)
     try:
         _refuse_password_on_command_line(args, environment)
+        _refuse_a_file_as_output_folder(out)
         code = handler(args)
         if getattr(args, "unsigned", False):
             print(
@@ -65,15 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ledger {args.command}: {error}", file=sys.stderr)
         return EXIT_REJECTED
     except (UsageError, ValueError, LookupError, ProtocolInvalidError) as error:
-        _mark_incomplete(args, error)
+        _mark_incomplete(args, out, before, error)
         print(f"ledger {args.command}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _mark_incomplete(args, "interrupted (Ctrl-C)")
+        _mark_incomplete(args, out, before, "interrupted (Ctrl-C)")
         print(f"ledger {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
-        _mark_incomplete(args, error)
+        _mark_incomplete(args, out, before, error)
         if environment.debug:
             raise
         print(
@@ -84,11 +87,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _mark_incomplete(args: argparse.Namespace, why: object) -> None:
-    """A command that writes a folder and stopped half-way leaves a file saying so, so a partial
-    output never passes for a complete one."""
+def _output_folder(args: argparse.Namespace) -> Path | None:
+    """The folder the command writes (`--out` of export, report, archive, replay and demo)."""
     out = getattr(args, "out", None)
-    if isinstance(out, Path) and out.is_dir():
+    return out if isinstance(out, Path) else None
+
+
+FolderState: TypeAlias = dict[str, tuple[int, int]] | None
+
+
+def _folder_state(folder: Path | None) -> FolderState:
+    """What a folder holds (each name's size and time; None: no folder), to tell afterwards
+    whether the command wrote in it."""
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        with os.scandir(folder) as found:
+            held = {entry.name: entry.stat(follow_symlinks=False) for entry in found}
+    except OSError:
+        return None
+    return {name: (held[name].st_size, held[name].st_mtime_ns) for name in held}
+
+
+def _refuse_a_file_as_output_folder(out: Path | None) -> None:
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a folder to write into")
+
+
+def _mark_incomplete(
+    args: argparse.Namespace, out: Path | None, before: FolderState, why: object
+) -> None:
+    """A command that writes a folder and stopped half-way leaves a file saying so, so a partial
+    output never passes for a complete one. Only in a folder the command made or wrote in: one it
+    refused (someone's store, a non-empty archive folder) keeps exactly what it held."""
+    if out is not None and out.is_dir() and _folder_state(out) != before:
         (out / INCOMPLETE_MARKER).write_text(
             f"`ledger {args.command}` stopped before finishing: {why}\n"
             "The files in this folder are partial; run the command again.\n",

@@ -51,9 +51,17 @@ def writer(args: argparse.Namespace) -> LedgerService:
 def reader(args: argparse.Namespace) -> LedgerReader:
     """The store for a command that only reads: opened read-only, never created, without the
     recording side (`LedgerReader`)."""
+    import sqlite3
+
     from ledger.ledger_reader import LedgerReader
 
-    return LedgerReader(args.store)
+    try:
+        return LedgerReader(args.store)
+    except sqlite3.DatabaseError as error:
+        # Opened read-only, a SQLite file without the ledger's tables (an empty file, another
+        # program's database) fails as its tables cannot be made; a damaged or non-SQLite file
+        # fails to open at all. Either way the path given is not a ledger store.
+        raise UsageError(f"not a ledger store: {args.store} ({error})") from None
 
 
 def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -66,7 +74,8 @@ def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict
 
 
 def as_of_argument(args: argparse.Namespace) -> datetime | None:
-    return parse_timestamp(args.as_of) if args.as_of else None
+    # An empty --as-of is a malformed instant, not "latest": only a missing one means that.
+    return None if args.as_of is None else parse_timestamp(args.as_of)
 
 
 def read_lines(path: Path) -> list[tuple[int, bytes]]:

@@ -101,4 +101,9 @@ def parse_timestamp(text: str) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(
+            f"{text!r} is out of range: in UTC it falls before year 1 or after year 9999"
+        ) from None

@@ -58,14 +58,14 @@ same way in its query so the planner uses the index. A row that is not JSON (a d
 `verify` to find) has none, so keeping the index never fails a write."""
 _SUBJECT_ROWS = (
     "SELECT originator_version, topic, state FROM {table} "
-    f"WHERE originator_id=? AND {_SUBJECT_OF_ROW}=? AND +originator_version<=?"
+    f"WHERE originator_id=? AND {_SUBJECT_OF_ROW}=? AND +originator_version BETWEEN 1 AND ?"
 )
 """One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
 version range open to an index, SQLite's planner prefers the primary key's index on a store
 never ANALYZEd, and reads the whole trial."""
 _TYPE_ROWS = (
     "SELECT originator_version, topic, state FROM {table} "
-    "WHERE originator_id=? AND topic IN ({topics}) AND +originator_version<=?"
+    "WHERE originator_id=? AND topic IN ({topics}) AND +originator_version BETWEEN 1 AND ?"
 )
 """An aggregate's rows of some topics, in no order (sorted after), through the type index
 (`ensure_indexes`); the version range kept from the primary key's index, as for `_SUBJECT_ROWS`."""
@@ -120,6 +120,21 @@ def _json_object(raw: bytes | str) -> Any:
     except StopIteration:
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
+
+
+def _object_with_unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for index, name in enumerate(names) if name in names[:index])
+        raise ValueError(f"the stored JSON names {twice!r} twice")
+    return value
+
+
+#: What `verify` decodes a stored row with. A name given twice is read as its last value here
+#: but as its first by SQLite's `json_extract` (the subject index), and RFC 8785 canonicalises
+#: only I-JSON, whose names are unique: such a row is a finding, never silently one reading.
+_decode_strictly = json.JSONDecoder(object_pairs_hook=_object_with_unique_names).decode
 
 
 class StoreReader:
@@ -365,17 +380,24 @@ class StoreReader:
             except Exception as error:
                 yield row[0], None, f"{type(error).__name__}: {error}"
 
+    def positions_before_the_first(self, originator: UUID) -> list[int]:
+        """The versions below 1 an aggregate's rows are stored at: none the ledger wrote (its
+        positions start at 1), so each is a row inserted beside the log, which every read here
+        skips and `verify` reports."""
+        rows = self._app.recorder.select_events(originator, lte=0)
+        return [row.originator_version for row in rows]
+
     def _entry_object(self, row: Row, trial_id: str) -> dict[str, Any]:
         position, topic, raw = row
         ledger_type = ledger_type_of_topic(topic)
         if not self._plain or ledger_type is None:
             return _without_leaf_hash(self._entry(row, trial_id).to_json_dict())
-        state = _json_object(raw)
+        state = _decode_strictly(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         stamp, on = state.get("timestamp"), state.get("occurred_on")
         if stamp is None or raw.count(_TYPED) != 1 + (on is not None):
             return _without_leaf_hash(self._entry(row, trial_id).to_json_dict())
         stored = stamp["_data_"]
-        moment = datetime.fromisoformat(stored)  # what `_state` checks: a bad time is a finding
+        moment = _recorded_time(stored)  # what `_state` checks: a bad time is a finding
         return {
             "position": position,
             "type": ledger_type,
@@ -442,7 +464,7 @@ class StoreReader:
             expected = (stamp is not None) + (on is not None)
             if raw.count(_TYPED) == expected:
                 if stamp is not None:
-                    state["timestamp"] = datetime.fromisoformat(stamp["_data_"])
+                    state["timestamp"] = _recorded_time(stamp["_data_"])
                 if on is not None:
                     state["occurred_on"] = date.fromisoformat(on["_data_"])
                 return state
@@ -452,6 +474,9 @@ class StoreReader:
         if mapper.compressor is not None:
             raw = mapper.compressor.decompress(raw)
         decoded: dict[str, Any] = mapper.transcoder.decode(raw)
+        moment = decoded.get("timestamp")
+        if isinstance(moment, datetime) and moment.tzinfo is None:
+            raise ValueError(f"recorded time {moment.isoformat()} has no UTC offset")
         return decoded
 
     def _one(self, originator: UUID, position: int) -> Row:
@@ -461,6 +486,15 @@ class StoreReader:
         moment = self._state(row)["timestamp"]
         assert isinstance(moment, datetime)
         return moment
+
+
+def _recorded_time(text: str) -> datetime:
+    """A stored recorded time: the ledger writes each with its UTC offset; one without would be
+    read in the reader's own time zone, so it is refused (a finding for `verify`)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"recorded time {text} has no UTC offset")
+    return moment
 
 
 def _sqlite_rows(

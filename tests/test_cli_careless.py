@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ledger.application import LedgerService
-from ledger.cli import EXIT_BAD_INPUT, EXIT_REJECTED, INCOMPLETE_MARKER, _parser, main
+from ledger.cli import _parser, main
+from ledger.cli_plumbing import EXIT_BAD_INPUT, EXIT_REJECTED, INCOMPLETE_MARKER
 from tests.builders import FixedClock, Script, lines
 from tests.test_audit import DAY0, build_store
 
@@ -189,3 +190,187 @@ def test_an_ingest_batch_of_nothing_is_refused_before_anything_opens(
     assert code == EXIT_BAD_INPUT
     assert err.count("\n") == 1 and "max_batch must be at least 1" in err
     assert not store.exists()
+
+
+@pytest.fixture(scope="module")
+def archive(store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("careless-archive") / "archive"
+    assert main(["archive", "--store", store, "--out", str(folder)]) == 0
+    return folder
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("command", ["verify", "checkpoint", "archive"])
+def test_a_trial_the_store_does_not_hold_is_refused(
+    command: str, store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--trial NCT0` on a store without it: one line naming it, exit 2 (verify used to say
+    INTACT, 0 entries)."""
+    out = ["--out", str(tmp_path / "a")] if command == "archive" else []
+    code, _, err = run(capsys, command, "--store", store, "--trial", "NCT0", *out)
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "no trial NCT0" in err
+
+
+@pytest.mark.parametrize("inside", ["", "datasets"])
+def test_replay_refuses_to_write_into_its_archive(
+    inside: str, archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`replay ARCHIVE --out ARCHIVE[/sub]` would replace the archive's manifest.json with the
+    datasets': refused, the archive byte for byte as it was, no INCOMPLETE in it."""
+    before = folder_bytes(archive)
+    code, _, err = run(capsys, "replay", str(archive), "--out", str(archive / inside))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "inside the archive it replays" in err
+    assert folder_bytes(archive) == before
+
+
+@pytest.mark.parametrize("as_of", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_an_as_of_beyond_the_calendar_is_bad_input(
+    as_of: str, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An offset that moves the instant past year 9999 or before year 1 in UTC: one line."""
+    code, _, err = run(capsys, "cohorts", "--store", store, "--as-of", as_of)
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "out of range" in err and as_of in err
+
+
+@pytest.mark.parametrize("argv", [["cohorts"], ["history", "01-001"], ["export"], ["archive"]])
+def test_an_empty_as_of_is_refused(
+    argv: list[str], store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--as-of ""` is a malformed instant, not "the latest"; nothing is written."""
+    out = ["--out", str(tmp_path / "out")] if argv[0] in ("export", "archive") else []
+    code, _, err = run(capsys, *argv, *out, "--store", store, "--as-of", "")
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "is not an ISO-8601 timestamp" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "report", "archive", "replay", "demo"])
+def test_a_file_given_as_the_output_folder_is_refused(
+    command: str, store: str, archive: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--out` naming an existing file: one line, exit 2, the file untouched."""
+    kept = tmp_path / "notes.txt"
+    kept.write_text("mine\n")
+    source = [str(archive)] if command == "replay" else []
+    store_option = [] if command == "demo" else ["--store", store]
+    code, _, err = run(capsys, command, *source, *store_option, "--out", str(kept))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and f"--out {kept} is a file" in err
+    assert kept.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", ["cohorts", "verify", "checkpoint"])
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated"])
+def test_a_file_that_is_not_a_ledger_store_is_bad_input(
+    kind: str, command: str, store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zero-byte file, a text file or a cut SQLite file as --store: not a store at all, so bad
+    input (verify too: there is no ledger to call intact or not), one line naming it."""
+    path = tmp_path / "not-a-store.db"
+    contents = {"empty": b"", "text": b"hello\n", "truncated": Path(store).read_bytes()[:5000]}
+    path.write_bytes(contents[kind])
+    code, _, err = run(capsys, command, "--store", str(path))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and f"not a ledger store: {path}" in err
+    assert path.read_bytes() == contents[kind]
+
+
+def test_checkpoint_never_overwrites_a_kept_receipt(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The receipt an auditor keeps is refused as --out, one line naming it; a new file is
+    written; a folder is refused too."""
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text("kept\n")
+    code, _, err = run(capsys, "checkpoint", "--store", store, "--out", str(receipt))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and f"{receipt} already exists" in err
+    assert receipt.read_text() == "kept\n"
+    fresh = tmp_path / "fresh.json"
+    assert run(capsys, "checkpoint", "--store", store, "--out", str(fresh))[0] == 0
+    assert json.loads(fresh.read_text())["ledger"]["log"] == "ledger"
+    code, _, err = run(capsys, "checkpoint", "--store", store, "--out", str(tmp_path))
+    assert code == EXIT_BAD_INPUT and err.count("\n") == 1 and "is a folder" in err
+
+
+def test_a_refused_command_marks_nothing_incomplete(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """INCOMPLETE goes only where the command itself wrote: an archive refused for a non-empty
+    folder, a demo refused for someone's store and `checkpoint --out ""` (the working folder)
+    leave those folders exactly as they were."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("mine\n")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    build_store(theirs)
+    work = tmp_path / "work"
+    work.mkdir()
+    before = {folder: folder_bytes(folder) for folder in (notes, theirs, work)}
+    assert run(capsys, "archive", "--store", store, "--out", str(notes))[0] == EXIT_BAD_INPUT
+    assert run(capsys, "demo", "--out", str(theirs))[0] == EXIT_BAD_INPUT
+    monkeypatch.chdir(work)
+    assert run(capsys, "checkpoint", "--store", store, "--out", "")[0] == EXIT_BAD_INPUT
+    assert {folder: folder_bytes(folder) for folder in before} == before
+
+
+@pytest.mark.parametrize(
+    "other", [["--archive", "ARCHIVE"], ["--bootstrap", "127.0.0.1:1"]], ids=["archive", "topics"]
+)
+def test_verify_refuses_two_sources(
+    other: list[str], store: str, archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`verify --store S --archive D` used to verify D and ignore S: refused, one line. (The
+    closed port shows nothing is dialled.)"""
+    argv = [str(archive) if part == "ARCHIVE" else part for part in other]
+    code, _, err = run(capsys, "verify", "--store", store, *argv)
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "verify one source at a time" in err
+
+
+def test_verify_of_an_archive_is_not_refused_for_the_default_store(
+    store: str, archive: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LEDGER_STORE is a default, not a second source: `verify --archive D` verifies D."""
+    monkeypatch.setenv("LEDGER_STORE", store)
+    code, out, _ = run(capsys, "verify", "--archive", str(archive))
+    assert code == 0 and out.startswith(f"INTACT: archive {archive}")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("size", "3682"), ("size", -1), ("size", True), ("root", "not hex"), ("root", None)],
+)
+def test_a_receipt_with_a_malformed_field_is_bad_input(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object
+) -> None:
+    receipt = tmp_path / "receipt.json"
+    assert main(["checkpoint", "--store", store, "--out", str(receipt)]) == 0
+    document = json.loads(receipt.read_text())
+    document["ledger"][field] = value
+    receipt.write_text(json.dumps(document))
+    capsys.readouterr()
+    code, _, err = run(capsys, "verify", "--store", store, "--checkpoint", str(receipt))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and f"checkpoint's {field} is" in err
+
+
+def test_an_archive_as_of_before_any_checkpoint_is_refused(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "archive"
+    code, _, err = run(capsys, "archive", "--store", store, "--as-of", "1900-01-01T00:00:00Z",
+                       "--out", str(out))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "nothing to archive" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -89,12 +89,21 @@ def test_a_password_may_come_from_the_environment_but_not_the_command_line(
 def test_ledger_debug_shows_the_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A command failing unexpectedly is one line, unless LEDGER_DEBUG asks for the traceback."""
-    broken = tmp_path / "broken.db"
-    broken.write_bytes(b"this is not a SQLite file" * 100)
-    assert main(["cohorts", "--store", str(broken)]) == EXIT_FAILED
+    """A command failing unexpectedly is one line, unless LEDGER_DEBUG asks for the traceback.
+    (A file that is no store at all is bad input, exit 2: tests/test_cli_careless.py.)"""
+    from ledger.ledger_reader import LedgerReader
+
+    store = tmp_path / "ledger.db"
+    assert main(["init", "--store", str(store)]) == EXIT_OK
+    capsys.readouterr()
+
+    def failing(*_: object) -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(LedgerReader, "default_trial_id", failing)
+    assert main(["cohorts", "--store", str(store)]) == EXIT_FAILED
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "file is not a database" in err
+    assert err.count("\n") == 1 and "OperationalError: disk I/O error" in err
     monkeypatch.setenv("LEDGER_DEBUG", "1")
-    with pytest.raises(sqlite3.DatabaseError, match="file is not a database"):
-        main(["cohorts", "--store", str(broken)])
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        main(["cohorts", "--store", str(store)])

@@ -143,9 +143,24 @@ def verify_source(
             trial_id=source.trial_id if log == LEDGER_LOG else None,
             time_field="recorded_at" if log == LEDGER_LOG else "rejected_at",
             hashed_from=source.hashed_from.get(log, 1),
+            signatures_required=public_keys is not None,
         )
         for log, records in ((LEDGER_LOG, source.ledger), (REJECTIONS_LOG, source.rejections))
     }
+    if not receipts:
+        notes.append(
+            "no receipt given (--checkpoint): a log cut short after one of its checkpoints, "
+            "with the checkpoints after it, cannot be told from a complete one; keep the "
+            "receipts `ledger checkpoint` writes and verify against them"
+        )
+    for log in (LEDGER_LOG, REJECTIONS_LOG):
+        signers = _signers_in_order(c for c in source.checkpoints if c.get("log") == log)
+        if len(signers) > 1:
+            notes.append(
+                f"{log} checkpoints are signed by {len(signers)} keys, in turn: "
+                + ", ".join(f"{key_id} from size {size}" for key_id, size in signers)
+                + " (a key changed partway: give --public-key with the keys you trust)"
+            )
     return Verification(
         source=source.description,
         trial_id=source.trial_id,
@@ -154,6 +169,16 @@ def verify_source(
         notes=tuple(notes),
         source_problems=tuple(source.problems),
     )
+
+
+def _signers_in_order(checkpoints: Iterable[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """(key id, size of the first checkpoint it signed), each time the signing key changes."""
+    signers: list[tuple[str, Any]] = []
+    for checkpoint in checkpoints:
+        key_id = checkpoint.get("key_id")
+        if checkpoint.get("signature") is not None and (not signers or signers[-1][0] != key_id):
+            signers.append((str(key_id), checkpoint.get("size")))
+    return signers
 
 
 def _parsed_keys(pems: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
@@ -187,6 +212,12 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
     found = document if isinstance(document, list) else [document]
     if not found or not all(isinstance(c, dict) and "log" in c and "size" in c for c in found):
         raise ValueError(f"{path} holds no checkpoint (objects with log, size, root, signature)")
+    for checkpoint in found:
+        size, root = checkpoint["size"], checkpoint.get("root")
+        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+            raise ValueError(f"{path}: a checkpoint's size is {size!r}, not a count of entries")
+        if not (isinstance(root, str) and re.fullmatch(r"[0-9a-f]{64}", root)):
+            raise ValueError(f"{path}: a checkpoint's root is {root!r}, not 64 hex digits")
     return found
 
 
@@ -252,18 +283,61 @@ def read_archive(folder: Path) -> AuditSource:
     key_file = folder / ARCHIVE_FILES["public_key"]
     keys = public_keys_from_pem(key_file.read_text()) if key_file.is_file() else {}
     checkpoints = [
-        record.entry
+        dict(record.entry)
         for record in _read_jsonl(folder / ARCHIVE_FILES["checkpoints"], "size")
         if record.entry is not None
     ]
-    return AuditSource(
+    source = AuditSource(
         description=f"archive {folder}",
         trial_id=trial_id,
         ledger=_read_jsonl(folder / ARCHIVE_FILES[LEDGER_LOG], "position"),
         rejections=_read_jsonl(folder / ARCHIVE_FILES[REJECTIONS_LOG], "sequence"),
-        checkpoints=[dict(c) for c in checkpoints],
+        checkpoints=checkpoints,
         public_keys=keys,
     )
+    source.problems += _manifest_problems(folder, manifest, source)
+    return source
+
+
+def _manifest_problems(
+    folder: Path, manifest: Mapping[str, Any], source: AuditSource
+) -> list[tuple[str, str]]:
+    """Where the archive differs from what its manifest says was written: each file's SHA-256,
+    the counts, the last ledger checkpoint (a signed tree head: an archive cut short after it
+    is caught even without a receipt) and the key ids. The manifest itself is not signed, so
+    this catches a careless edit or a damaged copy; signatures and receipts catch the rest."""
+    problems: list[tuple[str, str]] = []
+    files = manifest.get("files")
+    for key, name in ARCHIVE_FILES.items():
+        if key == "manifest":
+            continue
+        path = folder / name
+        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        expected = files.get(name) if isinstance(files, Mapping) else None
+        if actual != expected:
+            problems.append(("manifest_mismatch", f"{name}: " + (
+                "absent, but the manifest lists it" if actual is None
+                else "its SHA-256 is not the manifest's")))
+    ledger_checkpoints = [c for c in source.checkpoints if c.get("log") == LEDGER_LOG]
+    stated = {
+        "size": (manifest.get("size"), len(source.ledger)),
+        "rejections": (manifest.get("rejections"), len(source.rejections)),
+        "key_ids": (manifest.get("key_ids"), sorted(source.public_keys)),
+    }
+    problems += [
+        ("manifest_mismatch", f"the manifest's {field} is {said!r}; the archive holds {held!r}")
+        for field, (said, held) in stated.items()
+        if said != held
+    ]
+    checkpoint = manifest.get("checkpoint")
+    if checkpoint != (ledger_checkpoints[-1] if ledger_checkpoints else None):
+        size = checkpoint.get("size") if isinstance(checkpoint, Mapping) else None
+        problems.append((
+            "manifest_mismatch",
+            f"the manifest's checkpoint (size {size}) is not the archive's last ledger checkpoint"
+            + (" (truncated)" if isinstance(size, int) and size > len(source.ledger) else ""),
+        ))
+    return problems
 
 
 def records_from_messages(

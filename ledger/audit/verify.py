@@ -76,8 +76,15 @@ def verify_log(
     hashed_from: int = 1,
     trial_id: str | None = None,
     time_field: str = "recorded_at",
+    signatures_required: bool = False,
 ) -> LogReport:
-    """Check one log: positions, content hashes, times, stored checkpoints, receipts."""
+    """Check one log: positions, content hashes, times, stored checkpoints, receipts.
+
+    `signatures_required`: the auditor named the key (`--public-key`), so a checkpoint it did
+    not sign proves nothing and is a problem; otherwise only an unsigned checkpoint after a
+    signed one is (the ledger refuses to record unsigned into a signed log), and a log never
+    signed is a warning.
+    """
     report = LogReport(log)
     wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if _is_size(c.get("size"))}
     leaves = _check_records(report, records, hashed_from, time_field)
@@ -85,7 +92,8 @@ def verify_log(
     roots = {0: EMPTY_ROOT, **frontier.extend(leaves, heads_at=wanted)}
     report.size = frontier.size
     report.root = frontier.root().hex()
-    _check_checkpoints(report, checkpoints, roots, keys, trial_id, hashed_from)
+    _check_checkpoints(report, checkpoints, roots, keys, trial_id, hashed_from,
+                       signatures_required)
     _check_receipts(report, receipts, leaves, roots, keys)
     report.problems.sort(
         key=lambda p: (
@@ -162,10 +170,12 @@ def _check_checkpoints(
     keys: Mapping[str, Ed25519PublicKey],
     trial_id: str | None,
     hashed_from: int,
+    signatures_required: bool,
 ) -> None:
     good_size = 0
     last_size = 0
     unsigned = 0
+    signed = False  # a checkpoint of this log so far carried a signature
     for checkpoint in checkpoints:
         if checkpoint.get("log") != report.log or (
             trial_id is not None and checkpoint.get("trial_id") not in (trial_id, None)
@@ -180,12 +190,12 @@ def _check_checkpoints(
             continue
         assert isinstance(size, int)
         report.checkpoints += 1
-        why = signature_problem(checkpoint, keys)
-        if why is not None and checkpoint.get("signature") is None:
+        if checkpoint.get("signature") is None and not (signatures_required or signed):
             unsigned += 1
-        elif why is not None:
+        elif (why := _signature_problem(checkpoint, keys, signatures_required)) is not None:
             # The first position a forged head could hide a change at: the first it newly covers.
             report.problem(last_size + 1, "bad_signature", f"checkpoint at size {size}: {why}")
+        signed = signed or checkpoint.get("signature") is not None
         if size < last_size:
             report.problem(size + 1, "checkpoint_mismatch", f"size {size} after {last_size}")
         last_size = max(last_size, size)
@@ -207,12 +217,37 @@ def _check_checkpoints(
         report.warnings.append(
             f"{unsigned} {report.log} checkpoint(s) unsigned: the ledger ran without a signing key"
         )
-    if max(last_size + 1, hashed_from) <= report.size:
+    if report.checkpoints == 0 and report.size > 0:
+        # No seal at all: nothing proves these entries. A store last written before the ledger
+        # hashed its logs looks the same as one whose audit log was deleted; its next recorded
+        # batch seals it.
+        report.problem(
+            1, "unsealed",
+            f"no checkpoint covers any of the {report.size} entries (a store last written "
+            "before the ledger hashed its logs is sealed by its next recorded batch)",
+        )
+    elif max(last_size + 1, hashed_from) <= report.size:
         report.problem(
             last_size + 1,
             "unsealed",
             f"entries {last_size + 1}..{report.size} after the last checkpoint",
         )
+
+
+def _signature_problem(
+    checkpoint: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey], signatures_required: bool
+) -> str | None:
+    """Why a checkpoint's signature proves nothing (None: it holds), where one is expected."""
+    why = signature_problem(checkpoint, keys)
+    if why is not None and checkpoint.get("signature") is None:
+        # Stripping the signatures and recomputing the hashes rewrites history without the key:
+        # only a signature the log is held to stops that.
+        return "not signed, where " + (
+            "--public-key names the signing key"
+            if signatures_required
+            else "earlier checkpoints of the log are signed"
+        )
+    return why
 
 
 def _check_receipts(

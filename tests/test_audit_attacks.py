@@ -1,0 +1,309 @@
+"""Attacks on a sealed store or archive by someone who can write the files but holds no signing
+key, each as a probe of the product found it working (2026-12-02), and what `verify` and the
+reads now say about it: stripped signatures with recomputed hashes, a deleted audit log, rows
+below position 1, a name given twice in a stored row, a recorded time without its offset, an
+archive cut short under its own manifest; and the writer that would record unsigned into a
+signed log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id
+from ledger.application import LedgerService
+from ledger.audit.checkpoints import Signer
+from ledger.audit.merkle import Frontier
+from ledger.audit.sealing import entry_leaf
+from ledger.audit_sealing import SigningKeyRequiredError
+from ledger.cli import main
+from ledger.cli_plumbing import EXIT_REJECTED
+from ledger.ledger_reader import LedgerReader
+from tests.builders import TRIAL_ID
+from tests.test_audit import SIGNER, TRIAL_ID_HEX, build_store, verify_store
+
+AUDIT_HEX = audit_log_id(LEDGER_LOG, TRIAL_ID).hex
+TRUSTED = {"signer": SIGNER.public_key_pem}
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_store(tmp_path_factory.mktemp("sealed"))
+
+
+@pytest.fixture
+def copy(sealed: str, tmp_path: Path) -> Path:
+    target = tmp_path / "copy.db"
+    shutil.copy(sealed, target)
+    return target
+
+
+def rows_of(store: Path, originator_hex: str) -> list[tuple[int, str, bytes]]:
+    with closing(sqlite3.connect(store)) as con:
+        found = con.execute(
+            "select originator_version, topic, state from stored_events where originator_id=?"
+            " order by originator_version",
+            (originator_hex,),
+        ).fetchall()
+    return [(v, t, s if isinstance(s, bytes) else s.encode()) for v, t, s in found]
+
+
+def write(store: Path, originator_hex: str, version: int, state: bytes) -> None:
+    with closing(sqlite3.connect(store)) as con:
+        con.execute(
+            "update stored_events set state=? where originator_id=? and originator_version=?",
+            (state, originator_hex, version),
+        )
+        con.commit()
+
+
+def edit_dose(store: Path) -> int:
+    """Change a dose recorded after the first checkpoints (keeping the row decodable); its
+    position."""
+    for version, _, state in rows_of(store, TRIAL_ID_HEX):
+        if version > 40 and b'"dose_mg":4' in state:
+            write(store, TRIAL_ID_HEX, version, state.replace(b'"dose_mg":4', b'"dose_mg":5', 1))
+            return version
+    raise AssertionError("no dose of 4 mg to edit")
+
+
+def reseal(store: Path, *, signer: Signer | None, from_size: int = 0) -> None:
+    """What an attacker does after editing: recompute every leaf hash, frontier and root of the
+    ledger's audit log from the entries as they now read, with the checkpoints of sizes above
+    `from_size` unsigned (`signer` None) or signed with the attacker's own key."""
+    with LedgerReader(str(store)) as reader:
+        objects = [record.entry for record in reader.audit_source(TRIAL_ID).ledger]
+    leaves = [entry_leaf(entry) for entry in objects if entry is not None]
+    frontier = Frontier()
+    for version, topic, state in rows_of(store, AUDIT_HEX):
+        if not topic.endswith("Sealed"):
+            continue
+        seal = json.loads(state)
+        first, count = seal["first_position"], len(seal["leaf_hashes"])
+        batch = leaves[first - 1 : first - 1 + count]
+        frontier.extend(batch)
+        checkpoint = seal["checkpoint"]
+        if checkpoint["size"] > from_size:
+            seal["leaf_hashes"] = [leaf.hex() for leaf in batch]
+            seal["frontier"] = frontier.to_hex_list()
+            checkpoint["root"] = frontier.root().hex()
+            checkpoint["key_id"] = None if signer is None else signer.key_id
+            checkpoint["signature"] = None if signer is None else signer.sign(checkpoint)
+            write(store, AUDIT_HEX, version, json.dumps(seal, separators=(",", ":")).encode())
+
+
+def kinds(report: dict[str, Any]) -> set[str]:
+    return {problem["kind"] for problem in report["problems"]}
+
+
+# --- signatures stripped after a rewrite ---------------------------------------------------------
+
+
+def test_a_rewrite_with_every_signature_stripped_fails_against_the_named_key(copy: Path) -> None:
+    edit_dose(copy)
+    reseal(copy, signer=None)
+    named = verify_store(str(copy), public_keys=TRUSTED)
+    assert not named["intact"]
+    assert "bad_signature" in kinds(named)
+    assert any("--public-key names the signing key" in p["detail"] for p in named["problems"])
+    # Without a key named, nothing tells a rewrite from a ledger that never signed: it says so.
+    unnamed = verify_store(str(copy))
+    assert any("unsigned" in warning for warning in unnamed["warnings"])
+
+
+def test_unsigned_checkpoints_after_signed_ones_fail_even_without_a_named_key(copy: Path) -> None:
+    position = edit_dose(copy)
+    reseal(copy, signer=None, from_size=position - 1)
+    report = verify_store(str(copy))
+    assert not report["intact"]
+    assert "bad_signature" in kinds(report)
+    assert any("earlier checkpoints of the log are signed" in p["detail"]
+               for p in report["problems"])
+
+
+def test_a_rewrite_signed_with_another_key_fails_against_the_named_key(copy: Path) -> None:
+    edit_dose(copy)
+    forger = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39))))
+    reseal(copy, signer=forger)
+    assert "bad_signature" in kinds(verify_store(str(copy), public_keys=TRUSTED))
+
+
+# --- the audit log deleted -----------------------------------------------------------------------
+
+
+def test_a_store_whose_audit_log_was_deleted_is_not_intact(copy: Path) -> None:
+    edit_dose(copy)
+    with closing(sqlite3.connect(copy)) as con:
+        con.execute("delete from stored_events where originator_id=?", (AUDIT_HEX,))
+        con.commit()
+    report = verify_store(str(copy))
+    assert not report["intact"]
+    unsealed = [p for p in report["problems"] if p["kind"] == "unsealed"]
+    assert unsealed and unsealed[0]["position"] == 1
+    assert "no checkpoint covers any of the" in unsealed[0]["detail"]
+
+
+# --- rows beside the log -------------------------------------------------------------------------
+
+
+def test_rows_below_position_one_are_found_and_never_read(copy: Path) -> None:
+    third = rows_of(copy, TRIAL_ID_HEX)[2]
+    forged = third[2].replace(b'"01-001"', b'"01-777"')
+    with closing(sqlite3.connect(copy)) as con:
+        for version in (0, -1):
+            con.execute(
+                "insert into stored_events (originator_id, originator_version, topic, state)"
+                " values (?, ?, ?, ?)",
+                (TRIAL_ID_HEX, version, third[1], forged),
+            )
+        con.commit()
+    report = verify_store(str(copy), public_keys=TRUSTED)
+    assert not report["intact"]
+    inserted = [p for p in report["problems"] if p["kind"] == "inserted"]
+    assert inserted and "-1, 0" in inserted[0]["detail"]
+    with LedgerReader(str(copy)) as reader:
+        assert list(reader.history(TRIAL_ID, "01-777")) == []
+        assert all(entry.position >= 1 for entry in reader.history(TRIAL_ID, "01-001"))
+
+
+# --- one stored row, two readings ----------------------------------------------------------------
+
+
+def test_a_name_given_twice_in_a_stored_row_is_undecodable(copy: Path) -> None:
+    version, _, state = next(r for r in rows_of(copy, TRIAL_ID_HEX) if b'"01-002"' in r[2])
+    write(copy, TRIAL_ID_HEX, version, b'{"subject_id":"zz",' + state[1:])
+    report = verify_store(str(copy), public_keys=TRUSTED)
+    assert not report["intact"]
+    first = report["problems"][0]  # content problems come first; the tree heads follow from it
+    assert (first["position"], first["kind"]) == (version, "undecodable")
+    assert "'subject_id' twice" in first["detail"]
+
+
+def test_a_recorded_time_without_its_offset_is_undecodable(copy: Path) -> None:
+    version, _, state = rows_of(copy, TRIAL_ID_HEX)[-1]
+    document = json.loads(state)
+    document["timestamp"]["_data_"] = document["timestamp"]["_data_"].replace("+00:00", "")
+    write(copy, TRIAL_ID_HEX, version, json.dumps(document, separators=(",", ":")).encode())
+    first = verify_store(str(copy))["problems"][0]
+    assert (first["position"], first["kind"]) == (version, "undecodable")
+    assert "no UTC offset" in first["detail"]
+    with LedgerReader(str(copy)) as reader, pytest.raises(ValueError, match="no UTC offset"):
+        list(reader.entries(TRIAL_ID))
+
+
+# --- the writer keeps a signed log signed ---------------------------------------------------------
+
+
+def test_a_writer_without_the_key_records_nothing_into_a_signed_store(copy: Path) -> None:
+    before = rows_of(copy, TRIAL_ID_HEX), rows_of(copy, AUDIT_HEX)
+    with LedgerService(str(copy)) as service, pytest.raises(SigningKeyRequiredError) as refused:
+        service.submit_many(["{not json"], origin="file:late.jsonl", line_numbers=[1])
+    assert "signed (key id" in str(refused.value)
+    assert (rows_of(copy, TRIAL_ID_HEX), rows_of(copy, AUDIT_HEX)) == before
+    assert verify_store(str(copy), public_keys=TRUSTED)["intact"]
+
+
+def test_a_second_signing_key_is_named_in_the_notes(copy: Path) -> None:
+    other = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(3, 35))))
+    with LedgerService(str(copy), signer=other) as service:
+        service.submit_many(["{not json"], origin="file:late.jsonl", line_numbers=[1])
+    notes = verify_store(str(copy))["notes"]
+    assert any("signed by 2 keys" in note and other.key_id in note for note in notes), notes
+
+
+def test_without_a_receipt_the_report_says_what_it_cannot_see(sealed: str) -> None:
+    with LedgerReader(sealed) as reader:
+        receipt = reader.latest_checkpoints(TRIAL_ID)["ledger"]
+    assert any("no receipt given" in note for note in verify_store(sealed)["notes"])
+    assert receipt is not None
+    with_receipt = verify_store(sealed, receipts=[receipt])
+    assert with_receipt["intact"]
+    assert not any("no receipt given" in note for note in with_receipt["notes"])
+
+
+# --- an archive held to its manifest --------------------------------------------------------------
+
+
+def archived(store: str, folder: Path) -> Path:
+    assert main(["archive", "--store", store, "--out", str(folder)]) == 0
+    return folder
+
+
+def verify_archive(folder: Path) -> tuple[int, dict[str, Any]]:
+    from ledger.audit.inspection import read_archive, verify_source
+
+    report = verify_source(read_archive(folder)).to_json_dict()
+    return int(not report["intact"]), report
+
+
+def test_an_archive_cut_short_under_its_own_manifest_is_not_intact(
+    sealed: str, tmp_path: Path
+) -> None:
+    folder = archived(sealed, tmp_path / "archive")
+    assert verify_archive(folder)[1]["intact"]
+    checkpoints = [json.loads(line) for line in (folder / "checkpoints.jsonl").read_text()
+                   .splitlines()]
+    ledger_sizes = [c["size"] for c in checkpoints if c["log"] == LEDGER_LOG]
+    keep = ledger_sizes[-3]
+    (folder / "checkpoints.jsonl").write_text("".join(
+        json.dumps(c, sort_keys=True, separators=(",", ":")) + "\n"
+        for c in checkpoints if c["log"] != LEDGER_LOG or c["size"] <= keep
+    ))
+    lines = (folder / "ledger.jsonl").read_text().splitlines(keepends=True)
+    (folder / "ledger.jsonl").write_text("".join(lines[:keep]))
+    failed, report = verify_archive(folder)
+    assert failed
+    details = [p["detail"] for p in report["problems"] if p["kind"] == "manifest_mismatch"]
+    assert any("(truncated)" in detail for detail in details), details
+    assert any(detail.startswith("ledger.jsonl: its SHA-256") for detail in details)
+
+
+def test_an_archive_manifest_edited_alone_is_not_intact(sealed: str, tmp_path: Path) -> None:
+    folder = archived(sealed, tmp_path / "archive")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["size"] = 5
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    failed, report = verify_archive(folder)
+    assert failed
+    assert kinds(report) == {"manifest_mismatch"}
+
+
+def test_replay_holds_a_consistently_cut_archive_to_the_receipt(
+    sealed: str, tmp_path: Path
+) -> None:
+    """Cut the archive after an earlier checkpoint and rewrite its manifest to match: nothing
+    inside it can tell, so only the auditor's receipt does, for `replay` as for `verify`."""
+    receipt = tmp_path / "receipt.json"
+    assert main(["checkpoint", "--store", sealed, "--out", str(receipt)]) == 0
+    folder = archived(sealed, tmp_path / "archive")
+    checkpoints = [json.loads(line) for line in (folder / "checkpoints.jsonl").read_text()
+                   .splitlines()]
+    kept_checkpoints = [c for c in checkpoints if c["log"] != LEDGER_LOG or c["size"] <= 100]
+    last = [c for c in kept_checkpoints if c["log"] == LEDGER_LOG][-1]
+    files = {
+        "checkpoints.jsonl": "".join(json.dumps(c, sort_keys=True, separators=(",", ":")) + "\n"
+                                     for c in kept_checkpoints),
+        "ledger.jsonl": "".join((folder / "ledger.jsonl").read_text()
+                                .splitlines(keepends=True)[: last["size"]]),
+    }
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, text in files.items():
+        (folder / name).write_text(text)
+        manifest["files"][name] = hashlib.sha256(text.encode()).hexdigest()
+    manifest.update(size=last["size"], checkpoint=last)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_archive(folder)[1]["intact"]  # nothing inside the archive says otherwise
+    out = tmp_path / "replayed"
+    assert main(["replay", str(folder), "--out", str(out)]) == 0
+    refused = main(["replay", str(folder), "--checkpoint", str(receipt), "--out",
+                    str(tmp_path / "refused")])
+    assert refused == EXIT_REJECTED
+    assert not (tmp_path / "refused" / "manifest.json").exists()
