@@ -65,6 +65,7 @@ from consumers.topics import (
 from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG
 from ledger.application import LedgerService
 from ledger.entries import LedgerEntry
+from ledger.recording import say_retries_in_words
 
 #: Records per transaction when catching up a long backlog.
 TRANSACTION_SIZE = 5000
@@ -278,6 +279,7 @@ class LedgerOutbox:
         """
         before = self.published
         self._service.catch_up()  # another process sharing the store may have written
+        say_retries_in_words()
         for attempt in stamina.retry_context(
             on=self._worth_retrying, attempts=PUBLISH_ATTEMPTS, timeout=None,
             wait_initial=RETRY_PAUSE_S, wait_max=RETRY_PAUSE_S, wait_jitter=0,

@@ -5,6 +5,8 @@ hand-over of what was just recorded to the publisher."""
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,6 +23,7 @@ from ledger.entries import LedgerEntry, format_timestamp
 
 if TYPE_CHECKING:
     import stamina
+    from stamina.instrumentation import RetryDetails
 
     from ledger.aggregates.trial import Trial
 
@@ -131,8 +134,27 @@ def lost_write_race_retries() -> Iterable[stamina.Attempt]:
     The one retry policy of both `submit_many` and ingest's tracked batches."""
     import stamina  # only writers retry: read commands start without it
 
+    say_retries_in_words()
     return stamina.retry_context(
         on=(IntegrityError, OperationalError), attempts=8, wait_initial=0.05, wait_max=1.0
+    )
+
+
+@functools.cache
+def say_retries_in_words() -> None:
+    """Log each retry as what failed and when it is tried again. stamina's own line is its event
+    name alone, `stamina.retry_scheduled` (the details ride in `extra`), which is all a command
+    without logging set up (`ledger submit`) printed when two writers raced."""
+    from stamina.instrumentation import set_on_retry_hooks
+
+    set_on_retry_hooks([_log_retry])
+
+
+def _log_retry(details: RetryDetails) -> None:
+    cause = details.caused_by
+    logging.getLogger("trial_ledger.retry").warning(
+        "%s: %s; trying again in %.2f s (retry %d)",
+        type(cause).__name__, " ".join(str(cause).split()), details.wait_for, details.retry_num,
     )
 
 

@@ -374,3 +374,23 @@ def test_an_archive_as_of_before_any_checkpoint_is_refused(
     assert code == EXIT_BAD_INPUT
     assert err.count("\n") == 1 and "nothing to archive" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_lost_write_race_is_retried_in_words(caplog: pytest.LogCaptureFixture) -> None:
+    """Two writers racing: the retry is one readable line, not stamina's bare event name."""
+    from eventsourcing.persistence import IntegrityError
+
+    from ledger.recording import lost_write_race_retries
+
+    tries = 0
+    with caplog.at_level("WARNING"):
+        for attempt in lost_write_race_retries():
+            with attempt:
+                tries += 1
+                if tries == 1:
+                    raise IntegrityError("UNIQUE constraint failed:\n stored_events")
+    assert tries == 2
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 1 and "stamina" not in said[0]
+    assert said[0].startswith("IntegrityError: UNIQUE constraint failed: stored_events; "
+                              "trying again in ")
