@@ -82,6 +82,7 @@ def cmd_ingest(
         _kafka_failures("ingest"),
         LedgerService(store, signer=signer) as service,
     ):
+        service.check_signing_key()  # before joining the group or creating topics
         report = run_ingest(service, server, settings, stop=stop)
     text = (
         f"consumed {report.consumed} submissions from {settings.submissions_topic}[.SITE]: "

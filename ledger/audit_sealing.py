@@ -44,6 +44,10 @@ class SigningKeyRequiredError(ValueError):
     """A writer without a signing key opened a store whose logs are signed."""
 
 
+class UnsealedHistoryError(ValueError):
+    """Entries no seal covers, where the ledger would have sealed them: not its own writing."""
+
+
 class AuditSealing(AuditReading):
     """The sealing of `LedgerService` (mixed into it, beside `LedgerReader`'s reads)."""
 
@@ -56,6 +60,14 @@ class AuditSealing(AuditReading):
         def _stored_entries(self, trial_id: str, *, after: int = 0) -> Iterator[LedgerEntry]: ...
 
         def _load_rejection_log(self) -> RejectionLog: ...
+
+    def check_signing_key(self) -> None:
+        """`SigningKeyRequiredError` now, before any work, when this writer has no key and a
+        log of the store is signed (what recording would refuse at its first batch)."""
+        if self._signer is None:
+            self._signer_of(self._audit_log(REJECTIONS_LOG, None))
+            for trial_id in self.trial_ids():
+                self._signer_of(self._audit_log(LEDGER_LOG, trial_id))
 
     def _signer_of(self, audit: AuditLog) -> Signer | None:
         """The key to sign `audit`'s next checkpoint with; `SigningKeyRequiredError` when this
@@ -71,6 +83,13 @@ class AuditSealing(AuditReading):
                 "(--signing-key or LEDGER_SIGNING_KEY)"
             )
         return self._signer
+
+    def _sealed_from_the_start(self) -> bool:
+        """Whether a log of the store was sealed as written (its first seal is not one made
+        'hashed later' when an old store was first written to)."""
+        logs = [self._audit_log(REJECTIONS_LOG, None),
+                *(self._audit_log(LEDGER_LOG, trial_id) for trial_id in self.trial_ids())]
+        return any(log.seals and not log.seals[0].hashed_later for log in logs)
 
     def _sealed_batch(
         self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
@@ -160,7 +179,17 @@ class AuditSealing(AuditReading):
     def _seal_later(self, audit: AuditLog, earlier: list[dict[str, Any]], *, time_field: str
                     ) -> None:
         """Seal records held before the ledger hashed its log, marked 'hashed later' (`verify`
-        says from where), at the time of the last of them."""
+        says from where), at the time of the last of them.
+
+        Only in a store written before the ledger hashed its logs: a gap in a sealed log, or
+        unsealed records in a store sealed from its start, are what deleting seals leaves, and
+        sealing them now would bless the rewrite they may hide."""
+        if audit.size or self._sealed_from_the_start():
+            raise UnsealedHistoryError(
+                f"the {audit.log} log holds {len(earlier)} record(s) after position {audit.size} "
+                "that no seal covers, in a store the ledger sealed as it wrote: not the ledger's "
+                "writing (run `ledger verify`); nothing recorded"
+            )
         seal_batch(
             audit,
             earlier,

@@ -45,7 +45,13 @@ def writer(args: argparse.Namespace) -> LedgerService:
 
     signer = configured_signer(getattr(args, "signing_key", None))
     args.unsigned = signer is None  # said loudly once the command has run (main)
-    return LedgerService(args.store, signer=signer)
+    service = LedgerService(args.store, signer=signer)
+    try:
+        service.check_signing_key()
+    except Exception:
+        service.close()
+        raise
+    return service
 
 
 def reader(args: argparse.Namespace) -> LedgerReader:
@@ -58,10 +64,37 @@ def reader(args: argparse.Namespace) -> LedgerReader:
     try:
         return LedgerReader(args.store)
     except sqlite3.DatabaseError as error:
-        # Opened read-only, a SQLite file without the ledger's tables (an empty file, another
-        # program's database) fails as its tables cannot be made; a damaged or non-SQLite file
-        # fails to open at all. Either way the path given is not a ledger store.
+        if not _not_a_ledger_store(Path(args.store)):
+            raise  # a store that cannot be opened (permissions, I/O): the command failed
         raise UsageError(f"not a ledger store: {args.store} ({error})") from None
+
+
+def _not_a_ledger_store(path: Path) -> bool:
+    """Whether a file SQLite would not open as a store is simply not one: empty, not SQLite,
+    damaged, or another program's database (no `stored_events`). Opened read-only, such a file
+    fails as the ledger's tables cannot be made, or fails to open at all."""
+    import sqlite3
+    from contextlib import closing
+    from urllib.parse import quote
+
+    try:
+        with path.open("rb") as file:
+            header = file.read(16)
+    except OSError:
+        return False
+    if header != b"SQLite format 3\x00":
+        return True
+    try:
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as con:
+            found = con.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name='stored_events'"
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return False  # could not open it: no verdict on what it holds
+    except sqlite3.DatabaseError:
+        return True  # a SQLite header over a damaged body
+    return not found[0]
 
 
 def provenance_of(entries: list[Any], checkpoints: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -57,8 +57,9 @@ def submit_command(args: argparse.Namespace) -> int:
     lines = read_lines(path)
     accepted = duplicates = done = 0
     rejected: list[dict[str, Any]] = []
+    ledger = writer(args)  # a refusal (no key for a signed store) comes before any line
     try:
-        with writer(args) as ledger:
+        with ledger:
             ledger.ensure_trial()
             for start in range(0, len(lines), SUBMIT_BATCH):
                 batch = lines[start : start + SUBMIT_BATCH]

@@ -83,6 +83,8 @@ def known_as_of(entries: Iterable[LedgerEntry], as_of: datetime | None) -> Itera
 
 def format_timestamp(moment: datetime) -> str:
     """UTC, microseconds, 'Z': one spelling so files are byte-identical across runs."""
+    if moment.tzinfo is None:  # astimezone would read it in the machine's own time zone
+        raise ValueError(f"time {moment.isoformat()} has no UTC offset")
     utc = moment.astimezone(UTC)
     if utc.year >= 1000:
         # isoformat writes the same digits as the strftime below at a third of its cost (it runs

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -316,8 +316,8 @@ class StoreReader:
         while start <= stop:
             page = recorder.select_notifications(start, PAGE, stop, topics)
             for notification in page:
-                if notification.originator_id != trial:
-                    continue
+                if notification.originator_id != trial or notification.originator_version < 1:
+                    continue  # another aggregate's, or a row beside the log (`verify` finds it)
                 if notification.originator_version > upto:
                     return
                 row = (notification.originator_version, notification.topic, notification.state)
@@ -374,11 +374,39 @@ class StoreReader:
         recorded time in its stored spelling when that already is the §3 one (it is for every
         row the ledger wrote), so no `LedgerEntry` is made and formatted back per row.
         """
-        for row in self._rows(trial_aggregate_id(trial_id), 0, None):
+        trial = trial_aggregate_id(trial_id)
+        indexed = self._indexed_subjects(trial)
+        for row in self._rows(trial, 0, None):
             try:
-                yield row[0], self._entry_object(row, trial_id), None
+                entry = self._entry_object(row, trial_id)
             except Exception as error:
                 yield row[0], None, f"{type(error).__name__}: {error}"
+                continue
+            if indexed is not None and indexed.get(row[0]) != entry["subject_id"]:
+                # `ledger history` finds a subject's rows by SQLite's reading of the row: one it
+                # reads differently (an escaped name, a value JSON does not allow) would be
+                # missing from, or shown in, another subject's history.
+                yield row[0], None, (
+                    f"SQLite reads the row's subject as {indexed.get(row[0])!r}, the ledger as "
+                    f"{entry['subject_id']!r}"
+                )
+                continue
+            yield row[0], entry, None
+
+    def _indexed_subjects(self, originator: UUID) -> dict[int, str | None] | None:
+        """Each row's subject as the SQLite subject index computes it (None: not SQLite)."""
+        recorder = self._app.recorder
+        if not isinstance(recorder, SQLiteAggregateRecorder):
+            return None
+        statement = (
+            f"SELECT originator_version, {_SUBJECT_OF_ROW} FROM {recorder.events_table_name} "
+            "WHERE originator_id=?"
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            plain = cursor.sqlite_cursor
+            plain.row_factory = None
+            plain.execute(statement, (originator.hex,))
+            return dict(plain.fetchall())
 
     def positions_before_the_first(self, originator: UUID) -> list[int]:
         """The versions below 1 an aggregate's rows are stored at: none the ledger wrote (its
@@ -492,9 +520,11 @@ def _recorded_time(text: str) -> datetime:
     """A stored recorded time: the ledger writes each with its UTC offset; one without would be
     read in the reader's own time zone, so it is refused (a finding for `verify`)."""
     moment = datetime.fromisoformat(text)
+    if moment.tzinfo is UTC:  # how the ledger writes every one
+        return moment
     if moment.tzinfo is None:
         raise ValueError(f"recorded time {text} has no UTC offset")
-    return moment
+    return moment.astimezone(UTC)  # the same instant, shown as every other time is
 
 
 def _sqlite_rows(

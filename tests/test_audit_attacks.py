@@ -8,10 +8,12 @@ signed log."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import sqlite3
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,12 @@ from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
 from ledger.audit.merkle import Frontier
 from ledger.audit.sealing import entry_leaf
-from ledger.audit_sealing import SigningKeyRequiredError
+from ledger.audit_sealing import SigningKeyRequiredError, UnsealedHistoryError
 from ledger.cli import main
 from ledger.cli_plumbing import EXIT_REJECTED
 from ledger.ledger_reader import LedgerReader
-from tests.builders import TRIAL_ID
-from tests.test_audit import SIGNER, TRIAL_ID_HEX, build_store, verify_store
+from tests.builders import TRIAL_ID, Script, lines
+from tests.test_audit import DAY0, SIGNER, TRIAL_ID_HEX, build_store, verify_store
 
 AUDIT_HEX = audit_log_id(LEDGER_LOG, TRIAL_ID).hex
 TRUSTED = {"signer": SIGNER.public_key_pem}
@@ -113,7 +115,7 @@ def test_a_rewrite_with_every_signature_stripped_fails_against_the_named_key(cop
     named = verify_store(str(copy), public_keys=TRUSTED)
     assert not named["intact"]
     assert "bad_signature" in kinds(named)
-    assert any("--public-key names the signing key" in p["detail"] for p in named["problems"])
+    assert any("nothing ties it to the key given" in p["detail"] for p in named["problems"])
     # Without a key named, nothing tells a rewrite from a ledger that never signed: it says so.
     unnamed = verify_store(str(copy))
     assert any("unsigned" in warning for warning in unnamed["warnings"])
@@ -202,13 +204,70 @@ def test_a_recorded_time_without_its_offset_is_undecodable(copy: Path) -> None:
 # --- the writer keeps a signed log signed ---------------------------------------------------------
 
 
+def alive_line() -> str:
+    """One valid new submission for the built store: subject 01-001 known alive."""
+    script = Script(counter=itertools.count(10**6))  # event ids the built store never used
+    envelope = script.envelope("subject.alive", "01-001", DAY0 + timedelta(days=60), {})
+    return lines([envelope])[0]
+
+
+def stored_rows(store: Path) -> tuple[int, int]:
+    with closing(sqlite3.connect(store)) as con:
+        count, last = con.execute("select count(*), max(rowid) from stored_events").fetchone()
+    return int(count), int(last)
+
+
 def test_a_writer_without_the_key_records_nothing_into_a_signed_store(copy: Path) -> None:
-    before = rows_of(copy, TRIAL_ID_HEX), rows_of(copy, AUDIT_HEX)
-    with LedgerService(str(copy)) as service, pytest.raises(SigningKeyRequiredError) as refused:
-        service.submit_many(["{not json"], origin="file:late.jsonl", line_numbers=[1])
-    assert "signed (key id" in str(refused.value)
-    assert (rows_of(copy, TRIAL_ID_HEX), rows_of(copy, AUDIT_HEX)) == before
+    """Neither a rejected line nor an accepted record: the signed log is never continued
+    unsigned, so an unsigned checkpoint after signed ones can only be a rewrite."""
+    before = stored_rows(copy)
+    for line in ("{not json", alive_line()):
+        with LedgerService(str(copy)) as service, pytest.raises(SigningKeyRequiredError) as no:
+            service.submit_many([line], origin="file:late.jsonl", line_numbers=[1])
+        assert "signed (key id" in str(no.value)
+    assert stored_rows(copy) == before
     assert verify_store(str(copy), public_keys=TRUSTED)["intact"]
+
+
+def test_a_deleted_audit_log_is_never_sealed_again_by_the_next_write(copy: Path) -> None:
+    """Deleting the seals and editing what they covered, then waiting for the ledger's next
+    write to seal it all as 'hashed later': the writer refuses, and verify still says so."""
+    edit_dose(copy)
+    with closing(sqlite3.connect(copy)) as con:
+        con.execute("delete from stored_events where originator_id=?", (AUDIT_HEX,))
+        con.commit()
+    before = stored_rows(copy)
+    with LedgerService(str(copy), signer=SIGNER) as service, pytest.raises(
+        UnsealedHistoryError, match="no seal covers"
+    ):
+        service.submit_many([alive_line()], origin="file:late.jsonl", line_numbers=[1])
+    assert stored_rows(copy) == before
+    assert "unsealed" in kinds(verify_store(str(copy), public_keys=TRUSTED))
+
+
+def test_a_row_sqlite_reads_another_subject_in_is_undecodable(copy: Path) -> None:
+    """An escaped field name reads the same to Python (so the leaf hash holds) but not to
+    SQLite's subject index, which `ledger history` selects by: verify reports the row."""
+    version, _, state = next(r for r in rows_of(copy, TRIAL_ID_HEX) if b'"01-003"' in r[2])
+    write(copy, TRIAL_ID_HEX, version, state.replace(b'"subject_id"', b'"subject\\u005fid"', 1))
+    first = verify_store(str(copy), public_keys=TRUSTED)["problems"][0]
+    assert (first["position"], first["kind"]) == (version, "undecodable")
+    assert "SQLite reads the row's subject as None" in first["detail"]
+
+
+def test_a_store_that_ran_unsigned_before_its_key_verifies_against_the_key(
+    tmp_path: Path,
+) -> None:
+    """Unsigned checkpoints before the first signed one are covered by its root: intact, with
+    the key named, and a warning that some were unsigned."""
+    store = build_store(tmp_path, signer=None)
+    with LedgerService(store, signer=SIGNER) as service:
+        report_ = service.submit_many([alive_line(), "{not json"], origin="file:late.jsonl",
+                                      line_numbers=[1, 2])
+    assert report_.accepted == 1
+    report = verify_store(store, public_keys=TRUSTED)
+    assert report["intact"], report["problems"]
+    assert any("unsigned" in warning for warning in report["warnings"])
 
 
 def test_a_second_signing_key_is_named_in_the_notes(copy: Path) -> None:
@@ -307,3 +366,11 @@ def test_replay_holds_a_consistently_cut_archive_to_the_receipt(
                     str(tmp_path / "refused")])
     assert refused == EXIT_REJECTED
     assert not (tmp_path / "refused" / "manifest.json").exists()
+
+
+def test_an_archive_of_a_ledger_that_never_signed_verifies(tmp_path: Path) -> None:
+    """Its key file is empty: nothing to check signatures with, which verify warns about."""
+    store = build_store(tmp_path, signer=None)
+    failed, report = verify_archive(archived(store, tmp_path / "archive"))
+    assert not failed, report["problems"]
+    assert any("unsigned" in warning for warning in report["warnings"])

@@ -394,3 +394,18 @@ def test_a_lost_write_race_is_retried_in_words(caplog: pytest.LogCaptureFixture)
     assert len(said) == 1 and "stamina" not in said[0]
     assert said[0].startswith("IntegrityError: UNIQUE constraint failed: stored_events; "
                               "trying again in ")
+
+
+def test_submit_without_the_key_of_a_signed_store_is_one_line_and_records_nothing(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any line is read into the store, without advice to resubmit."""
+    copy = tmp_path / "ledger.db"
+    shutil.copy(store, copy)
+    before = copy.read_bytes()
+    submissions = tmp_path / "late.jsonl"
+    submissions.write_text("{not json\n")
+    code, _, err = run(capsys, "submit", str(submissions), "--store", str(copy))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "checkpoints are signed (key id" in err
+    assert copy.read_bytes() == before

@@ -128,7 +128,9 @@ def verify_source(
     else:
         keys = _parsed_keys(public_keys)
     for log, first in sorted(source.hashed_from.items()):
-        if first > 1:
+        # Only beside seals made 'hashed later': a log without any is a problem (`unsealed`),
+        # not an old store to take at its word.
+        if first > 1 and any(c.get("log") == log for c in source.checkpoints):
             notes.append(
                 f"{log} positions 1..{first - 1} were recorded before the ledger hashed its logs; "
                 "their leaf hashes (where present) date from when they were first sealed"
@@ -153,14 +155,20 @@ def verify_source(
             "with the checkpoints after it, cannot be told from a complete one; keep the "
             "receipts `ledger checkpoint` writes and verify against them"
         )
-    for log in (LEDGER_LOG, REJECTIONS_LOG):
-        signers = _signers_in_order(c for c in source.checkpoints if c.get("log") == log)
-        if len(signers) > 1:
-            notes.append(
-                f"{log} checkpoints are signed by {len(signers)} keys, in turn: "
-                + ", ".join(f"{key_id} from size {size}" for key_id, size in signers)
-                + " (a key changed partway: give --public-key with the keys you trust)"
+    signers = {
+        log: _signers_in_order(c for c in source.checkpoints if c.get("log") == log)
+        for log in (LEDGER_LOG, REJECTIONS_LOG)
+    }
+    key_ids = {key_id for found in signers.values() for key_id, _ in found}
+    if len(key_ids) > 1:  # within a log or between the two: a rewrite may hide behind either
+        notes.append(
+            f"the logs' checkpoints are signed by {len(key_ids)} keys: "
+            + "; ".join(
+                f"{log} " + ", ".join(f"{key_id} from size {size}" for key_id, size in found)
+                for log, found in signers.items() if found
             )
+            + " (a key changed: give --public-key with the keys you trust)"
+        )
     return Verification(
         source=source.description,
         trial_id=source.trial_id,
@@ -281,7 +289,9 @@ def read_archive(folder: Path) -> AuditSource:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{folder}/manifest.json unreadable: {error}") from None
     key_file = folder / ARCHIVE_FILES["public_key"]
-    keys = public_keys_from_pem(key_file.read_text()) if key_file.is_file() else {}
+    # An archive of a ledger that never signed holds an empty key file.
+    key_text = key_file.read_text() if key_file.is_file() else ""
+    keys = public_keys_from_pem(key_text) if key_text.strip() else {}
     checkpoints = [
         dict(record.entry)
         for record in _read_jsonl(folder / ARCHIVE_FILES["checkpoints"], "size")

@@ -80,10 +80,10 @@ def verify_log(
 ) -> LogReport:
     """Check one log: positions, content hashes, times, stored checkpoints, receipts.
 
-    `signatures_required`: the auditor named the key (`--public-key`), so a checkpoint it did
-    not sign proves nothing and is a problem; otherwise only an unsigned checkpoint after a
-    signed one is (the ledger refuses to record unsigned into a signed log), and a log never
-    signed is a warning.
+    Signatures: an unsigned checkpoint after a signed one is a problem (the ledger refuses to
+    record unsigned into a signed log); earlier unsigned ones are covered by the first signed
+    root. A log never signed is a warning, or, with `signatures_required` (the auditor named
+    the key, `--public-key`), a problem: nothing ties it to that key.
     """
     report = LogReport(log)
     wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if _is_size(c.get("size"))}
@@ -190,9 +190,11 @@ def _check_checkpoints(
             continue
         assert isinstance(size, int)
         report.checkpoints += 1
-        if checkpoint.get("signature") is None and not (signatures_required or signed):
+        if checkpoint.get("signature") is None and not signed:
+            # Before the log's first signed checkpoint: a later signed root commits to this prefix
+            # too, and a log never signed is only as good as its hashes (the warning below).
             unsigned += 1
-        elif (why := _signature_problem(checkpoint, keys, signatures_required)) is not None:
+        elif (why := _why_unproven(checkpoint, keys)) is not None:
             # The first position a forged head could hide a change at: the first it newly covers.
             report.problem(last_size + 1, "bad_signature", f"checkpoint at size {size}: {why}")
         signed = signed or checkpoint.get("signature") is not None
@@ -213,7 +215,19 @@ def _check_checkpoints(
             )
         else:
             good_size = max(good_size, size)
-    if unsigned:
+    _check_coverage(report, last_size, hashed_from, signed=signed, unsigned=unsigned,
+                    signatures_required=signatures_required)
+
+
+def _check_coverage(report: LogReport, last_size: int, hashed_from: int, *, signed: bool,
+                    unsigned: int, signatures_required: bool) -> None:
+    """What the checkpoints together leave unproven: entries after the last one, or none
+    covered at all; signatures missing throughout."""
+    if signatures_required and report.checkpoints and not signed:
+        # Stripping every signature and recomputing the hashes rewrites history without the key.
+        report.problem(1, "bad_signature",
+                       "no checkpoint of the log is signed: nothing ties it to the key given")
+    elif unsigned:
         report.warnings.append(
             f"{unsigned} {report.log} checkpoint(s) unsigned: the ledger ran without a signing key"
         )
@@ -234,20 +248,14 @@ def _check_checkpoints(
         )
 
 
-def _signature_problem(
-    checkpoint: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey], signatures_required: bool
-) -> str | None:
-    """Why a checkpoint's signature proves nothing (None: it holds), where one is expected."""
-    why = signature_problem(checkpoint, keys)
-    if why is not None and checkpoint.get("signature") is None:
-        # Stripping the signatures and recomputing the hashes rewrites history without the key:
-        # only a signature the log is held to stops that.
-        return "not signed, where " + (
-            "--public-key names the signing key"
-            if signatures_required
-            else "earlier checkpoints of the log are signed"
-        )
-    return why
+def _why_unproven(checkpoint: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]
+                  ) -> str | None:
+    """Why a checkpoint after the log's first signed one proves nothing (None: it holds)."""
+    if checkpoint.get("signature") is None:
+        # The ledger never records unsigned into a signed log (`AuditSealing._signer_of`): this
+        # is a rewrite by someone without the key, who stripped the signatures.
+        return "not signed, where earlier checkpoints of the log are signed"
+    return signature_problem(checkpoint, keys)
 
 
 def _check_receipts(
