@@ -84,6 +84,16 @@ class AuditSealing(AuditReading):
             )
         return self._signer
 
+    def _audit_log_covering(self, log: str, trial_id: str | None, size: int) -> AuditLog:
+        """The log's audit log, read again from the store when the one held covers fewer than
+        `size` records: another writer of the store sealed batches since it was read (what is
+        then still unsealed is an old store's, or not the ledger's: `_seal_later`)."""
+        audit = self._audit_log(log, trial_id)
+        if audit.size < size:
+            self._audit_logs.pop(audit_log_id(log, trial_id), None)
+            audit = self._audit_log(log, trial_id)
+        return audit
+
     def _sealed_from_the_start(self) -> bool:
         """Whether a log of the store was sealed as written (its first seal is not one made
         'hashed later' when an old store was first written to)."""
@@ -104,7 +114,7 @@ class AuditSealing(AuditReading):
             if not events:
                 continue
             entries = [entry_of(cast("Trial.Event", event), trial_id) for event in events]
-            audit = self._audit_log(LEDGER_LOG, trial_id)
+            audit = self._audit_log_covering(LEDGER_LOG, trial_id, entries[0].position - 1)
             self._seal_earlier_entries(audit, trial_id, before=entries[0].position)
             seal_batch(
                 audit,
@@ -131,6 +141,8 @@ class AuditSealing(AuditReading):
             audit = held if held is not None else self._audit_log(
                 REJECTIONS_LOG, self._rejections_trial_id(trials)
             )
+            if audit.size < first_new - 1:
+                audit = self._audit_log_covering(REJECTIONS_LOG, audit.trial_id, first_new - 1)
             audit_changed = audit.size < first_new - 1  # earlier rejections to seal first
             if audit_changed:
                 self._seal_earlier_rejections(audit, before=first_new)

@@ -110,6 +110,7 @@ def kinds(report: dict[str, Any]) -> set[str]:
 
 
 def test_a_rewrite_with_every_signature_stripped_fails_against_the_named_key(copy: Path) -> None:
+    """Edit, recompute every hash and root, strip every signature: the named key catches it."""
     edit_dose(copy)
     reseal(copy, signer=None)
     named = verify_store(str(copy), public_keys=TRUSTED)
@@ -122,6 +123,7 @@ def test_a_rewrite_with_every_signature_stripped_fails_against_the_named_key(cop
 
 
 def test_unsigned_checkpoints_after_signed_ones_fail_even_without_a_named_key(copy: Path) -> None:
+    """Strip only the checkpoints from the edit on: a signed log does not go unsigned."""
     position = edit_dose(copy)
     reseal(copy, signer=None, from_size=position - 1)
     report = verify_store(str(copy))
@@ -132,6 +134,7 @@ def test_unsigned_checkpoints_after_signed_ones_fail_even_without_a_named_key(co
 
 
 def test_a_rewrite_signed_with_another_key_fails_against_the_named_key(copy: Path) -> None:
+    """Re-sign the rewritten log with the attacker's own key: not the key named."""
     edit_dose(copy)
     forger = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39))))
     reseal(copy, signer=forger)
@@ -142,6 +145,7 @@ def test_a_rewrite_signed_with_another_key_fails_against_the_named_key(copy: Pat
 
 
 def test_a_store_whose_audit_log_was_deleted_is_not_intact(copy: Path) -> None:
+    """No seal at all is not an old store to take at its word: nothing proves the entries."""
     edit_dose(copy)
     with closing(sqlite3.connect(copy)) as con:
         con.execute("delete from stored_events where originator_id=?", (AUDIT_HEX,))
@@ -157,6 +161,7 @@ def test_a_store_whose_audit_log_was_deleted_is_not_intact(copy: Path) -> None:
 
 
 def test_rows_below_position_one_are_found_and_never_read(copy: Path) -> None:
+    """Rows at versions 0 and -1 beside the log: verify names them, history never shows them."""
     third = rows_of(copy, TRIAL_ID_HEX)[2]
     forged = third[2].replace(b'"01-001"', b'"01-777"')
     with closing(sqlite3.connect(copy)) as con:
@@ -180,6 +185,7 @@ def test_rows_below_position_one_are_found_and_never_read(copy: Path) -> None:
 
 
 def test_a_name_given_twice_in_a_stored_row_is_undecodable(copy: Path) -> None:
+    """Python reads the last of two names, SQLite's subject index the first: a finding."""
     version, _, state = next(r for r in rows_of(copy, TRIAL_ID_HEX) if b'"01-002"' in r[2])
     write(copy, TRIAL_ID_HEX, version, b'{"subject_id":"zz",' + state[1:])
     report = verify_store(str(copy), public_keys=TRUSTED)
@@ -190,6 +196,7 @@ def test_a_name_given_twice_in_a_stored_row_is_undecodable(copy: Path) -> None:
 
 
 def test_a_recorded_time_without_its_offset_is_undecodable(copy: Path) -> None:
+    """A time without its offset would be read in the machine's time zone: refused."""
     version, _, state = rows_of(copy, TRIAL_ID_HEX)[-1]
     document = json.loads(state)
     document["timestamp"]["_data_"] = document["timestamp"]["_data_"].replace("+00:00", "")
@@ -271,6 +278,7 @@ def test_a_store_that_ran_unsigned_before_its_key_verifies_against_the_key(
 
 
 def test_a_second_signing_key_is_named_in_the_notes(copy: Path) -> None:
+    """A batch signed with another key: verify says which keys signed what."""
     other = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(3, 35))))
     with LedgerService(str(copy), signer=other) as service:
         service.submit_many(["{not json"], origin="file:late.jsonl", line_numbers=[1])
@@ -279,6 +287,7 @@ def test_a_second_signing_key_is_named_in_the_notes(copy: Path) -> None:
 
 
 def test_without_a_receipt_the_report_says_what_it_cannot_see(sealed: str) -> None:
+    """Truncation after a checkpoint needs a receipt: the report says so until one is given."""
     with LedgerReader(sealed) as reader:
         receipt = reader.latest_checkpoints(TRIAL_ID)["ledger"]
     assert any("no receipt given" in note for note in verify_store(sealed)["notes"])
@@ -306,6 +315,7 @@ def verify_archive(folder: Path) -> tuple[int, dict[str, Any]]:
 def test_an_archive_cut_short_under_its_own_manifest_is_not_intact(
     sealed: str, tmp_path: Path
 ) -> None:
+    """Its manifest still names the full size and last checkpoint: the cut shows."""
     folder = archived(sealed, tmp_path / "archive")
     assert verify_archive(folder)[1]["intact"]
     checkpoints = [json.loads(line) for line in (folder / "checkpoints.jsonl").read_text()
@@ -326,6 +336,7 @@ def test_an_archive_cut_short_under_its_own_manifest_is_not_intact(
 
 
 def test_an_archive_manifest_edited_alone_is_not_intact(sealed: str, tmp_path: Path) -> None:
+    """A manifest that no longer describes its files is a finding of its own."""
     folder = archived(sealed, tmp_path / "archive")
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["size"] = 5
@@ -374,3 +385,22 @@ def test_an_archive_of_a_ledger_that_never_signed_verifies(tmp_path: Path) -> No
     failed, report = verify_archive(archived(store, tmp_path / "archive"))
     assert not failed, report["problems"]
     assert any("unsigned" in warning for warning in report["warnings"])
+
+
+def test_a_writer_holding_an_older_audit_log_records_after_another_writer(
+    tmp_path: Path,
+) -> None:
+    """Two writers of one store: the second read the audit logs (checking for a key) before the
+    first sealed a batch. What it holds covers less than the store's entries; that is staleness,
+    not a gap to refuse: it reads the log again and records, each batch sealed once."""
+    store = build_store(tmp_path, signer=None)
+    with LedgerService(store) as second:
+        second.check_signing_key()  # a writer without a key reads (and holds) the audit logs
+        with LedgerService(store) as first:
+            assert first.submit_many([alive_line()]).accepted == 1
+        late = Script(counter=itertools.count(2 * 10**6)).envelope(
+            "subject.alive", "01-002", DAY0 + timedelta(days=61), {}
+        )
+        assert second.submit_many(lines([late])).accepted == 1
+    report = verify_store(store)
+    assert report["intact"], report["problems"]

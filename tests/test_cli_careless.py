@@ -354,6 +354,7 @@ def test_verify_of_an_archive_is_not_refused_for_the_default_store(
 def test_a_receipt_with_a_malformed_field_is_bad_input(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object
 ) -> None:
+    """A receipt whose size or root is not what a checkpoint holds: exit 2, one line."""
     receipt = tmp_path / "receipt.json"
     assert main(["checkpoint", "--store", store, "--out", str(receipt)]) == 0
     document = json.loads(receipt.read_text())
@@ -368,6 +369,7 @@ def test_a_receipt_with_a_malformed_field_is_bad_input(
 def test_an_archive_as_of_before_any_checkpoint_is_refused(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Nothing sealed by then: refused, rather than an empty archive."""
     out = tmp_path / "archive"
     code, _, err = run(capsys, "archive", "--store", store, "--as-of", "1900-01-01T00:00:00Z",
                        "--out", str(out))

@@ -59,6 +59,7 @@ def place(partitioner: Any, key: bytes | None, cluster: Cluster, topic: str = "t
 
 @pytest.mark.parametrize(("key", "java_hash"), sorted(JAVA_MURMUR2.items()))
 def test_each_kafka_vector_goes_where_the_java_client_puts_it(key: bytes, java_hash: int) -> None:
+    """Kafka's own murmur2 vectors, over 1 to 64 partitions, twice (the hash remembered)."""
     partitioner = key_hashing_partitioner()
     for count in range(1, 65):
         expected = (java_hash & 0x7FFFFFFF) % count  # Utils.toPositive(murmur2(key)) % count
@@ -73,6 +74,7 @@ def test_each_kafka_vector_goes_where_the_java_client_puts_it(key: bytes, java_h
 )
 def test_it_chooses_as_kafka_pythons_default_partitioner(keys: list[bytes], counts: list[int]
                                                          ) -> None:
+    """Any keys, partition counts changing between sends: the default's choice every time."""
     default = kafka().partitioner.DefaultPartitioner()
     ours = key_hashing_partitioner()
     for count in counts:  # the topic grows (or is another topic of another size) between sends
@@ -82,12 +84,14 @@ def test_it_chooses_as_kafka_pythons_default_partitioner(keys: list[bytes], coun
 
 
 def test_a_keyless_record_goes_to_an_available_partition() -> None:
+    """No key: a random available partition, as the default does."""
     partitioner = key_hashing_partitioner()
     cluster = Cluster({"t": 6}, unavailable=frozenset({0, 1, 2, 4, 5}))
     assert {place(partitioner, None, cluster) for _ in range(50)} == {3}
 
 
 def test_an_unknown_topic_is_refused_as_kafka_python_refuses_it() -> None:
+    """A topic the metadata does not know: the default's ValueError."""
     with pytest.raises(ValueError, match="not found"):
         place(key_hashing_partitioner(), b"NCT05406206", Cluster({"other": 3}))
 
@@ -95,6 +99,7 @@ def test_an_unknown_topic_is_refused_as_kafka_python_refuses_it() -> None:
 def test_the_outbox_and_the_publisher_start_from_the_producer_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Both producers are built from the one settings function, partitioner included."""
     settings_ = producer_settings("127.0.0.1:1", "test")
     assert type(settings_["partitioner"]).__name__ == "KeyHashingPartitioner"
     assert (settings_["acks"], settings_["enable_idempotence"]) == ("all", True)
