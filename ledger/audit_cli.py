@@ -64,7 +64,7 @@ def checkpoint_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from ledger.audit.inspection import read_receipts, verify_source
+    from ledger.audit.inspection import verify_source
 
     topics = getattr(args, "bootstrap", None) or getattr(args, "kafka_config", None)
     given = {"--store": args.store, "--archive": args.archive, "--bootstrap/--kafka-config": topics}
@@ -72,7 +72,7 @@ def verify_command(args: argparse.Namespace) -> int:
     if len(sources) > 1:
         raise UsageError(f"verify one source at a time, not {' and '.join(sources)} together")
     args.store = args.store or args.default_store
-    receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
+    receipts = _receipts(args)
     keys = public_keys_of(args.public_key)
     source = _source(args)
     result = verify_source(source, receipts=receipts, public_keys=keys)
@@ -124,7 +124,7 @@ def archive_command(args: argparse.Namespace) -> int:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from ledger.audit.inspection import read_receipts, verify_source
+    from ledger.audit.inspection import verify_source
     from ledger.projections.export import export_datasets
 
     if (args.archive is None) == (getattr(args, "bootstrap", None) is None):
@@ -133,7 +133,7 @@ def replay_command(args: argparse.Namespace) -> int:
         # The datasets' manifest.json would replace the archive's own, and the archive would no
         # longer be what was archived.
         raise UsageError(f"--out {args.out} is inside the archive it replays; write elsewhere")
-    receipts = [c for path in args.checkpoint or [] for c in read_receipts(path)]
+    receipts = _receipts(args)
     source = _source(args)
     result = verify_source(source, receipts=receipts, public_keys=public_keys_of(args.public_key))
     if not result.intact:
@@ -164,6 +164,13 @@ def diff_command(args: argparse.Namespace) -> int:
     document = diff_datasets(entries, before=before, after=after, cutoff=args.cutoff)
     emit(args, document, render_diff(document))
     return 0
+
+
+def _receipts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The checkpoints of every `--checkpoint FILE` given (an auditor's kept receipts)."""
+    from ledger.audit.inspection import read_receipts
+
+    return [c for path in args.checkpoint or [] for c in read_receipts(path)]
 
 
 def _source(args: argparse.Namespace) -> AuditSource:

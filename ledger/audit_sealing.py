@@ -65,9 +65,8 @@ class AuditSealing(AuditReading):
         """`SigningKeyRequiredError` now, before any work, when this writer has no key and a
         log of the store is signed (what recording would refuse at its first batch)."""
         if self._signer is None:
-            self._signer_of(self._audit_log(REJECTIONS_LOG, None))
-            for trial_id in self.trial_ids():
-                self._signer_of(self._audit_log(LEDGER_LOG, trial_id))
+            for audit in self._store_audit_logs():
+                self._signer_of(audit)
 
     def _signer_of(self, audit: AuditLog) -> Signer | None:
         """The key to sign `audit`'s next checkpoint with; `SigningKeyRequiredError` when this
@@ -97,9 +96,13 @@ class AuditSealing(AuditReading):
     def _sealed_from_the_start(self) -> bool:
         """Whether a log of the store was sealed as written (its first seal is not one made
         'hashed later' when an old store was first written to)."""
-        logs = [self._audit_log(REJECTIONS_LOG, None),
+        return any(log.seals and not log.seals[0].hashed_later
+                   for log in self._store_audit_logs())
+
+    def _store_audit_logs(self) -> list[AuditLog]:
+        """Every audit log of the store: the rejection log's and each trial ledger's."""
+        return [self._audit_log(REJECTIONS_LOG, None),
                 *(self._audit_log(LEDGER_LOG, trial_id) for trial_id in self.trial_ids())]
-        return any(log.seals and not log.seals[0].hashed_later for log in logs)
 
     def _sealed_batch(
         self, trials: Mapping[str, Trial], rejection_log: RejectionLog | None
@@ -141,8 +144,7 @@ class AuditSealing(AuditReading):
             audit = held if held is not None else self._audit_log(
                 REJECTIONS_LOG, self._rejections_trial_id(trials)
             )
-            if audit.size < first_new - 1:
-                audit = self._audit_log_covering(REJECTIONS_LOG, audit.trial_id, first_new - 1)
+            audit = self._audit_log_covering(REJECTIONS_LOG, audit.trial_id, first_new - 1)
             audit_changed = audit.size < first_new - 1  # earlier rejections to seal first
             if audit_changed:
                 self._seal_earlier_rejections(audit, before=first_new)

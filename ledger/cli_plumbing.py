@@ -75,7 +75,8 @@ def _not_a_ledger_store(path: Path) -> bool:
     fails as the ledger's tables cannot be made, or fails to open at all."""
     import sqlite3
     from contextlib import closing
-    from urllib.parse import quote
+
+    from ledger.store import read_only_uri
 
     try:
         with path.open("rb") as file:
@@ -85,8 +86,7 @@ def _not_a_ledger_store(path: Path) -> bool:
     if header != b"SQLite format 3\x00":
         return True
     try:
-        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True)) as con:
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as con:
             found = con.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name='stored_events'"
             ).fetchone()

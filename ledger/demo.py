@@ -162,18 +162,14 @@ def replay_commands(
     last command exports the datasets at the demo's cutoff into `out`: the demo's ADSL, ADTTE,
     ADRS and ADAE files byte for byte.
     """
-    quote = shlex.quote
-    signing = [] if signing_key is None else ["--signing-key", quote(str(signing_key))]
-    on_store = ["--store", quote(store), *signing]
+    signing = [] if signing_key is None else ["--signing-key", str(signing_key)]
+    on_store = ["--store", store, *signing]
     commands = [
-        ["ledger", "init", "--protocol", quote(str(run.protocol_file)), *on_store],
-        ["ledger", "submit", quote(str(run.submissions_file)), *on_store],
-        [
-            "ledger", "export", "--cutoff", run.last_day.isoformat(),
-            "--store", quote(store), "--out", quote(out),
-        ],
+        ["ledger", "init", "--protocol", str(run.protocol_file), *on_store],
+        ["ledger", "submit", str(run.submissions_file), *on_store],
+        ["ledger", "export", "--cutoff", run.last_day.isoformat(), "--store", store, "--out", out],
     ]
-    return [" ".join(command) for command in commands]
+    return [shlex.join(command) for command in commands]
 
 
 def _open_trial(ledger: LedgerService, subjects: int | None, protocol_file: Path) -> str:

@@ -402,11 +402,7 @@ class StoreReader:
             f"SELECT originator_version, {_SUBJECT_OF_ROW} FROM {recorder.events_table_name} "
             "WHERE originator_id=?"
         )
-        with recorder.datastore.transaction(commit=False) as cursor:
-            plain = cursor.sqlite_cursor
-            plain.row_factory = None
-            plain.execute(statement, (originator.hex,))
-            return dict(plain.fetchall())
+        return dict(_sqlite_select(recorder, statement, (originator.hex,)))
 
     def positions_before_the_first(self, originator: UUID) -> list[int]:
         """The versions below 1 an aggregate's rows are stored at: none the ledger wrote (its
@@ -503,8 +499,8 @@ class StoreReader:
             raw = mapper.compressor.decompress(raw)
         decoded: dict[str, Any] = mapper.transcoder.decode(raw)
         moment = decoded.get("timestamp")
-        if isinstance(moment, datetime) and moment.tzinfo is None:
-            raise ValueError(f"recorded time {moment.isoformat()} has no UTC offset")
+        if isinstance(moment, datetime):
+            decoded["timestamp"] = _in_utc(moment)
         return decoded
 
     def _one(self, originator: UUID, position: int) -> Row:
@@ -517,24 +513,36 @@ class StoreReader:
 
 
 def _recorded_time(text: str) -> datetime:
-    """A stored recorded time: the ledger writes each with its UTC offset; one without would be
+    """A stored recorded time, as `_in_utc` takes it."""
+    return _in_utc(datetime.fromisoformat(text))
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A recorded time in UTC. The ledger writes each with its UTC offset; one without would be
     read in the reader's own time zone, so it is refused (a finding for `verify`)."""
-    moment = datetime.fromisoformat(text)
     if moment.tzinfo is UTC:  # how the ledger writes every one
         return moment
     if moment.tzinfo is None:
-        raise ValueError(f"recorded time {text} has no UTC offset")
+        raise ValueError(f"recorded time {moment.isoformat()} has no UTC offset")
     return moment.astimezone(UTC)  # the same instant, shown as every other time is
 
 
 def _sqlite_rows(
     recorder: SQLiteAggregateRecorder, statement: str, parameters: tuple[object, ...]
 ) -> list[Row]:
-    """(originator_version, topic, state) rows of a statement on the recorder's own connection,
-    as plain tuples: no `sqlite3.Row` per row."""
+    """(originator_version, topic, state) rows of a statement on the recorder's own connection."""
+    rows: list[Row] = _sqlite_select(recorder, statement, parameters)
+    return rows
+
+
+def _sqlite_select(
+    recorder: SQLiteAggregateRecorder, statement: str, parameters: tuple[object, ...]
+) -> list[Any]:
+    """A statement's rows on the recorder's own connection, as plain tuples: no `sqlite3.Row`
+    per row."""
     with recorder.datastore.transaction(commit=False) as cursor:
         plain = cursor.sqlite_cursor
         plain.row_factory = None
         plain.execute(statement, parameters)
-        rows: list[Row] = plain.fetchall()
+        rows: list[Any] = plain.fetchall()
     return rows

@@ -145,12 +145,13 @@ def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:
             raise LookupError(
                 f"no store at {store} (give --store or LEDGER_STORE; a read creates nothing)"
             )
-        # SQLite's URI form: mode=ro opens the file without ever writing to it.
-        return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": f"file:{quote(str(path.resolve()))}?mode=ro",
-        }
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": read_only_uri(path)}
     return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+def read_only_uri(path: Path) -> str:
+    """SQLite's URI of a file opened read-only: mode=ro opens it without ever writing to it."""
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
 def create_postgres_schema_if_allowed(recorder: object) -> None:

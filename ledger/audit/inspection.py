@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.aggregates.log_ids import LEDGER_LOG, REJECTIONS_LOG
 from ledger.audit.checkpoints import load_public_key
-from ledger.audit.verify import LogRecord, LogReport, verify_log
+from ledger.audit.verify import LogRecord, LogReport, is_size, verify_log
 from ledger.entries import LedgerEntry
 
 ARCHIVE_FILES = {
@@ -222,7 +222,7 @@ def read_receipts(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path} holds no checkpoint (objects with log, size, root, signature)")
     for checkpoint in found:
         size, root = checkpoint["size"], checkpoint.get("root")
-        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+        if not is_size(size):
             raise ValueError(f"{path}: a checkpoint's size is {size!r}, not a count of entries")
         if not (isinstance(root, str) and re.fullmatch(r"[0-9a-f]{64}", root)):
             raise ValueError(f"{path}: a checkpoint's root is {root!r}, not 64 hex digits")

@@ -86,7 +86,7 @@ def verify_log(
     the key, `--public-key`), a problem: nothing ties it to that key.
     """
     report = LogReport(log)
-    wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if _is_size(c.get("size"))}
+    wanted = {int(c["size"]) for c in (*checkpoints, *receipts) if is_size(c.get("size"))}
     leaves = _check_records(report, records, hashed_from, time_field)
     frontier = Frontier()
     roots = {0: EMPTY_ROOT, **frontier.extend(leaves, heads_at=wanted)}
@@ -183,7 +183,7 @@ def _check_checkpoints(
             report.problem(None, "foreign_checkpoint", f"checkpoint of another log: {checkpoint}")
             continue
         size = checkpoint.get("size")
-        if not _is_size(size):
+        if not is_size(size):
             report.problem(
                 None, "checkpoint_mismatch", f"checkpoint without a valid size: {size!r}"
             )
@@ -270,7 +270,7 @@ def _check_receipts(
         if receipt.get("log") != report.log:
             continue
         size = receipt.get("size")
-        if not _is_size(size):
+        if not is_size(size):
             report.problem(
                 None, "inconsistent_with_checkpoint", f"receipt without a size: {size!r}"
             )
@@ -319,5 +319,6 @@ _CONTENT_KINDS = frozenset(
 )
 
 
-def _is_size(value: object) -> bool:
+def is_size(value: object) -> bool:
+    """A checkpoint's size: a count of entries (a non-negative int, not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
