@@ -20,6 +20,7 @@ from ledger.cli_plumbing import (
     UsageError,
     as_of_argument,
     emit,
+    output_path,
     provenance_of,
     reader,
     software_version,
@@ -150,7 +151,10 @@ def replay_command(args: argparse.Namespace) -> int:
         software_version=software_version(),
         audit=provenance_of(entries, source.checkpoints),
     )
-    emit(args, manifest.to_json_dict(), f"replayed {source.description} into {args.out}")
+    emit(
+        args, manifest.to_json_dict(),
+        f"replayed {source.description} into {args.out} ({manifest.summary})",
+    )
     return 0
 
 
@@ -249,7 +253,7 @@ def add_audit_commands(
         [store, as_json],
     )
     checkpoint.add_argument(
-        "--out", dest="receipt", type=Path, metavar="FILE",
+        "--out", dest="receipt", type=output_path, metavar="FILE",
         help="write the receipt to this new file (an existing one is never overwritten)",
     )
 
@@ -278,7 +282,7 @@ def add_audit_commands(
         "a self-contained, verifiable copy of the logs for auditors",
         [store, as_json, as_of],
     )
-    archive.add_argument("--out", type=Path, required=True, help="a new, empty folder")
+    archive.add_argument("--out", type=output_path, required=True, help="a new, empty folder")
 
     replay = add(
         "replay",

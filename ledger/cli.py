@@ -8,11 +8,12 @@ uses when it runs (the store, the verifier, pandas, Kafka).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, cast
 from urllib.parse import urlparse
 
 from ledger import audit_cli
@@ -30,6 +31,7 @@ from ledger.cli_plumbing import (
     UsageError,
     emit,
     one_line,
+    output_path,
     positive_int,
     software_version,
 )
@@ -52,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _refuse_password_on_command_line(args, environment)
         _refuse_a_file_as_output_folder(out)
         code = handler(args)
+        _clear_incomplete(args, out)
         if getattr(args, "unsigned", False):
             print(
                 f"ledger {args.command}: WARNING: no signing key (--signing-key or "
@@ -77,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:
         _mark_incomplete(args, out, before, error)
+        refused = _refusal_to_write_output(error, out)
+        if refused is not None:
+            print(
+                f"ledger {args.command}: error: --out {out} cannot be written: "
+                f"{refused.strerror or refused} ({refused.filename})",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
         if environment.debug:
             raise
         print(
@@ -121,11 +132,38 @@ def _mark_incomplete(
     output never passes for a complete one. Only in a folder the command made or wrote in: one it
     refused (someone's store, a non-empty archive folder) keeps exactly what it held."""
     if out is not None and out.is_dir() and _folder_state(out) != before:
-        (out / INCOMPLETE_MARKER).write_text(
-            f"`ledger {args.command}` stopped before finishing: {why}\n"
-            "The files in this folder are partial; run the command again.\n",
-            encoding="utf-8",
-        )
+        with contextlib.suppress(OSError):  # a folder it cannot write in holds nothing of it
+            (out / INCOMPLETE_MARKER).write_text(
+                f"{_incomplete_heading(args)} stopped before finishing: {why}\n"
+                "The files in this folder are partial; run the command again.\n",
+                encoding="utf-8",
+            )
+
+
+def _clear_incomplete(args: argparse.Namespace, out: Path | None) -> None:
+    """The command ran again and finished: its own mark of an earlier, stopped run goes (a
+    complete folder must not say it is partial); another command's stays."""
+    marker = None if out is None else out / INCOMPLETE_MARKER
+    if marker is None or not marker.is_file():
+        return
+    with marker.open(encoding="utf-8", errors="replace") as text:
+        if text.readline().startswith(_incomplete_heading(args) + " "):
+            marker.unlink()
+
+
+def _incomplete_heading(args: argparse.Namespace) -> str:
+    return f"`ledger {args.command}`"
+
+
+def _refusal_to_write_output(error: Exception, out: Path | None) -> OSError | None:
+    """`error` when it is the output folder (or a file in it) refusing to be written: bad input
+    (name a folder you can write), not a failure of the ledger; else None."""
+    if out is None or not isinstance(error, PermissionError | IsADirectoryError):
+        return None
+    if not isinstance(error.filename, str | Path):
+        return None
+    written, folder = Path(error.filename).absolute(), out.absolute()
+    return error if written == folder or folder in written.parents else None
 
 
 def _refuse_password_on_command_line(args: argparse.Namespace, environment: Environment) -> None:
@@ -189,7 +227,15 @@ def _broker(args: argparse.Namespace) -> int:
     return code
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _OneLineErrors(argparse.ArgumentParser):
+    """Bad arguments get one line on standard error and exit 2, as every other bad input does
+    (argparse's own error prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (`{self.prog} --help`)\n")
+
+
+class _CommandParser(_OneLineErrors):
     """One command's parser. The Kafka options are declared by `consumers.cli`, whose import
     (the ingest service, the Kafka client's wiring, the signing key) would otherwise cost every
     command's start-up; a command that takes them declares them when it is parsed (or its help
@@ -264,7 +310,7 @@ class _VersionAction(argparse.Action):
 def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
     """The `ledger` command line, its defaults from `environment` (read now when not given)."""
     environment = Environment.read() if environment is None else environment
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="ledger", description="Event-sourced ledger for the NCT05406206 dose-finding trial."
     )
     parser.add_argument(
@@ -382,7 +428,8 @@ def _parser(environment: Environment | None = None) -> argparse.ArgumentParser:
 
     demo = add("demo", demo_command, "run a seeded synthetic trial on the embedded store", [])
     demo.add_argument(
-        "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)"
+        "--out", type=output_path, default=Path("demo-out"),
+        help="output folder (default demo-out)"
     )
     demo.add_argument("--seed", type=int, default=12, help="random seed (same seed, same trial)")
     demo.add_argument(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.cli_plumbing import iso_date
+from ledger.cli_plumbing import iso_date, output_path
 from ledger.settings import Environment
 
 
@@ -58,7 +58,9 @@ def shared_options(environment: Environment) -> SharedOptions:
             _Option("--format", choices=["csv", "xpt", "json"], default="csv",
                     help="CSV, SAS v5 transport or CDISC Dataset-JSON 1.1")
         ),
-        out_folder=_parent(_Option("--out", type=Path, required=True, help="folder to write")),
+        out_folder=_parent(
+            _Option("--out", type=output_path, required=True, help="folder to write")
+        ),
         signing=_parent(
             _Option(
                 "--signing-key", type=Path, metavar="PEM", default=environment.signing_key,

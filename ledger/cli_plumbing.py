@@ -136,6 +136,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def output_path(text: str) -> Path:
+    """What `--out` names. An empty one (an unset shell variable) would be the current folder,
+    whose files the command would then replace."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; name the folder or file to write")
+    return Path(text)
+
+
 def iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)

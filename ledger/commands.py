@@ -210,7 +210,8 @@ def export_command(args: argparse.Namespace) -> int:
             ),
         )
     document = manifest.to_json_dict()
-    emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out}")
+    emit(args, document, f"wrote {args.format} datasets and manifest.json to {args.out} "
+                         f"({manifest.summary})")
     return 0
 
 

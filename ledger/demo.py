@@ -35,6 +35,9 @@ from ledger.protocol_files import bundled_protocol
 DEMO_START = date(2024, 1, 8)
 DEMO_END = date(2026, 6, 30)
 EXPANSION_ARRIVALS_PER_DAY = 4
+MAX_SUBJECTS = 20_000
+"""The most `--subjects` takes: a bigger synthetic ledger takes hours to write (about a minute
+per thousand subjects here) and a typo should not start one."""
 SUBMISSIONS_FILE = "submissions.jsonl"
 PROTOCOL_FILE = "protocol.json"
 
@@ -51,6 +54,9 @@ class DemoRun:
     duplicates: int
     rejected: int
     last_day: date
+    enrolled: int
+    """Subjects enrolled: fewer than `--subjects` asked for when no MTD was declared (there is
+    no expansion to enlarge)."""
 
 
 class SimulatedClock:
@@ -74,8 +80,10 @@ def run_demo(
 
     `subjects`: enlarge the expansion so that this many subjects enroll in all (the protocol's
     `max_subjects`, recorded in `trial.opened`), arriving up to EXPANSION_ARRIVALS_PER_DAY a day
-    once the MTD is declared: how users and benchmarks make a big ledger.
+    once the MTD is declared, more a day when that many would not all enroll by the demo's last
+    day: how users and benchmarks make a big ledger.
     """
+    check_subjects(subjects)
     out.mkdir(parents=True, exist_ok=True)
     store = out / "ledger.db"
     submissions_file, protocol_file = out / SUBMISSIONS_FILE, out / PROTOCOL_FILE
@@ -103,7 +111,7 @@ def run_demo(
             cohort = trial.open_cohort()
             arrivals = 1
             if subjects is not None and trial.mtd_level is not None:
-                arrivals = min(EXPANSION_ARRIVALS_PER_DAY, trial.protocol.max_subjects - enrolled)
+                arrivals = expansion_arrivals(trial.protocol.max_subjects - enrolled, today)
             if cohort is None or today < next_arrival:
                 arrivals = 0
             for _ in range(arrivals):
@@ -144,7 +152,25 @@ def run_demo(
             duplicates=totals.duplicates,
             rejected=len(totals.rejected),
             last_day=DEMO_END,
+            enrolled=enrolled,
         )
+
+
+def check_subjects(subjects: int | None) -> None:
+    """Refuse a `--subjects` over MAX_SUBJECTS, before anything is written."""
+    if subjects is not None and subjects > MAX_SUBJECTS:
+        raise ValueError(
+            f"--subjects {subjects} is more than the demo makes ({MAX_SUBJECTS:,}; about a "
+            f"minute per thousand subjects)"
+        )
+
+
+def expansion_arrivals(remaining: int, today: date) -> int:
+    """How many subjects enroll today in the enlarged expansion: EXPANSION_ARRIVALS_PER_DAY, or
+    more when the `remaining` would not all enroll by DEMO_END at that pace."""
+    days_left = (DEMO_END - today).days + 1
+    needed_per_day = -(-remaining // days_left)  # ceiling: the last day takes the rest
+    return min(max(EXPANSION_ARRIVALS_PER_DAY, needed_per_day), remaining)
 
 
 def replay_commands(

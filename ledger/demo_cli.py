@@ -17,12 +17,16 @@ from ledger.cli_plumbing import (
 def demo_command(args: argparse.Namespace) -> int:
     """`ledger demo`: a seeded synthetic trial, its datasets, report and signing key."""
     from ledger.audit.checkpoints import generate_signing_key, load_signing_key
-    from ledger.demo import replay_commands, run_demo
+    from ledger.demo import check_subjects, replay_commands, run_demo
     from ledger.ledger_reader import LedgerReader
     from ledger.projections.cohorts import cohort_table
     from ledger.projections.export import export_report
     from ledger.projections.report import write_report
 
+    try:
+        check_subjects(args.subjects)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     _claim_demo_folder(args.out)
     key_path = args.out / "signing-key.pem"
     signer = load_signing_key(key_path) if key_path.exists() else generate_signing_key(key_path)
@@ -52,6 +56,9 @@ def demo_command(args: argparse.Namespace) -> int:
         f"demo trial {run.trial_id}, seed {args.seed}: {run.submitted} submissions "
         f"({run.accepted} accepted, {run.duplicates} duplicates, {run.rejected} rejected)"
     )
+    if args.subjects is not None and run.enrolled < args.subjects:
+        print(f"enrolled {run.enrolled} of the {args.subjects} subjects asked for: no MTD was "
+              "declared, so there was no expansion to enlarge")
     print(table.render())
     print(f"MTD: {table.mtd or 'none'}")
     print(report.headline)
@@ -61,7 +68,7 @@ def demo_command(args: argparse.Namespace) -> int:
           f"{args.out / 'public-key.pem'}")
     print(f"wrote {run.store}, {run.submissions_file} and {run.protocol_file}; these commands "
           "replay the files into a fresh store (recorded now, not on the demo's calendar) and "
-          "export the demo's datasets from it:")
+          "export the demo's CSV datasets from it:")
     for command in replay_commands(run, signing_key=key_path):
         print(f"  {command}")
     (args.out / INCOMPLETE_MARKER).unlink()

@@ -26,6 +26,10 @@ from ledger.aggregates.escalation import (
 NO_MTD = "none"
 """Key of `SimulationResult.p_mtd` for runs that stopped for toxicity."""
 
+MAX_RUNS = 10_000_000
+"""The most runs one simulation takes (minutes of work); ten million estimate a probability to
+within ±0.0003, and a mistyped `--runs` should not start hours of it."""
+
 _COHORT = 3
 
 
@@ -159,6 +163,10 @@ def _validated(
         raise ValueError(f"unknown 3+3 variant {variant!r}; expected one of {known}") from None
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be a whole number ≥ 1, got {runs!r}")
+    if runs > MAX_RUNS:
+        raise ValueError(
+            f"runs must be at most {MAX_RUNS:,} (about 15 s per million here), got {runs:,}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     rates = tuple(true_dlt)

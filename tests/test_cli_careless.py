@@ -11,7 +11,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from ledger.application import LedgerService
 from ledger.cli import _parser, main
 from ledger.cli_plumbing import EXIT_BAD_INPUT, EXIT_REJECTED, INCOMPLETE_MARKER
+from ledger.demo import DEMO_END, EXPANSION_ARRIVALS_PER_DAY, MAX_SUBJECTS, expansion_arrivals
 from tests.builders import FixedClock, Script, lines
 from tests.test_audit import DAY0, build_store
 
@@ -92,6 +95,47 @@ def test_the_demo_refuses_to_replace_a_store_it_did_not_make(
     assert precious.read_bytes() == before
 
 
+def test_a_demo_over_its_size_bound_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo --subjects` one over MAX_SUBJECTS (a typo's extra zero): one line, no folder."""
+    out = tmp_path / "big"
+    code, _, err = run(capsys, "demo", "--subjects", str(MAX_SUBJECTS + 1), "--out", str(out))
+    assert code == EXIT_BAD_INPUT
+    assert err.strip() == (
+        f"ledger demo: error: --subjects {MAX_SUBJECTS + 1} is more than the demo makes "
+        "(20,000; about a minute per thousand subjects)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("remaining", "today", "arrivals"),
+    [
+        pytest.param(1, DEMO_END, 1, id="the last one"),
+        pytest.param(3, DEMO_END - timedelta(days=9), 3, id="fewer than a day's pace"),
+        pytest.param(979, date(2024, 10, 6), EXPANSION_ARRIVALS_PER_DAY, id="fits at the pace"),
+        pytest.param(10, DEMO_END - timedelta(days=1), 5, id="two days for ten"),
+        pytest.param(11, DEMO_END - timedelta(days=1), 6, id="the first day takes the odd one"),
+        pytest.param(4_000, DEMO_END - timedelta(days=999), EXPANSION_ARRIVALS_PER_DAY,
+                     id="exactly at the pace"),
+        pytest.param(4_001, DEMO_END - timedelta(days=999), 5, id="one over the pace"),
+    ],
+)
+def test_the_enlarged_expansion_enrolls_everyone_by_the_last_day(
+    remaining: int, today: date, arrivals: int
+) -> None:
+    """`demo --subjects N` enrolls N when an MTD is declared: four a day, more when four would
+    not all arrive by DEMO_END (it enrolled fewer than asked, saying nothing, at N ≳ 2,500)."""
+    assert expansion_arrivals(remaining, today) == arrivals
+    # Walked to the end at that rule, everyone remaining enrolls by DEMO_END, none after.
+    day, left = today, remaining
+    while left:
+        assert day <= DEMO_END
+        left -= expansion_arrivals(left, day)
+        day += timedelta(days=1)
+
+
 def test_an_interrupted_command_marks_its_folder_incomplete(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +149,122 @@ def test_an_interrupted_command_marks_its_folder_incomplete(
     code, _, _ = run(capsys, "demo", "--out", str(tmp_path / "d"))
     assert code == 130
     assert "stopped before finishing" in (tmp_path / "d" / INCOMPLETE_MARKER).read_text()
+
+
+def test_a_finished_rerun_clears_its_own_incomplete_mark(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Export stopped after its datasets, before define.xml: INCOMPLETE. The same export run
+    again finishes and the mark goes (it stayed beside the complete files); a mark left by
+    another command (report) stays, since its files are still partial."""
+    import ledger.projections.export
+    import ledger.projections.report
+
+    def interrupted(*_: object, **__: object) -> bytes:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger.projections.export, "define_xml", interrupted)
+        assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 130
+    marker = out / INCOMPLETE_MARKER
+    assert marker.read_text().startswith("`ledger export` stopped before finishing")
+    assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 0
+    assert not marker.exists() and (out / "define.xml").exists()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger.projections.report, "write_report", interrupted)
+        patched.setattr("ledger.commands.provenance_of", lambda *_: (out / "x").write_text("x"))
+        assert run(capsys, "report", "--store", store, "--out", str(out))[0] == 130
+    assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 0
+    assert marker.read_text().startswith("`ledger report` stopped before finishing")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["export", "--cutoff", "yesterday", "--out", "x"], id="a bad --cutoff"),
+        pytest.param(["export", "--format", "XPT", "--out", "x"], id="a format not offered"),
+        pytest.param(["export"], id="a missing --out"),
+        pytest.param(["diff", "--from", "2026-01-01"], id="a missing --to"),
+        pytest.param(
+            ["simulate", "--true-dlt", "0.1,0.2,0.3", "--runs", "many"], id="not a number"
+        ),
+        pytest.param(["frobnicate"], id="an unknown command"),
+        pytest.param([], id="no command"),
+    ],
+)
+def test_a_bad_argument_is_one_line(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """argparse's own refusals are one line and exit 2 like every other bad input (they
+    printed the whole usage block first), naming the help that shows the usage."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "error: " in err and "--help`)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["export", "report", "archive", "replay", "demo", "checkpoint"])
+def test_an_empty_out_is_refused(
+    command: str, store: str, archive: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--out ""` (an unset `$OUT`) named the current folder, and the command wrote its files
+    over whatever was there: one line, exit 2, the folder untouched."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adsl.csv").write_text("mine\n")
+    source = [str(archive)] if command == "replay" else []
+    store_option = [] if command == "demo" else ["--store", store]
+    with pytest.raises(SystemExit) as stopped:
+        main([command, *source, *store_option, "--out", ""])
+    err = capsys.readouterr().err
+    assert stopped.value.code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and "--out: an empty path" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["adsl.csv"]
+    assert (tmp_path / "adsl.csv").read_text() == "mine\n"
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder no file can be made in, by this user: read-only by mode, or (root ignores the
+    mode) immutable by `chattr +i`."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    immutable = subprocess.run(["chattr", "+i", str(folder)], check=False, capture_output=True)
+    if immutable.returncode != 0:
+        pytest.skip("root, and this file system cannot make a folder immutable (chattr +i)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["the folder", "a new folder in it"])
+@pytest.mark.parametrize("command", ["export", "report", "archive", "replay", "demo"])
+def test_an_output_folder_that_cannot_be_written_is_bad_input(
+    command: str, inside: bool, store: str, archive: Path, unwritable_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--out` in a folder the user cannot write: one line naming it, exit 2 (was exit 3,
+    "failed: PermissionError", as if the ledger had failed)."""
+    out = unwritable_folder / "new" if inside else unwritable_folder
+    source = [str(archive)] if command == "replay" else []
+    store_option = [] if command == "demo" else ["--store", store]
+    code, _, err = run(capsys, command, *source, *store_option, "--out", str(out))
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and f"--out {out} cannot be written" in err
+    assert list(unwritable_folder.iterdir()) == []
 
 
 def test_every_line_of_a_file_is_accounted_for(tmp_path: Path,
@@ -305,7 +465,7 @@ def test_a_refused_command_marks_nothing_incomplete(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """INCOMPLETE goes only where the command itself wrote: an archive refused for a non-empty
-    folder, a demo refused for someone's store and `checkpoint --out ""` (the working folder)
+    folder, a demo refused for someone's store and `checkpoint --out .` (the working folder)
     leave those folders exactly as they were."""
     notes = tmp_path / "notes"
     notes.mkdir()
@@ -319,7 +479,7 @@ def test_a_refused_command_marks_nothing_incomplete(
     assert run(capsys, "archive", "--store", store, "--out", str(notes))[0] == EXIT_BAD_INPUT
     assert run(capsys, "demo", "--out", str(theirs))[0] == EXIT_BAD_INPUT
     monkeypatch.chdir(work)
-    assert run(capsys, "checkpoint", "--store", store, "--out", "")[0] == EXIT_BAD_INPUT
+    assert run(capsys, "checkpoint", "--store", store, "--out", ".")[0] == EXIT_BAD_INPUT
     assert {folder: folder_bytes(folder) for folder in before} == before
 
 

@@ -24,7 +24,7 @@ from ledger.aggregates.escalation import (
     cohort_is_decidable,
     decide,
 )
-from ledger.simulation import SimulationResult, simulate
+from ledger.simulation import MAX_RUNS, SimulationResult, simulate
 
 NAMES = ("A", "B", "C")
 RUNS = 20_000
@@ -316,6 +316,7 @@ def test_a_single_run_has_no_standard_error_for_n() -> None:
         pytest.param({"runs": 0}, "runs", id="zero runs"),
         pytest.param({"runs": -5}, "runs", id="negative runs"),
         pytest.param({"runs": 2.5}, "runs", id="fractional runs"),
+        pytest.param({"runs": MAX_RUNS + 1}, "at most 10,000,000", id="runs over the bound"),
         pytest.param({"seed": 1.5}, "seed", id="non-integer seed"),
         pytest.param({"variant": "storrer"}, "unknown 3\\+3 variant", id="unknown variant"),
         pytest.param({"level_names": ("A", "A", "C")}, "distinct", id="duplicate level names"),

@@ -87,6 +87,15 @@ class Manifest:
     def ledger_position(self) -> int:
         return self.provenance.last_position
 
+    @property
+    def summary(self) -> str:
+        """How many subjects the datasets hold, or that they hold none (a cutoff before the
+        first enrollment is an empty result, said so rather than passed over)."""
+        subjects = next(f.rows for f in self.files if f.name.startswith("adsl."))
+        if not subjects:
+            return "no subject enrolled by the cutoff and as-of asked for: every dataset is empty"
+        return f"{subjects} subject{'s' if subjects != 1 else ''} in ADSL"
+
     def to_json_dict(self) -> dict[str, Any]:
         p = self.provenance
         document = {
