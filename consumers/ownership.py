@@ -117,7 +117,8 @@ class PartitionOutboxes:
         is assigned here again: restarting it would fence the rightful owner in turn."""
         self.started_since_last_round = False
         published = 0
-        fenced = kafka_errors().ProducerFencedError | kafka_errors().InvalidProducerEpochError
+        # A tuple: `except` takes no `X | Y` union (TypeError on 3.11, which hid every error).
+        fenced = (kafka_errors().ProducerFencedError, kafka_errors().InvalidProducerEpochError)
         for partition in self.owned:
             try:
                 published += self._outboxes[partition].publish_pending()

@@ -97,8 +97,8 @@ class SubmissionPublisher:
 
 def read_lines(path: Path) -> list[tuple[int, bytes]]:
     """Non-blank lines of a .jsonl file with their 1-based numbers, line endings removed."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():  # bad input (exit 2), as `ledger submit` says it
+        raise ValueError(f"{path}: no such file")
     with path.open("rb") as handle:
         return [(number, line.rstrip(b"\r\n")) for number, line in enumerate(handle, start=1)
                 if line.strip()]

@@ -44,6 +44,7 @@ from ledger.recording import (
     check_sender,
     lost_write_race_retries,
     original_text,
+    rejection_note,
     upstream_name,
 )
 from ledger.store import (
@@ -221,7 +222,7 @@ class LedgerService(AuditSealing, LedgerReader):
         log.reject(
             event_id=result.event_id,
             reason_code=result.reason_code.value,
-            message=result.message,
+            message=result.message + rejection_note(raw),
             **original_text(raw),
             topic=topic,
             partition=partition,

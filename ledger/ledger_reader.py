@@ -21,7 +21,8 @@ from ledger.reading import StoreReader
 from ledger.store import (
     DEFAULT_STORE,
     LedgerStore,
-    create_postgres_schema_if_allowed,
+    ensure_postgres_schema,
+    postgres_connection_failure,
     redacted,
     store_environment,
 )
@@ -38,12 +39,13 @@ class LedgerReader(TrialReading, AuditReading):
 
     def __init__(self, store: str = DEFAULT_STORE, *, read_only: bool = True) -> None:
         env = store_environment(store, read_only=read_only)
+        postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
         try:
             self._app = LedgerStore(env=env)
-            if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
-                create_postgres_schema_if_allowed(self._app.recorder)
+            if postgres:
+                ensure_postgres_schema(self._app.recorder, may_create=not read_only)
         except PersistenceError as error:
-            cause = error.__cause__ or error
+            cause = (postgres and postgres_connection_failure(env)) or error.__cause__ or error
             raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
         self._trials: dict[str, Trial] = {}
         self._opened_trial_ids: set[str] = set()

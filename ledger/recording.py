@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ledger.aggregates.rejections import ReasonCode, SubmissionRejectedError
 from ledger.aggregates.trial_state import Outcome
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry, format_timestamp
+from ledger.schemas.jsontext import MAX_SUBMISSION_BYTES
 
 if TYPE_CHECKING:
     import stamina
@@ -104,12 +106,42 @@ def upstream_name(delivery: Delivery) -> str:
 
 def original_text(raw: bytes) -> dict[str, str]:
     """The delivered bytes as text an auditor can turn back into exactly those bytes: as UTF-8
-    when they are, base64 otherwise (the fields `submission` and `submission_encoding`)."""
+    when they are, base64 otherwise (the fields `submission` and `submission_encoding`).
+
+    At most the first MAX_SUBMISSION_BYTES are kept (`kept_bytes`): a delivery over that is
+    refused for its size, and kept whole it could not be published on `trial.rejections` (a
+    broker takes about 1 MB a message, and JSON writes a control character in six bytes)."""
+    kept = kept_bytes(raw)
     try:
-        return {"submission": raw.decode("utf-8"), "submission_encoding": "utf-8"}
+        return {"submission": kept.decode("utf-8"), "submission_encoding": "utf-8"}
     except UnicodeDecodeError:
-        return {"submission": base64.b64encode(raw).decode("ascii"),
+        return {"submission": base64.b64encode(kept).decode("ascii"),
                 "submission_encoding": "base64"}
+
+
+def kept_bytes(raw: bytes) -> bytes:
+    """The part of a delivery its rejection keeps: all of it up to MAX_SUBMISSION_BYTES, else
+    that many (fewer by the bytes of a UTF-8 character cut in two, so text stays text)."""
+    if len(raw) <= MAX_SUBMISSION_BYTES:
+        return raw
+    kept = raw[:MAX_SUBMISSION_BYTES]
+    for cut in range(4):  # a UTF-8 character is at most four bytes
+        try:
+            kept[: len(kept) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return kept[: len(kept) - cut]
+    return kept
+
+
+def rejection_note(raw: bytes) -> str:
+    """What a rejection's message adds when it keeps only part of the delivery: its size and
+    SHA-256, so the whole can still be matched to what the sender holds."""
+    kept = len(kept_bytes(raw))
+    if kept == len(raw):
+        return ""
+    return (f" (the delivery was {len(raw):,} bytes, SHA-256 {hashlib.sha256(raw).hexdigest()}; "
+            f"its first {kept:,} are kept)")
 
 
 def rejection_message(event: RejectionLog.Rejected, *, sequence: int) -> dict[str, Any]:

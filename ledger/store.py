@@ -111,7 +111,9 @@ def store_environment(store: str, *, read_only: bool = False) -> dict[str, str]:
                 "environment instead (PGSSLMODE, PGSSLROOTCERT, ...)"
             )
         if not url.path.strip("/"):
-            raise ValueError(f"{store!r} names no database (postgresql://user:pw@host:port/db)")
+            raise ValueError(
+                f"{redacted(store)!r} names no database (postgresql://user@host:port/db)"
+            )
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             # The append-only role may not create tables: they are made when allowed (below).
@@ -154,9 +156,15 @@ def read_only_uri(path: Path) -> str:
     return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
-def create_postgres_schema_if_allowed(recorder: object) -> None:
-    """Create the tables only as a role that may create in their schema (the owner); the
-    append-only role of deploy/postgres.py may not, and finds them made."""
+class NotALedgerStoreError(ValueError):
+    """The store names a database or file that holds no ledger (bad input, exit 2)."""
+
+
+def ensure_postgres_schema(recorder: object, *, may_create: bool) -> None:
+    """Check that a PostgreSQL store holds the ledger's tables. A writer creates them when its
+    role may create in their schema (the owner; the append-only role of deploy/postgres.py may
+    not, and finds them made); a read creates nothing, so a database without them is not a
+    ledger store."""
     from eventsourcing.postgres import PostgresProcessRecorder
 
     assert isinstance(recorder, PostgresProcessRecorder)
@@ -168,13 +176,40 @@ def create_postgres_schema_if_allowed(recorder: object) -> None:
             (store.schema, f"{store.schema}.{recorder.events_table_name}"),
         ).fetchone()
         user = conn.info.user
-    if row is not None and row["allowed"]:
+        database = conn.info.dbname
+    if row is not None and row["present"] and not may_create:
+        return
+    if row is not None and row["allowed"] and may_create:
         recorder.create_table()
-    elif row is None or not row["present"]:
-        raise OSError(
-            f"the store has no ledger tables and {user} may not create them: create them as "
-            "the owner (python3 -m deploy.postgres schema DIR)"
+        return
+    if row is None or not row["present"]:
+        if not may_create:
+            raise NotALedgerStoreError(
+                f"postgresql database {database} is not a ledger store: it has no ledger tables "
+                "(a read creates nothing)"
+            )
+        raise NotALedgerStoreError(
+            f"postgresql database {database} has no ledger tables and {user} may not create "
+            "them: create them as the owner (python3 -m deploy.postgres schema DIR)"
         )
+
+
+def postgres_connection_failure(env: dict[str, str]) -> str | None:
+    """Why a PostgreSQL store cannot be connected to, as the server or the network says it
+    (no such database, a wrong password, nothing listening): eventsourcing's pool only says it
+    got no connection in time. None: a connection can be made now."""
+    import psycopg
+
+    try:
+        psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
+            port=int(env["POSTGRES_PORT"]), user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"], connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+        ).close()
+    except psycopg.Error as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return lines[-1] if lines else type(error).__name__
+    return None
 
 
 def _password_from_environment(host: str, port: int, database: str, user: str) -> str:

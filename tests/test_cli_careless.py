@@ -151,6 +151,24 @@ def test_an_interrupted_command_marks_its_folder_incomplete(
     assert "stopped before finishing" in (tmp_path / "d" / INCOMPLETE_MARKER).read_text()
 
 
+@pytest.mark.parametrize("command", ["submit", "publish"])
+@pytest.mark.parametrize("what", ["missing", "a folder"])
+def test_a_submissions_file_that_is_not_there_is_bad_input(
+    command: str, what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`publish` of a missing file was exit 3 ("failed: FileNotFoundError"), `submit` exit 2;
+    both say it in one line, before any store is made or broker dialled (a closed port)."""
+    path = tmp_path / "submissions.jsonl"
+    if what == "a folder":
+        path.mkdir()
+    where = ["--bootstrap", "127.0.0.1:1"] if command == "publish" else [
+        "--store", str(tmp_path / "ledger.db")]
+    code, _, err = run(capsys, command, str(path), *where)
+    assert code == EXIT_BAD_INPUT
+    assert err == f"ledger {command}: error: {path}: no such file\n"
+    assert not (tmp_path / "ledger.db").exists()
+
+
 def test_a_finished_rerun_clears_its_own_incomplete_mark(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -102,3 +102,42 @@ def test_a_failure_while_stopping_ends_the_round_quietly(tmp_path: Path) -> None
         script = Script(outbox, [kafka_errors().KafkaConnectionError("gone")])
         assert outbox.publish_pending() == 0
     assert script.starts == 1
+
+
+@pytest.mark.parametrize("fence", ["ProducerFencedError", "InvalidProducerEpochError"])
+def test_a_fenced_partition_is_closed_and_the_others_go_on(
+    outbox: LedgerOutbox, fence: str
+) -> None:
+    """Scale-out: the outbox of a partition another process now owns is fenced; it is closed
+    and the process's other partitions go on publishing. (The handler named the two errors as
+    an `X | Y` union, which `except` refuses: every publishing error, fenced or not, became a
+    TypeError that stopped ingest.)"""
+    from consumers.ownership import PartitionOutboxes
+
+    service = outbox._service
+    healthy = LedgerOutbox(service, "127.0.0.1:1")
+    fenced_script = Script(outbox, [getattr(kafka_errors(), fence)()])
+    healthy_script = Script(healthy, [])
+    outboxes = PartitionOutboxes(service, "127.0.0.1:1", ledger_topic="trial.ledger",
+                                 rejections_topic="trial.rejections")
+    outboxes._outboxes = {0: outbox, 1: healthy}
+    assert outboxes.publish_pending() == 0
+    assert outboxes.owned == [1]
+    assert (fenced_script.starts, healthy_script.starts) == (1, 1)
+    assert outboxes.publish_pending() == 0
+    assert fenced_script.starts == 1  # not started again: it would fence the rightful owner
+    assert healthy_script.starts == 2
+
+
+def test_an_unfenced_failure_of_a_partition_is_raised_as_itself(outbox: LedgerOutbox) -> None:
+    """Any other final failure (here a refused authorization) stops the round as itself, with
+    its own one-line reason, not as a TypeError."""
+    from consumers.ownership import PartitionOutboxes
+
+    errors = kafka_errors()
+    Script(outbox, [errors.TopicAuthorizationFailedError()])
+    outboxes = PartitionOutboxes(outbox._service, "127.0.0.1:1", ledger_topic="trial.ledger",
+                                 rejections_topic="trial.rejections")
+    outboxes._outboxes = {0: outbox}
+    with pytest.raises(errors.TopicAuthorizationFailedError):
+        outboxes.publish_pending()

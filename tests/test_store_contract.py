@@ -8,6 +8,7 @@ the readers (`entries`, `rejections`, `trial_ids`).
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import sqlite3
@@ -31,6 +32,7 @@ from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry
 from ledger.projections.cohorts import cohort_table
 from ledger.protocol_files import bundled_protocol
+from ledger.schemas.jsontext import MAX_SUBMISSION_BYTES
 from tests.builders import TRIAL_ID, FixedClock, Script, lines
 
 DAY0 = date(2025, 1, 6)
@@ -278,6 +280,37 @@ class TestLedgerStoreContract:
             ("base64", base64.b64encode(delivered[0]).decode()),
             ("utf-8", "caf\u00e9 {"),
         ]
+
+    @pytest.mark.parametrize(
+        ("delivered", "encoding", "kept"),
+        [
+            pytest.param(b"\x01" * 200_000, "utf-8", MAX_SUBMISSION_BYTES, id="control chars"),
+            pytest.param(("x" + "\u00e9" * 40_000).encode(), "utf-8", MAX_SUBMISSION_BYTES - 1,
+                         id="a two-byte character cut in two"),
+            pytest.param(("xx" + "\u20ac" * 30_000).encode(), "utf-8", MAX_SUBMISSION_BYTES - 2,
+                         id="a three-byte character cut after two"),
+            pytest.param(bytes(range(256)) * 800, "base64", MAX_SUBMISSION_BYTES, id="binary"),
+            pytest.param(b"{" * MAX_SUBMISSION_BYTES, "utf-8", MAX_SUBMISSION_BYTES,
+                         id="exactly the limit: whole"),
+        ],
+    )
+    def test_a_rejection_keeps_at_most_the_submission_limit(
+        self, store: str, delivered: bytes, encoding: str, kept: int
+    ) -> None:
+        """A delivery over MAX_SUBMISSION_BYTES keeps its first bytes (text stays text: a
+        character is never cut in two), and its message names the whole delivery's size and
+        SHA-256; one within the limit is kept whole with its message as it was."""
+        with LedgerService(store, clock=FixedClock()) as service:
+            service.ensure_trial()
+            service.submit_tracked(deliveries([delivered], first_offset=0))
+            (rejection,) = list(service.rejections())
+        held = rejection["submission"]
+        raw = base64.b64decode(held) if encoding == "base64" else held.encode()
+        assert rejection["submission_encoding"] == encoding
+        assert raw == delivered[:kept]
+        digest = hashlib.sha256(delivered).hexdigest()
+        note = f"(the delivery was {len(delivered):,} bytes, SHA-256 {digest}; its first {kept:,}"
+        assert (note in rejection["message"]) == (kept < len(delivered))
 
     def test_entries_as_of_and_after(self, store: str) -> None:
         """`entries(as_of=T)` is what the ledger knew at T; `after=k` starts at position k + 1."""

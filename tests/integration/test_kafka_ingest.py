@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import threading
@@ -258,6 +259,37 @@ def test_kafka_rejections_are_exactly_the_bad_messages(kafka_broker: Any, tmp_pa
     assert report.duplicates == 1 + sum(1 for i, raw in enumerate(good) if raw in good[:i])
     assert report.published == len(store_events) + len(store_rejections)
     assert len(ledger_values(bootstrap, topics.ledger)) == len(store_events)
+
+
+def test_an_oversized_delivery_is_rejected_published_and_ingest_goes_on(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """200 kB of control characters (valid UTF-8, six bytes each as JSON) and 200 kB of binary:
+    kept whole, the first rejection was 1.2 MB as a `trial.rejections` message, which the broker
+    refused for ever, and every later ingest run stopped at it with nothing more published. Now
+    each rejection keeps the first MAX_SUBMISSION_BYTES with the delivery's size and SHA-256
+    in its message; both are published and the valid message after them is recorded."""
+    from ledger.schemas.jsontext import MAX_SUBMISSION_BYTES
+
+    bootstrap, topics = client(kafka_broker), _topics()
+    _create(bootstrap, topics)
+    valid = demo_lines(tmp_path)[0]
+    oversized = [b"\x01" * 200_000, bytes(range(256)) * 800]
+    send_raw(bootstrap, topics.submissions,
+             [(TRIAL_ID.encode(), raw) for raw in [*oversized, valid]])
+    with LedgerService(str(tmp_path / "big.db"), clock=fixed_clock()) as service:
+        report = run_ingest(service, bootstrap, topics.settings())
+        recorded = [e for e in service.entries(TRIAL_ID) if e.type == "subject.enrolled"]
+    assert (report.rejected, report.accepted) == (2, 1) and len(recorded) == 1
+    published = sorted((json.loads(r.value) for r in read_topic(bootstrap, topics.rejections)),
+                       key=lambda m: m["sequence"])
+    assert [m["reason_code"] for m in published] == ["TOO_LARGE", "TOO_LARGE"]
+    for message, raw in zip(published, oversized, strict=True):
+        assert original_bytes(message) == raw[:MAX_SUBMISSION_BYTES]
+        digest = hashlib.sha256(raw).hexdigest()
+        assert f"{len(raw):,} bytes, SHA-256 {digest}" in message["message"]
+    assert [m["submission_encoding"] for m in published] == ["utf-8", "base64"]
+    assert len(ledger_values(bootstrap, topics.ledger)) == report.published - 2
 
 
 def test_kafka_ledger_topic_equals_the_store(kafka_broker: Any, tmp_path: Path) -> None:
