@@ -98,17 +98,21 @@ def archive_command(args: argparse.Namespace) -> int:
                 f"no checkpoint of {trial_id} was recorded by {format_timestamp(as_of)}: "
                 "nothing to archive"
             )
+        # Up to the last checkpoint read: what a writer adds meanwhile (a live ingest) is not
+        # in the archive, which would hold entries its checkpoints do not cover. (A store
+        # written before the ledger sealed its logs has no checkpoint: all of it.)
+        sealed_only = as_of is not None or last["ledger"] > 0
         entries = [
             e.to_json_dict()
             for e in service.entries(trial_id)
-            if as_of is None or e.position <= last["ledger"]
+            if not sealed_only or e.position <= last["ledger"]
         ]
         source = service.audit_source(trial_id)
         keys = service.public_keys(trial_id)
     rejections = [
         dict(r.entry)
         for r in source.rejections
-        if r.entry is not None and (as_of is None or r.position <= last["rejections"])
+        if r.entry is not None and (not sealed_only or r.position <= last["rejections"])
     ]
     manifest = write_archive(
         args.out,

@@ -63,7 +63,9 @@ class AuditReading:
 
     if TYPE_CHECKING:
 
-        def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]: ...
+        def rejections(
+            self, after: int = 0, upto: int | None = None
+        ) -> Iterator[dict[str, Any]]: ...
 
     def _audit_log(self, log: str, trial_id: str | None) -> AuditLog:
         from ledger.aggregates.audit_log import AuditLog  # the class: only where its events are
@@ -118,8 +120,15 @@ class AuditReading:
         from ledger.audit.inspection import AuditSource, records_from_messages
         from ledger.audit.verify import LogRecord
 
+        # The logs are read before their audit logs, and then up to what those cover: a batch
+        # and its seal are committed together, so a store written meanwhile (a live ingest) is
+        # read as of one moment, never as entries without seals or seals without entries.
         problems: list[tuple[str, str]] = []
+        held = list(self._reader.held_entry_objects(trial_id))
+        rejections = self._readable_rejections(problems)
         try:
+            for log_id in (audit_log_id(LEDGER_LOG, trial_id), audit_log_id(REJECTIONS_LOG, None)):
+                self._audit_logs.pop(log_id, None)  # read now, after the logs it seals
             audit = self._audit_log(LEDGER_LOG, trial_id)
             rejection_audit = self._audit_log(REJECTIONS_LOG, None)
         except Exception as error:
@@ -127,18 +136,23 @@ class AuditReading:
             audit, rejection_audit = AuditLog.start(LEDGER_LOG, trial_id), AuditLog.start(
                 REJECTIONS_LOG, None
             )
-        records: list[LogRecord] = []
-        for position, entry, why in self._reader.held_entry_objects(trial_id):
-            leaf = audit.leaf_hashes[position - 1] if position <= audit.size else None
-            records.append(LogRecord(position, entry, leaf, why))
-        rejections: list[dict[str, Any]] = []
-        try:
-            for number, message in enumerate(self.rejections(), start=1):
-                if number <= rejection_audit.size:
-                    message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
-                rejections.append(message)
-        except Exception as error:
-            problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
+        last = held[-1][0] if held else 0
+        if audit.size > last:
+            held += self._reader.held_entry_objects(trial_id, after=last, upto=audit.size)
+        if rejections is None:
+            rejections = []
+        elif rejection_audit.size > len(rejections):
+            rejections += self._readable_rejections(
+                problems, after=len(rejections), upto=rejection_audit.size
+            ) or []
+        records = [
+            LogRecord(position, entry, audit.leaf_hashes[position - 1]
+                      if position <= audit.size else None, why)
+            for position, entry, why in held
+        ]
+        for number, message in enumerate(rejections, start=1):
+            if number <= rejection_audit.size:
+                message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
         problems += self._rows_before_the_first(trial_id)
         checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
         keys = {**audit.public_keys, **rejection_audit.public_keys}
@@ -155,6 +169,17 @@ class AuditReading:
             },
             problems=problems,
         )
+
+    def _readable_rejections(
+        self, problems: list[tuple[str, str]], *, after: int = 0, upto: int | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The rejections after `after` up to `upto`; None (and a problem) when they cannot be
+        read."""
+        try:
+            return list(self.rejections(after, upto))
+        except Exception as error:
+            problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
+            return None
 
     def _rows_before_the_first(self, trial_id: str) -> list[tuple[str, str]]:
         """A problem for each of the trial's logs holding rows below position 1."""

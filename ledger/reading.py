@@ -364,19 +364,23 @@ class StoreReader:
     # --- rows ----------------------------------------------------------------------------------
 
     def held_entry_objects(
-        self, trial_id: str
+        self, trial_id: str, *, after: int = 0, upto: int | None = None
     ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-        """Every stored row of the trial as held, for `verify`: (position, its §3 object without
-        a leaf hash, None), or (position, None, why) for a row that no longer decodes (a tampered
-        row is a finding, never the end of the read).
+        """The trial's stored rows after `after` up to `upto` (None: all) as held, for `verify`:
+        (position, its §3 object without a leaf hash, None), or (position, None, why) for a row
+        that no longer decodes (a tampered row is a finding, never the end of the read).
 
         The object is `entry.to_json_dict()` of the row's entry, built straight from the row: the
         recorded time in its stored spelling when that already is the §3 one (it is for every
-        row the ledger wrote), so no `LedgerEntry` is made and formatted back per row.
+        row the ledger wrote), so no `LedgerEntry` is made and formatted back per row. On SQLite
+        the rows read end where the subject index's reading of them ended: a row a writer added
+        in between is left for a later read, not reported as read differently by the index.
         """
         trial = trial_aggregate_id(trial_id)
-        indexed = self._indexed_subjects(trial)
-        for row in self._rows(trial, 0, None):
+        indexed = self._indexed_subjects(trial, after, upto)
+        if indexed is not None:
+            upto = max((p for p in indexed if upto is None or p <= upto), default=after)
+        for row in self._rows(trial, after, upto):
             try:
                 entry = self._entry_object(row, trial_id)
             except Exception as error:
@@ -393,16 +397,20 @@ class StoreReader:
                 continue
             yield row[0], entry, None
 
-    def _indexed_subjects(self, originator: UUID) -> dict[int, str | None] | None:
-        """Each row's subject as the SQLite subject index computes it (None: not SQLite)."""
+    def _indexed_subjects(
+        self, originator: UUID, after: int, upto: int | None
+    ) -> dict[int, str | None] | None:
+        """Each row's subject (after `after`, up to `upto`) as the SQLite subject index computes
+        it (None: not SQLite)."""
         recorder = self._app.recorder
         if not isinstance(recorder, SQLiteAggregateRecorder):
             return None
         statement = (
             f"SELECT originator_version, {_SUBJECT_OF_ROW} FROM {recorder.events_table_name} "
-            "WHERE originator_id=?"
+            "WHERE originator_id=? AND originator_version>? AND originator_version<=?"
         )
-        return dict(_sqlite_select(recorder, statement, (originator.hex,)))
+        parameters = (originator.hex, after, 2**62 if upto is None else upto)
+        return dict(_sqlite_select(recorder, statement, parameters))
 
     def positions_before_the_first(self, originator: UUID) -> list[int]:
         """The versions below 1 an aggregate's rows are stored at: none the ledger wrote (its

@@ -88,13 +88,15 @@ class TrialReading:
         self._require(trial_id)
         return self._reader.last_position(trial_id, as_of)
 
-    def rejections(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Recorded rejections of tracked deliveries, numbered from 1 without gaps."""
+    def rejections(self, after: int = 0, upto: int | None = None) -> Iterator[dict[str, Any]]:
+        """Recorded rejections of tracked deliveries after number `after` up to `upto` (None:
+        the last), numbered from 1 without gaps."""
         from ledger.aggregates.intake import RejectionLog  # its events are decoded here
         from ledger.recording import rejection_message
 
         # Version 1 is the log's creation, so rejection n is version n + 1.
-        for event in self._app.events.get(rejection_log_id(), gt=after + 1):
+        last = None if upto is None else upto + 1
+        for event in self._app.events.get(rejection_log_id(), gt=after + 1, lte=last):
             if isinstance(event, RejectionLog.Rejected):
                 yield rejection_message(event, sequence=event.originator_version - 1)
 
