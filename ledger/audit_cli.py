@@ -74,8 +74,15 @@ def verify_command(args: argparse.Namespace) -> int:
         raise UsageError(f"verify one source at a time, not {' and '.join(sources)} together")
     args.store = args.store or args.default_store
     receipts = _receipts(args)
+    receipt_trial = _trial_of_receipts(receipts, args.trial)
+    args.trial = args.trial or receipt_trial
     keys = public_keys_of(args.public_key)
     source = _source(args)
+    if receipt_trial is not None and source.trial_id != receipt_trial:
+        raise UsageError(
+            f"the receipts are checkpoints of trial {receipt_trial}; {source.description} holds "
+            f"trial {source.trial_id}: give receipts of the trial verified"
+        )
     result = verify_source(source, receipts=receipts, public_keys=keys)
     emit(args, result.to_json_dict(), result.render())
     return 0 if result.intact else 1
@@ -179,6 +186,21 @@ def _receipts(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ledger.audit.inspection import read_receipts
 
     return [c for path in args.checkpoint or [] for c in read_receipts(path)]
+
+
+def _trial_of_receipts(receipts: list[dict[str, Any]], trial: str | None) -> str | None:
+    """The trial the receipts' ledger checkpoints name (None: no receipt names one). Receipts of
+    another trial than `--trial` are bad input, not a ledger inconsistent with them."""
+    named = sorted({str(c["trial_id"]) for c in receipts
+                    if c.get("log") == "ledger" and c.get("trial_id")})
+    if len(named) > 1:
+        raise UsageError(f"the receipts name several trials ({', '.join(named)}): verify one "
+                         "trial at a time")
+    if named and trial is not None and named[0] != trial:
+        raise UsageError(
+            f"the receipts are checkpoints of trial {named[0]}, not of --trial {trial}"
+        )
+    return named[0] if named else None
 
 
 def _source(args: argparse.Namespace) -> AuditSource:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import takewhile
@@ -25,7 +25,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
-from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id
+from ledger.aggregates.log_ids import AUDIT_LOG_STARTED_TOPIC, LEDGER_LOG, audit_log_id
 from ledger.aggregates.trial_topics import (
     LEDGER_TYPES,
     ledger_type_of_topic,
@@ -73,10 +73,15 @@ _FIRST_ROWS = (
     "WITH RECURSIVE aggregate(id) AS (SELECT min(originator_id) FROM {table} UNION ALL "
     "SELECT (SELECT min(originator_id) FROM {table} WHERE originator_id>aggregate.id) "
     "FROM aggregate WHERE aggregate.id IS NOT NULL) SELECT originator_version, topic, state "
-    "FROM {table} WHERE originator_id IN aggregate AND originator_version=1 AND topic=?"
+    "FROM {table} WHERE originator_id IN aggregate AND originator_version=1 AND topic IN (?, ?)"
 )
-"""The aggregates' first rows of one topic, stepping along the primary key's index from aggregate
-to aggregate: a seek per aggregate (a store holds a handful), however many records they hold."""
+"""The aggregates' first rows of two topics, stepping along the primary key's index from
+aggregate to aggregate: a seek per aggregate (a store holds a handful), however many records
+they hold."""
+
+_NAMING_TOPICS = (trial_topic("Opened"), AUDIT_LOG_STARTED_TOPIC)
+"""The first rows that name a trial: its `trial.opened`, and its ledger's audit log's start (so
+a trial whose `trial.opened` row is gone is still found, and `verify` reports it missing)."""
 
 
 _ENTRY_TIME = re.compile(r"[1-9]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
@@ -153,24 +158,34 @@ class StoreReader:
         return bool(self._app.recorder.select_events(trial_aggregate_id(trial_id), limit=1))
 
     def opened_trial_ids(self) -> list[str] | None:
-        """The trials opened in a SQLite store (`_FIRST_ROWS`); None: the store cannot say."""
+        """The trials a SQLite store holds (`_FIRST_ROWS` of `_NAMING_TOPICS`); None: the store
+        cannot say."""
         recorder = self._app.recorder
         if not isinstance(recorder, SQLiteAggregateRecorder):
             return None
         first_rows = _FIRST_ROWS.format(table=recorder.events_table_name)
-        opened = _sqlite_rows(recorder, first_rows, (trial_topic("Opened"),))
-        return [str(self._state(row)["data"]["protocol"]["trial_id"]) for row in opened]
+        return self._trials_named(_sqlite_rows(recorder, first_rows, _NAMING_TOPICS))
 
     def trials_opened_between(self, start: int, stop: int) -> list[str]:
-        """The trials whose `trial.opened` has a notification id from `start` to `stop`, in any
-        store (the notification log, selected by topic), read from the rows as stored."""
+        """The trials named (`_NAMING_TOPICS`) by rows with a notification id from `start` to
+        `stop`, in any store (the notification log, selected by topic), read as stored."""
         recorder = self._app.recorder
         assert isinstance(recorder, ApplicationRecorder)
         notifications = recorder.select_notifications(
-            start=start, limit=max(stop - start + 1, 1), stop=stop, topics=[trial_topic("Opened")]
+            start=start, limit=max(stop - start + 1, 1), stop=stop, topics=list(_NAMING_TOPICS)
         )
-        states = (self._state((n.originator_version, n.topic, n.state)) for n in notifications)
-        return [str(state["data"]["protocol"]["trial_id"]) for state in states]
+        return self._trials_named([(n.originator_version, n.topic, n.state) for n in notifications])
+
+    def _trials_named(self, rows: Iterable[Row]) -> list[str]:
+        named = []
+        for row in rows:
+            state = self._state(row)
+            if row[1] == AUDIT_LOG_STARTED_TOPIC:
+                if state.get("log") == LEDGER_LOG and state.get("trial_id"):
+                    named.append(str(state["trial_id"]))
+            else:
+                named.append(str(state["data"]["protocol"]["trial_id"]))
+        return named
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
         """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""

@@ -404,3 +404,70 @@ def test_a_writer_holding_an_older_audit_log_records_after_another_writer(
         assert second.submit_many(lines([late])).accepted == 1
     report = verify_store(store)
     assert report["intact"], report["problems"]
+
+
+def delete_first_row(store: Path, originator_hex: str) -> None:
+    with closing(sqlite3.connect(store)) as con:
+        con.execute("delete from stored_events where originator_id=? and originator_version=1",
+                    (originator_hex,))
+        con.commit()
+
+
+def test_a_trial_whose_opened_row_was_deleted_is_verified_not_lost(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trials were found by their `trial.opened` rows alone: with it deleted, `verify` said
+    "holds no trial yet" (exit 2). The trial's audit log names it too: verify reads the trial
+    and finds position 1 missing (exit 1)."""
+    delete_first_row(copy, TRIAL_ID_HEX)
+    assert main(["verify", "--store", str(copy), "--json"]) == EXIT_REJECTED
+    report = json.loads(capsys.readouterr().out)
+    assert report["trial_id"] == TRIAL_ID
+    assert {"kind": "missing", "log": "ledger", "position": 1,
+            "detail": "positions 1..1 absent"} in report["problems"]
+
+
+def test_a_second_trial_whose_opened_row_was_deleted_is_not_passed_over(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two trials in a store, the second's `trial.opened` deleted: `verify` without `--trial`
+    said INTACT of the first alone (the second had vanished from the store's trials). It asks
+    which trial, naming both; the second, named, is not intact."""
+    from ledger.aggregates.trial_topics import trial_aggregate_id
+    from ledger.protocol_files import bundled_protocol
+
+    other = "NCT09999999"
+    protocol = bundled_protocol()
+    with LedgerService(str(copy), signer=SIGNER) as service:
+        service.open_trial(
+            type(protocol).from_mapping({**protocol.to_mapping(), "trial_id": other})
+        )
+    delete_first_row(copy, trial_aggregate_id(other).hex)
+    assert main(["verify", "--store", str(copy)]) == 2
+    assert f"holds several trials ({TRIAL_ID}, {other}): name one" in capsys.readouterr().err
+    assert main(["verify", "--store", str(copy), "--trial", other]) == EXIT_REJECTED
+    assert "missing" in capsys.readouterr().out
+
+
+def test_a_receipt_of_another_trial_is_bad_input(
+    sealed: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receipt of trial B given to verify trial A was reported as A's ledger being
+    inconsistent with its checkpoint (exit 1): it is the wrong receipt (exit 2, one line). A
+    receipt without `--trial` chooses the trial verified."""
+    receipt = tmp_path / "receipt.json"
+    assert main(["checkpoint", "--store", sealed, "--out", str(receipt)]) == 0
+    document = json.loads(receipt.read_text())
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({
+        log: None if c is None else {**c, "trial_id": "NCT09999999"} for log, c in document.items()
+    }))
+    capsys.readouterr()
+    assert main(["verify", "--store", sealed, "--checkpoint", str(foreign)]) == 2
+    assert capsys.readouterr().err == "ledger verify: error: no trial NCT09999999 in this ledger\n"
+    argv = ["verify", "--store", sealed, "--trial", TRIAL_ID, "--checkpoint", str(foreign)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == ("ledger verify: error: the receipts are checkpoints of trial NCT09999999, "
+                   f"not of --trial {TRIAL_ID}\n")
+    assert main(["verify", "--store", sealed, "--checkpoint", str(receipt)]) == 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.aggregates.log_ids import audit_log_id
+from ledger.aggregates.log_ids import AUDIT_LOG_STARTED_TOPIC, audit_log_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class AuditLog(Aggregate):
         TOPIC = "trial-ledger:AuditLog.Event"
 
     class Started(Event, Aggregate.Created):
-        TOPIC = "trial-ledger:AuditLog.Started"
+        TOPIC = AUDIT_LOG_STARTED_TOPIC
         log: str
         trial_id: str | None
 

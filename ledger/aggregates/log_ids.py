@@ -10,10 +10,14 @@ from __future__ import annotations
 from typing import Final
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-__all__ = ["LEDGER_LOG", "REJECTIONS_LOG", "audit_log_id", "rejection_log_id"]
+__all__ = [
+    "AUDIT_LOG_STARTED_TOPIC", "LEDGER_LOG", "REJECTIONS_LOG", "audit_log_id", "rejection_log_id"
+]
 
 LEDGER_LOG: Final = "ledger"
 REJECTIONS_LOG: Final = "rejections"
+AUDIT_LOG_STARTED_TOPIC: Final = "trial-ledger:AuditLog.Started"
+"""The stored topic of an audit log's first event, which names its log and trial."""
 
 
 def audit_log_id(log: str, trial_id: str | None) -> UUID:
