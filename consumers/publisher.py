@@ -1,7 +1,8 @@
 """What integrators run: validate submissions at the edge, then publish them to `trial.submissions`.
 
-Each line is checked against the wire schema (contract §1–2) before anything is sent; a bad line is
-reported with its number and reason and never reaches the topic. Good lines are sent unchanged
+Each line is checked against the wire schema (contract §1–2), and on a site's own topic against
+the site (§7), before anything is sent; a bad line is reported with its number and reason and never
+reaches the topic. Good lines are sent unchanged
 (the original bytes), keyed by `trial_id` so one trial's submissions stay in order on one partition.
 """
 
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from consumers._kafka import Connection, as_settings, kafka, producer_settings
-from consumers.topics import SUBMISSIONS_TOPIC
+from consumers.topics import SUBMISSIONS_TOPIC, site_of_topic
+from ledger.aggregates.rejections import SubmissionRejectedError
+from ledger.recording import check_sender
 from ledger.schemas.submissions import InvalidSubmissionError, parse_submission
 
 SEND_TIMEOUT_S = 60.0
@@ -68,12 +71,24 @@ class SubmissionPublisher:
         """Validate and send numbered lines; returns once every sent one is acknowledged."""
         report = PublishReport(self.topic)
         futures = []
+        # On a site's own topic the ledger takes only what names that site as its source
+        # (contract §7): refused here too, with the line's number, rather than published to be
+        # rejected.
+        site = site_of_topic(self.topic)
         for number, raw in lines:
             try:
                 message = parse_submission(raw)
             except InvalidSubmissionError as error:
                 report.invalid.append(
                     InvalidLine(number, error.event_id, error.reason_code.value, error.message)
+                )
+                continue
+            try:
+                check_sender(message.source, site)
+            except SubmissionRejectedError as error:
+                report.invalid.append(
+                    InvalidLine(number, str(message.event_id), error.reason_code.value,
+                                error.message)
                 )
                 continue
             futures.append(

@@ -192,14 +192,20 @@ def test_the_auditor_reads_the_ledgers_topics_and_nothing_else(
 
 def test_a_site_sends_only_as_itself(secure: broker.BrokerCluster, tmp_path: Path) -> None:
     """On a site's topic, a submission whose `source` is another site is rejected; the site's own
-    are recorded with it as their source (ingest as the `ledger` principal, real topic names)."""
+    are recorded with it as their source (ingest as the `ledger` principal, real topic names).
+    `ledger publish` refuses the foreign line by its number before sending; sent all the same
+    (the site's own client, raw), ingest rejects it."""
     lines = [json.loads(raw) for raw in demo_lines(tmp_path)]
     own = [d for d in lines if d["source"] == DEMO_SITE and d["type"] == "subject.enrolled"][:2]
     foreign = next(d for d in lines if d["source"] == OTHER_SITE)
     with SubmissionPublisher(client(secure, DEMO_SITE)) as publisher:
         report = publisher.publish(
             (n, json.dumps(d).encode()) for n, d in enumerate([*own, foreign], start=1))
-    assert report.published == 3 and publisher.topic == site_topic(DEMO_SITE)
+    assert report.published == 2 and publisher.topic == site_topic(DEMO_SITE)
+    assert [(bad.line, bad.event_id, bad.reason_code) for bad in report.invalid] == [
+        (3, foreign["event_id"], "SOURCE_NOT_AUTHENTICATED")]
+    send_raw(client(secure, DEMO_SITE), site_topic(DEMO_SITE),
+             [(TRIAL_ID.encode(), json.dumps(foreign).encode())])
 
     with LedgerService(str(tmp_path / "sites.db")) as service:
         run_ingest(service, client(secure, "ledger"), IngestSettings(until_idle=True))
