@@ -59,8 +59,13 @@ class SubmissionPublisher:
     def __init__(
         self, bootstrap: Connection, topic: str | None = None, **producer_config: Any
     ) -> None:
-        # A site's properties file names the one topic it may write (contract §7).
-        self.topic = topic or as_settings(bootstrap).submissions_topic or SUBMISSIONS_TOPIC
+        # A site's properties file names the one topic it may write (contract §7), and the
+        # site it authenticates as: the source its submissions must carry there, whatever the
+        # deployment calls its submissions topic.
+        settings = as_settings(bootstrap)
+        self.topic = topic or settings.submissions_topic or SUBMISSIONS_TOPIC
+        own_topic = self.topic == settings.submissions_topic
+        self._site = settings.username if own_topic else site_of_topic(self.topic)
         config: dict[str, Any] = {
             **producer_settings(bootstrap, "trial-ledger-publisher"),
         }
@@ -74,7 +79,7 @@ class SubmissionPublisher:
         # On a site's own topic the ledger takes only what names that site as its source
         # (contract §7): refused here too, with the line's number, rather than published to be
         # rejected.
-        site = site_of_topic(self.topic)
+        site = self._site
         for number, raw in lines:
             try:
                 message = parse_submission(raw)

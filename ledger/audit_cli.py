@@ -77,7 +77,7 @@ def verify_command(args: argparse.Namespace) -> int:
     receipt_trial = _trial_of_receipts(receipts, args.trial)
     args.trial = args.trial or receipt_trial
     keys = public_keys_of(args.public_key)
-    source = _source(args)
+    source = _source(args, receipted=receipt_trial is not None)
     if receipt_trial is not None and source.trial_id != receipt_trial:
         raise UsageError(
             f"the receipts are checkpoints of trial {receipt_trial}; {source.description} holds "
@@ -94,7 +94,10 @@ def archive_command(args: argparse.Namespace) -> int:
     as_of = as_of_argument(args)
     with reader(args) as service:
         trial_id = args.trial or service.default_trial_id()
-        # An archive ends at a sealed batch, so every entry in it is covered by a checkpoint.
+        # What the logs hold now, before their checkpoints are read: with --as-of, an archive
+        # ends at a sealed batch; without, it holds these (sealed or not: rows stored without
+        # a seal are for verify to report), not what a writer adds while it is read.
+        held = {"ledger": service.size(trial_id), "rejections": service.rejection_count()}
         checkpoints = service.checkpoints(trial_id, as_of=as_of)
         last = {
             log: max((int(c["size"]) for c in checkpoints if c["log"] == log), default=0)
@@ -105,21 +108,18 @@ def archive_command(args: argparse.Namespace) -> int:
                 f"no checkpoint of {trial_id} was recorded by {format_timestamp(as_of)}: "
                 "nothing to archive"
             )
-        # Up to the last checkpoint read: what a writer adds meanwhile (a live ingest) is not
-        # in the archive, which would hold entries its checkpoints do not cover. (A store
-        # written before the ledger sealed its logs has no checkpoint: all of it.)
-        sealed_only = as_of is not None or last["ledger"] > 0
+        upto = last if as_of is not None else {log: max(held[log], last[log]) for log in last}
         entries = [
             e.to_json_dict()
             for e in service.entries(trial_id)
-            if not sealed_only or e.position <= last["ledger"]
+            if e.position <= upto["ledger"]
         ]
         source = service.audit_source(trial_id)
         keys = service.public_keys(trial_id)
     rejections = [
         dict(r.entry)
         for r in source.rejections
-        if r.entry is not None and (not sealed_only or r.position <= last["rejections"])
+        if r.entry is not None and r.position <= upto["rejections"]
     ]
     manifest = write_archive(
         args.out,
@@ -203,7 +203,10 @@ def _trial_of_receipts(receipts: list[dict[str, Any]], trial: str | None) -> str
     return named[0] if named else None
 
 
-def _source(args: argparse.Namespace) -> AuditSource:
+def _source(args: argparse.Namespace, *, receipted: bool = False) -> AuditSource:
+    """What `verify` and `replay` read. `receipted`: an auditor's receipt names the trial, so a
+    store holding nothing of it is a ledger that lost what the receipt proves, not a wrong name.
+    """
     from ledger.audit.inspection import read_archive
 
     if getattr(args, "archive", None):
@@ -215,7 +218,7 @@ def _source(args: argparse.Namespace) -> AuditSource:
         trial_id = args.trial or service.default_trial_id()
         source = service.audit_source(trial_id)
     held = source.ledger or any(c["log"] == "ledger" for c in source.checkpoints)
-    if not held and not source.problems:
+    if not held and not source.problems and not receipted:
         # Nothing at all of this trial, not even a checkpoint saying it once had entries: the
         # name is wrong, which is bad input, not an intact empty ledger.
         raise LookupError(f"no trial {trial_id} in this ledger")

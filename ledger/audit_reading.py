@@ -141,17 +141,20 @@ class AuditReading:
             held += self._reader.held_entry_objects(trial_id, after=last, upto=audit.size)
         if rejections is None:
             rejections = []
-        elif rejection_audit.size > len(rejections):
-            rejections += self._readable_rejections(
-                problems, after=len(rejections), upto=rejection_audit.size
-            ) or []
+        else:
+            numbered = int(rejections[-1]["sequence"]) if rejections else 0  # gaps are findings
+            if rejection_audit.size > numbered:
+                rejections += self._readable_rejections(
+                    problems, after=numbered, upto=rejection_audit.size
+                ) or []
         records = [
             LogRecord(position, entry, audit.leaf_hashes[position - 1]
                       if position <= audit.size else None, why)
             for position, entry, why in held
         ]
-        for number, message in enumerate(rejections, start=1):
-            if number <= rejection_audit.size:
+        for message in rejections:
+            number = int(message["sequence"])  # its own, even after a gap
+            if 1 <= number <= rejection_audit.size:
                 message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
         problems += self._rows_before_the_first(trial_id)
         checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]

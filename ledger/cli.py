@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from ledger.cli_plumbing import (
 from ledger.demo_cli import demo_command
 from ledger.protocol_files import bundled_protocol
 from ledger.settings import Environment
+from ledger.store import redacted
 
 if TYPE_CHECKING:
     from ledger.audit.inspection import AuditSource
@@ -47,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     environment = Environment.read()
     parser = _parser(environment)
     args = parser.parse_args(argv)
+    # What INCOMPLETE names: only the same command, options and all, run again clears it.
+    args.command_line = shlex.join(
+        ["ledger", *map(redacted, sys.argv[1:] if argv is None else argv)]
+    )
     handler: Callable[[argparse.Namespace], int] = args.handler
     out = _output_folder(args)
     before = _folder_state(out)
@@ -142,7 +148,8 @@ def _mark_incomplete(
 
 def _clear_incomplete(args: argparse.Namespace, out: Path | None) -> None:
     """The command ran again and finished: its own mark of an earlier, stopped run goes (a
-    complete folder must not say it is partial); another command's stays."""
+    complete folder must not say it is partial). A mark of another command, or of this one
+    with other options (another format leaves the stopped run's files beside its own), stays."""
     marker = None if out is None else out / INCOMPLETE_MARKER
     if marker is None or not marker.is_file():
         return
@@ -152,7 +159,7 @@ def _clear_incomplete(args: argparse.Namespace, out: Path | None) -> None:
 
 
 def _incomplete_heading(args: argparse.Namespace) -> str:
-    return f"`ledger {args.command}`"
+    return f"`{args.command_line}`"
 
 
 def _refusal_to_write_output(error: Exception, out: Path | None) -> OSError | None:

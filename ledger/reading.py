@@ -72,7 +72,7 @@ _TYPE_ROWS = (
 _FIRST_ROWS = (
     "WITH RECURSIVE aggregate(id) AS (SELECT min(originator_id) FROM {table} UNION ALL "
     "SELECT (SELECT min(originator_id) FROM {table} WHERE originator_id>aggregate.id) "
-    "FROM aggregate WHERE aggregate.id IS NOT NULL) SELECT originator_version, topic, state "
+    "FROM aggregate WHERE aggregate.id IS NOT NULL) SELECT originator_id, topic, state "
     "FROM {table} WHERE originator_id IN aggregate AND originator_version=1 AND topic IN (?, ?)"
 )
 """The aggregates' first rows of two topics, stepping along the primary key's index from
@@ -164,7 +164,7 @@ class StoreReader:
         if not isinstance(recorder, SQLiteAggregateRecorder):
             return None
         first_rows = _FIRST_ROWS.format(table=recorder.events_table_name)
-        return self._trials_named(_sqlite_rows(recorder, first_rows, _NAMING_TOPICS))
+        return self._trials_named(_sqlite_select(recorder, first_rows, _NAMING_TOPICS))
 
     def trials_opened_between(self, start: int, stop: int) -> list[str]:
         """The trials named (`_NAMING_TOPICS`) by rows with a notification id from `start` to
@@ -174,17 +174,27 @@ class StoreReader:
         notifications = recorder.select_notifications(
             start=start, limit=max(stop - start + 1, 1), stop=stop, topics=list(_NAMING_TOPICS)
         )
-        return self._trials_named([(n.originator_version, n.topic, n.state) for n in notifications])
+        return self._trials_named((n.originator_id, n.topic, n.state) for n in notifications)
 
-    def _trials_named(self, rows: Iterable[Row]) -> list[str]:
+    def _trials_named(self, rows: Iterable[tuple[UUID | str, str, bytes]]) -> list[str]:
+        """The trials first rows (originator, topic, state) name: each only where the row is
+        its trial's own (the Trial's `trial.opened`, its ledger's audit log's start), so a row
+        stored beside them, or one that no longer decodes, names nothing (`verify` reports the
+        logs it damaged)."""
         named = []
-        for row in rows:
-            state = self._state(row)
-            if row[1] == AUDIT_LOG_STARTED_TOPIC:
-                if state.get("log") == LEDGER_LOG and state.get("trial_id"):
-                    named.append(str(state["trial_id"]))
-            else:
-                named.append(str(state["data"]["protocol"]["trial_id"]))
+        for originator, topic, state in rows:
+            try:
+                decoded = self._state((1, topic, state))
+                if topic == AUDIT_LOG_STARTED_TOPIC:
+                    trial_id = str(decoded["trial_id"])
+                    own = decoded["log"] == LEDGER_LOG and audit_log_id(LEDGER_LOG, trial_id)
+                else:
+                    trial_id = str(decoded["data"]["protocol"]["trial_id"])
+                    own = trial_aggregate_id(trial_id)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if own and own.hex == str(originator).replace("-", "").lower():
+                named.append(trial_id)
         return named
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:

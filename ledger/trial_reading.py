@@ -88,6 +88,11 @@ class TrialReading:
         self._require(trial_id)
         return self._reader.last_position(trial_id, as_of)
 
+    def rejection_count(self) -> int:
+        """How many rejections the store's rejection log holds (its last number), one row read."""
+        latest = self._app.recorder.select_events(rejection_log_id(), desc=True, limit=1)
+        return latest[0].originator_version - 1 if latest else 0  # version 1 is its creation
+
     def rejections(self, after: int = 0, upto: int | None = None) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries after number `after` up to `upto` (None:
         the last), numbered from 1 without gaps."""

@@ -454,7 +454,8 @@ def test_a_receipt_of_another_trial_is_bad_input(
 ) -> None:
     """A receipt of trial B given to verify trial A was reported as A's ledger being
     inconsistent with its checkpoint (exit 1): it is the wrong receipt (exit 2, one line). A
-    receipt without `--trial` chooses the trial verified."""
+    receipt without `--trial` chooses the trial verified: a store holding nothing of the trial
+    it names has lost what it proves (exit 1), whether erased or never there."""
     receipt = tmp_path / "receipt.json"
     assert main(["checkpoint", "--store", sealed, "--out", str(receipt)]) == 0
     document = json.loads(receipt.read_text())
@@ -463,11 +464,109 @@ def test_a_receipt_of_another_trial_is_bad_input(
         log: None if c is None else {**c, "trial_id": "NCT09999999"} for log, c in document.items()
     }))
     capsys.readouterr()
-    assert main(["verify", "--store", sealed, "--checkpoint", str(foreign)]) == 2
-    assert capsys.readouterr().err == "ledger verify: error: no trial NCT09999999 in this ledger\n"
+    assert main(["verify", "--store", sealed, "--checkpoint", str(foreign)]) == EXIT_REJECTED
+    out = capsys.readouterr().out
+    assert "trial NCT09999999" in out and "inconsistent_with_checkpoint" in out
+    assert f"a receipt covers {document['ledger']['size']} entries; the log holds 0" in out
     argv = ["verify", "--store", sealed, "--trial", TRIAL_ID, "--checkpoint", str(foreign)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == ("ledger verify: error: the receipts are checkpoints of trial NCT09999999, "
                    f"not of --trial {TRIAL_ID}\n")
     assert main(["verify", "--store", sealed, "--checkpoint", str(receipt)]) == 0
+
+
+def insert_row(store: Path, originator_hex: str, version: int, topic: str, state: bytes) -> None:
+    with closing(sqlite3.connect(store)) as con:
+        con.execute("insert into stored_events values (?, ?, ?, ?)",
+                    (originator_hex, version, topic, state))
+        con.commit()
+
+
+FORGED_TIME = b'{"_type_":"datetime_iso","_data_":"2026-12-03T07:03:21.810412+00:00"}'
+
+
+@pytest.mark.parametrize(
+    ("topic", "state"),
+    [
+        pytest.param(
+            "trial-ledger:AuditLog.Started",
+            b'{"timestamp":' + FORGED_TIME + b',"originator_topic":"trial-ledger:AuditLog",'
+            b'"log":"ledger","trial_id":"NCT0FAKE"}',
+            id="an audit log's start",
+        ),
+        pytest.param(
+            "trial-ledger:Trial.Opened",
+            b'{"timestamp":' + FORGED_TIME + b',"originator_topic":"trial-ledger:Trial",'
+            b'"data":{"protocol":{"trial_id":"NCT0FAKE"}}}',
+            id="a trial.opened",
+        ),
+    ],
+)
+def test_a_first_row_stored_beside_the_logs_names_no_trial(
+    copy: Path, topic: str, state: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row naming trial NCT0FAKE at an aggregate id that is not that trial's (its Trial's, or
+    its ledger's audit log's): reads, `ingest` and the outbox (which take the store's trials)
+    asked "name one" or stopped at "no trial NCT0FAKE". It names nothing."""
+    insert_row(copy, "00000000000000000000000000000abc", 1, topic, state)
+    with LedgerReader(str(copy)) as reader:
+        assert reader.trial_ids() == [TRIAL_ID]
+    assert main(["cohorts", "--store", str(copy)]) == 0
+    key = copy.parent / "public-key.pem"
+    key.write_text(SIGNER.public_key_pem, encoding="ascii")
+    assert main(["verify", "--store", str(copy), "--public-key", str(key)]) == 0
+
+
+@pytest.mark.parametrize(
+    "state",
+    [pytest.param(b"{no", id="not JSON"),
+     pytest.param(b'{"log":"ledger","trial_id":5}', id="another trial's name")],
+)
+def test_a_damaged_audit_log_start_is_a_finding_not_bad_input(
+    copy: Path, state: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trial's own audit-log start row rewritten: `verify` said "bad input" (exit 2, the
+    JSON error) or "several trials", and `cohorts` failed likewise. The trial is still found
+    by its `trial.opened`; verify reports the damaged log (exit 1) and reads go on."""
+    write(copy, AUDIT_HEX, 1, state)
+    assert main(["verify", "--store", str(copy)]) == EXIT_REJECTED
+    assert "NOT INTACT" in capsys.readouterr().out
+    assert main(["cohorts", "--store", str(copy)]) == 0
+
+
+def test_an_archive_keeps_the_rows_stored_without_a_seal(
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row inserted after the last sealed entry (no checkpoint covers it) is read by cohorts
+    and export. An archive cut at the last checkpoint left it out and verified INTACT; it keeps
+    it, and the archive is as not intact as the store."""
+    last, topic, state = rows_of(copy, TRIAL_ID_HEX)[-1]
+    insert_row(copy, TRIAL_ID_HEX, last + 1, topic, state)
+    assert main(["verify", "--store", str(copy)]) == EXIT_REJECTED
+    archive = tmp_path / "archive"
+    assert main(["archive", "--store", str(copy), "--out", str(archive)]) == 0
+    assert f"archived {last + 1} entries" in capsys.readouterr().out
+    assert main(["verify", "--archive", str(archive), "--json"]) == EXIT_REJECTED
+    report = json.loads(capsys.readouterr().out)
+    assert any(p["kind"] == "unsealed" for p in report["problems"])
+
+
+def test_a_deleted_rejection_is_missing_and_the_others_still_match(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first rejection's row deleted: it is `missing` at 1 and nothing else is wrong. (The
+    rest were read again from after how many were read rather than the last number read, so
+    rejection 2 was read twice and reported `inserted`; and each was held to the leaf hash of
+    its place in the list read, not of its own number.)"""
+    from ledger.aggregates.log_ids import rejection_log_id
+
+    with closing(sqlite3.connect(copy)) as con:
+        con.execute("delete from stored_events where originator_id=? and originator_version=2",
+                    (rejection_log_id().hex,))
+        con.commit()
+    assert main(["verify", "--store", str(copy), "--json"]) == EXIT_REJECTED
+    report = json.loads(capsys.readouterr().out)
+    assert report["logs"]["rejections"]["size"] == 1
+    assert [(p["kind"], p["position"]) for p in report["problems"] if p["log"] == "rejections"] == [
+        ("missing", 1), ("missing", 2)]

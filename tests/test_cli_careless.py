@@ -187,7 +187,12 @@ def test_a_finished_rerun_clears_its_own_incomplete_mark(
         patched.setattr(ledger.projections.export, "define_xml", interrupted)
         assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 130
     marker = out / INCOMPLETE_MARKER
-    assert marker.read_text().startswith("`ledger export` stopped before finishing")
+    command = f"`ledger export --store {store} --out {out}` stopped before finishing"
+    assert marker.read_text().startswith(command)
+    # Run with other options (another format), the stopped run's files stay beside the new
+    # ones, unlisted in its manifest: the mark stays too.
+    assert run(capsys, "export", "--store", store, "--format", "json", "--out", str(out))[0] == 0
+    assert marker.read_text().startswith(command)
     assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 0
     assert not marker.exists() and (out / "define.xml").exists()
 
@@ -196,7 +201,7 @@ def test_a_finished_rerun_clears_its_own_incomplete_mark(
         patched.setattr("ledger.commands.provenance_of", lambda *_: (out / "x").write_text("x"))
         assert run(capsys, "report", "--store", store, "--out", str(out))[0] == 130
     assert run(capsys, "export", "--store", store, "--out", str(out))[0] == 0
-    assert marker.read_text().startswith("`ledger report` stopped before finishing")
+    assert marker.read_text().startswith(f"`ledger report --store {store} --out {out}` stopped")
 
 
 @pytest.mark.parametrize(
