@@ -89,7 +89,7 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def archive_command(args: argparse.Namespace) -> int:
-    from ledger.audit.inspection import write_archive
+    from ledger.audit.inspection import verify_source, write_archive
 
     as_of = as_of_argument(args)
     with reader(args) as service:
@@ -116,6 +116,15 @@ def archive_command(args: argparse.Namespace) -> int:
         ]
         source = service.audit_source(trial_id)
         keys = service.public_keys(trial_id)
+    verification = verify_source(source)
+    if not verification.intact:
+        findings = verification.to_json_dict()["problems"]
+        # An archive keeps decoded records only: a row that no longer decodes, or one beside
+        # the log, would be left out and the copy verify clean.
+        raise NotIntactError(
+            f"{source.description} is NOT INTACT ({len(findings)} problem(s); `ledger verify` "
+            "lists them): an archive would not show them, so none is written"
+        )
     rejections = [
         dict(r.entry)
         for r in source.rejections

@@ -25,7 +25,7 @@ from ledger.aggregates.log_ids import (
 )
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
-from ledger.reading import SealedPrefix, StoreReader
+from ledger.reading import MAX_POSITION, SealedPrefix, StoreReader
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class AuditReading:
             number = int(message["sequence"])  # its own, even after a gap
             if 1 <= number <= rejection_audit.size:
                 message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
-        problems += self._rows_before_the_first(trial_id)
+        problems += self._rows_outside_the_logs(trial_id)
         checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
         keys = {**audit.public_keys, **rejection_audit.public_keys}
         return AuditSource(
@@ -184,8 +184,9 @@ class AuditReading:
             problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
             return None
 
-    def _rows_before_the_first(self, trial_id: str) -> list[tuple[str, str]]:
-        """A problem for each of the trial's logs holding rows below position 1."""
+    def _rows_outside_the_logs(self, trial_id: str) -> list[tuple[str, str]]:
+        """A problem for each of the trial's logs holding rows at versions that are no position
+        (`StoreReader.positions_outside_the_log`)."""
         logs = {
             f"the {trial_id} ledger": trial_aggregate_id(trial_id),
             "the rejection log": rejection_log_id(),
@@ -194,12 +195,14 @@ class AuditReading:
         }
         problems = []
         for name, originator in logs.items():
-            positions = self._reader.positions_before_the_first(originator)
+            positions = self._reader.positions_outside_the_log(originator)
             if positions:
+                listed = ", ".join(repr(p) if isinstance(p, str | bytes) else str(p)
+                                   for p in positions)
                 problems.append((
                     "inserted",
-                    f"{name} holds rows at position(s) {', '.join(map(str, sorted(positions)))}:"
-                    " positions start at 1, so no read sees them",
+                    f"{name} holds rows at version(s) {listed}: positions are whole numbers from 1"
+                    f" to {MAX_POSITION}, so no read sees them",
                 ))
         return problems
 

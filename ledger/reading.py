@@ -47,6 +47,11 @@ what it reads, not a whole page of large seal rows; a whole read costs five more
 
 _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
+
+MAX_POSITION = 2**62
+"""The highest position any read takes (a ledger never nears it). A row stored above it, or at a
+version that is no whole number (SQLite stores what it is given), is no position of the log:
+every read skips it and `verify` reports it (`positions_outside_the_log`)."""
 """A stored event as read here: (originator_version, topic, state)."""
 _TYPED = b'"_type_"'
 _SUBJECT_OF_ROW = (
@@ -58,14 +63,16 @@ same way in its query so the planner uses the index. A row that is not JSON (a d
 `verify` to find) has none, so keeping the index never fails a write."""
 _SUBJECT_ROWS = (
     "SELECT originator_version, topic, state FROM {table} "
-    f"WHERE originator_id=? AND {_SUBJECT_OF_ROW}=? AND +originator_version BETWEEN 1 AND ?"
+    f"WHERE originator_id=? AND {_SUBJECT_OF_ROW}=? AND +originator_version BETWEEN 1 AND ? "
+    "AND typeof(originator_version)='integer'"
 )
 """One subject's rows of an aggregate, in no order (sorted after). With an ORDER BY, or the
 version range open to an index, SQLite's planner prefers the primary key's index on a store
 never ANALYZEd, and reads the whole trial."""
 _TYPE_ROWS = (
     "SELECT originator_version, topic, state FROM {table} "
-    "WHERE originator_id=? AND topic IN ({topics}) AND +originator_version BETWEEN 1 AND ?"
+    "WHERE originator_id=? AND topic IN ({topics}) AND +originator_version BETWEEN 1 AND ? "
+    "AND typeof(originator_version)='integer'"
 )
 """An aggregate's rows of some topics, in no order (sorted after), through the type index
 (`ensure_indexes`); the version range kept from the primary key's index, as for `_SUBJECT_ROWS`."""
@@ -78,6 +85,15 @@ _FIRST_ROWS = (
 """The aggregates' first rows of two topics, stepping along the primary key's index from
 aggregate to aggregate: a seek per aggregate (a store holds a handful), however many records
 they hold."""
+
+_LAST_POSITION = (
+    "SELECT max(originator_version) FROM {table} WHERE originator_id=? "
+    "AND typeof(originator_version)='integer' AND originator_version BETWEEN 1 AND ?"
+)
+_OUTSIDE_THE_LOG = (
+    "SELECT originator_version FROM {table} WHERE originator_id=? AND "
+    "(typeof(originator_version)<>'integer' OR originator_version NOT BETWEEN 1 AND ?)"
+)
 
 _NAMING_TOPICS = (trial_topic("Opened"), AUDIT_LOG_STARTED_TOPIC)
 """The first rows that name a trial: its `trial.opened`, and its ledger's audit log's start (so
@@ -178,9 +194,9 @@ class StoreReader:
 
     def _trials_named(self, rows: Iterable[tuple[UUID | str, str, bytes]]) -> list[str]:
         """The trials first rows (originator, topic, state) name: each only where the row is
-        its trial's own (the Trial's `trial.opened`, its ledger's audit log's start), so a row
-        stored beside them, or one that no longer decodes, names nothing (`verify` reports the
-        logs it damaged)."""
+        its trial's own (the Trial's `trial.opened`, its ledger's audit log's start, the latter
+        while the trial has records), so a row stored beside them, or one that no longer decodes,
+        names nothing (`verify` reports the logs it damaged)."""
         named = []
         for originator, topic, state in rows:
             try:
@@ -193,17 +209,20 @@ class StoreReader:
                     own = trial_aggregate_id(trial_id)
             except (ValueError, KeyError, TypeError):
                 continue
-            if own and own.hex == str(originator).replace("-", "").lower():
+            if not own or own.hex != str(originator).replace("-", "").lower():
+                continue
+            # An audit log names its trial only while the trial has records to read: one alone
+            # (forged, or what an erasure left) would make every read ask "which trial?".
+            if topic != AUDIT_LOG_STARTED_TOPIC or self._last_version(trial_aggregate_id(trial_id)):
                 named.append(trial_id)
         return named
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
         """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""
         trial = trial_aggregate_id(trial_id)
-        latest = self._app.recorder.select_events(trial, desc=True, limit=1)
-        if not latest:
+        last = self._last_version(trial)
+        if not last:
             return 0
-        last = latest[0].originator_version
         if as_of is None or self._recorded_at(self._one(trial, last)) <= as_of:
             return last
         known, later = 0, last  # recorded_at(known) <= as_of < recorded_at(later); 0: nothing
@@ -402,9 +421,11 @@ class StoreReader:
         in between is left for a later read, not reported as read differently by the index.
         """
         trial = trial_aggregate_id(trial_id)
-        indexed = self._indexed_subjects(trial, after, upto)
+        indexed = self._indexed_subjects(trial)
         if indexed is not None:
-            upto = max((p for p in indexed if upto is None or p <= upto), default=after)
+            bound = upto or MAX_POSITION
+            upto = max((p for p in indexed if isinstance(p, int) and after < p <= bound),
+                       default=after)
         for row in self._rows(trial, after, upto):
             try:
                 entry = self._entry_object(row, trial_id)
@@ -422,27 +443,46 @@ class StoreReader:
                 continue
             yield row[0], entry, None
 
-    def _indexed_subjects(
-        self, originator: UUID, after: int, upto: int | None
-    ) -> dict[int, str | None] | None:
-        """Each row's subject (after `after`, up to `upto`) as the SQLite subject index computes
-        it (None: not SQLite)."""
+    def _indexed_subjects(self, originator: UUID) -> dict[int, str | None] | None:
+        """Each row's subject as the SQLite subject index holds it (None: not SQLite). Nothing
+        else in the statement: a version range makes SQLite's planner read the rows through the
+        primary key and compute the subject afresh, so an index rewritten to read a row
+        differently would go unseen."""
         recorder = self._app.recorder
         if not isinstance(recorder, SQLiteAggregateRecorder):
             return None
         statement = (
             f"SELECT originator_version, {_SUBJECT_OF_ROW} FROM {recorder.events_table_name} "
-            "WHERE originator_id=? AND originator_version>? AND originator_version<=?"
+            "WHERE originator_id=?"
         )
-        parameters = (originator.hex, after, 2**62 if upto is None else upto)
-        return dict(_sqlite_select(recorder, statement, parameters))
+        return dict(_sqlite_select(recorder, statement, (originator.hex,)))
 
-    def positions_before_the_first(self, originator: UUID) -> list[int]:
-        """The versions below 1 an aggregate's rows are stored at: none the ledger wrote (its
-        positions start at 1), so each is a row inserted beside the log, which every read here
-        skips and `verify` reports."""
-        rows = self._app.recorder.select_events(originator, lte=0)
-        return [row.originator_version for row in rows]
+    def last_version(self, originator: UUID) -> int:
+        """An aggregate's last position (0: no rows), of the positions reads take."""
+        return self._last_version(originator)
+
+    def _last_version(self, originator: UUID) -> int:
+        recorder = self._app.recorder
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            found = _sqlite_select(recorder, _LAST_POSITION.format(
+                table=recorder.events_table_name), (originator.hex, MAX_POSITION))
+            return int(found[0][0] or 0)
+        latest = recorder.select_events(originator, desc=True, limit=1, lte=MAX_POSITION)
+        return latest[0].originator_version if latest else 0
+
+    def positions_outside_the_log(self, originator: UUID) -> list[object]:
+        """The versions an aggregate's rows are stored at that are no position of its log: below
+        1 (positions start at 1), above MAX_POSITION, or (SQLite) not a whole number. None the
+        ledger wrote: each is a row inserted beside the log, which every read skips and `verify`
+        reports."""
+        recorder = self._app.recorder
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            rows = _sqlite_select(recorder, _OUTSIDE_THE_LOG.format(
+                table=recorder.events_table_name), (originator.hex, MAX_POSITION))
+            return [version for (version,) in rows]
+        below = recorder.select_events(originator, lte=0)
+        above = recorder.select_events(originator, gt=MAX_POSITION)
+        return [row.originator_version for row in (*below, *above)]
 
     def _entry_object(self, row: Row, trial_id: str) -> dict[str, Any]:
         position, topic, raw = row
@@ -491,9 +531,10 @@ class StoreReader:
             statement = (
                 f"SELECT originator_version, topic, state FROM {recorder.events_table_name} "
                 "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
-                "ORDER BY originator_version LIMIT ?"
+                "AND typeof(originator_version)='integer' ORDER BY originator_version LIMIT ?"
             )
-            return _sqlite_rows(recorder, statement, (originator.hex, after, upto or 2**62, limit))
+            parameters = (originator.hex, after, upto or MAX_POSITION, limit)
+            return _sqlite_rows(recorder, statement, parameters)
         return [
             (row.originator_version, row.topic, row.state)
             for row in recorder.select_events(originator, gt=after, lte=upto, limit=limit)

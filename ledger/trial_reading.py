@@ -16,7 +16,7 @@ from uuid import UUID
 from ledger.aggregates.log_ids import LEDGER_LOG, audit_log_id, rejection_log_id
 from ledger.aggregates.trial_topics import trial_aggregate_id
 from ledger.entries import LedgerEntry
-from ledger.reading import SealedPrefix, StoreReader
+from ledger.reading import MAX_POSITION, SealedPrefix, StoreReader
 from ledger.store import LedgerStore
 
 if TYPE_CHECKING:
@@ -90,8 +90,7 @@ class TrialReading:
 
     def rejection_count(self) -> int:
         """How many rejections the store's rejection log holds (its last number), one row read."""
-        latest = self._app.recorder.select_events(rejection_log_id(), desc=True, limit=1)
-        return latest[0].originator_version - 1 if latest else 0  # version 1 is its creation
+        return max(self._reader.last_version(rejection_log_id()) - 1, 0)  # 1 is its creation
 
     def rejections(self, after: int = 0, upto: int | None = None) -> Iterator[dict[str, Any]]:
         """Recorded rejections of tracked deliveries after number `after` up to `upto` (None:
@@ -100,7 +99,7 @@ class TrialReading:
         from ledger.recording import rejection_message
 
         # Version 1 is the log's creation, so rejection n is version n + 1.
-        last = None if upto is None else upto + 1
+        last = MAX_POSITION if upto is None else upto + 1
         for event in self._app.events.get(rejection_log_id(), gt=after + 1, lte=last):
             if isinstance(event, RejectionLog.Rejected):
                 yield rejection_message(event, sequence=event.originator_version - 1)

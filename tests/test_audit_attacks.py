@@ -535,21 +535,66 @@ def test_a_damaged_audit_log_start_is_a_finding_not_bad_input(
     assert main(["cohorts", "--store", str(copy)]) == 0
 
 
-def test_an_archive_keeps_the_rows_stored_without_a_seal(
-    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+REJECTION_HEX = "cb98678c0d40548e9e8a579f42ee432c"  # rejection_log_id().hex
+
+
+@pytest.mark.parametrize(
+    ("log", "version"),
+    [
+        pytest.param("ledger", "last + 1", id="a trial row after the last sealed one"),
+        pytest.param("rejections", 2.5, id="a rejection between two"),
+        pytest.param("rejections", "x", id="a rejection at a text version"),
+        pytest.param("rejections", -1, id="a rejection below position 1"),
+        pytest.param("ledger", 0, id="a trial row at position 0"),
+    ],
+)
+def test_an_archive_of_a_store_that_is_not_intact_is_refused(
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], log: str, version: object
 ) -> None:
-    """A row inserted after the last sealed entry (no checkpoint covers it) is read by cohorts
-    and export. An archive cut at the last checkpoint left it out and verified INTACT; it keeps
-    it, and the archive is as not intact as the store."""
-    last, topic, state = rows_of(copy, TRIAL_ID_HEX)[-1]
-    insert_row(copy, TRIAL_ID_HEX, last + 1, topic, state)
+    """An archive keeps decoded records at positions only: a row stored beside the log was left
+    out (or cut off with the unsealed tail) and the archive verified INTACT; a text version
+    failed it with a TypeError (exit 3). Archive refuses a store verify finds not intact (exit
+    1, one line), writing nothing."""
+    from ledger.aggregates.log_ids import rejection_log_id
+
+    assert rejection_log_id().hex == REJECTION_HEX
+    originator = TRIAL_ID_HEX if log == "ledger" else REJECTION_HEX
+    rows = rows_of(copy, originator)
+    last, topic, state = rows[-1]
+    insert_row(copy, originator, last + 1 if version == "last + 1" else version, topic, state)
     assert main(["verify", "--store", str(copy)]) == EXIT_REJECTED
+    capsys.readouterr()
     archive = tmp_path / "archive"
-    assert main(["archive", "--store", str(copy), "--out", str(archive)]) == 0
-    assert f"archived {last + 1} entries" in capsys.readouterr().out
-    assert main(["verify", "--archive", str(archive), "--json"]) == EXIT_REJECTED
+    assert main(["archive", "--store", str(copy), "--out", str(archive)]) == EXIT_REJECTED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is NOT INTACT" in err and "none is written" in err
+    assert not archive.exists()
+
+
+@pytest.mark.parametrize(
+    "version",
+    [pytest.param(2**62 + 1, id="above 2^62"), pytest.param(1e300, id="a huge real"),
+     pytest.param("x", id="text"), pytest.param(b"\x01", id="a blob"),
+     pytest.param(100.5, id="between two positions")],
+)
+def test_a_row_at_a_version_that_is_no_position_is_found_and_never_read(
+    copy: Path, version: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged dlt_window.closed inserted at a version no read takes as a position (SQLite
+    stores whatever it is given): cohorts read the one above 2^62 as the ledger's last position
+    and verify, which read up to 2^62, said INTACT; text and blob versions made history and
+    export fail with a TypeError. Every read skips them; verify reports them `inserted`."""
+    rows = rows_of(copy, TRIAL_ID_HEX)
+    before = [main(["cohorts", "--store", str(copy), "--json"]), capsys.readouterr().out]
+    _, topic, state = next(r for r in rows if r[1].endswith("DltWindowClosed"))
+    insert_row(copy, TRIAL_ID_HEX, version, topic, state)  # type: ignore[arg-type]
+    assert [main(["cohorts", "--store", str(copy), "--json"]), capsys.readouterr().out] == before
+    assert main(["history", "01-001", "--store", str(copy)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--store", str(copy), "--json"]) == EXIT_REJECTED
     report = json.loads(capsys.readouterr().out)
-    assert any(p["kind"] == "unsealed" for p in report["problems"])
+    assert any(p["kind"] == "inserted" and "version(s)" in p["detail"]
+               for p in report["problems"])
 
 
 def test_a_deleted_rejection_is_missing_and_the_others_still_match(
@@ -570,3 +615,42 @@ def test_a_deleted_rejection_is_missing_and_the_others_still_match(
     assert report["logs"]["rejections"]["size"] == 1
     assert [(p["kind"], p["position"]) for p in report["problems"] if p["log"] == "rejections"] == [
         ("missing", 1), ("missing", 2)]
+
+
+def test_a_subject_index_rewritten_to_hide_a_subject_is_undecodable(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The subject index rebuilt to read 01-001 as 01-00X, its declared SQL put back (SQLite's
+    writable schema): `history 01-001` finds nothing. Verify, reading the subject through the
+    index, says the index reads the rows differently. (Reading it with a version range made
+    SQLite compute the subject from the rows instead, and verify said INTACT.)"""
+    with closing(sqlite3.connect(copy)) as con:
+        (declared,) = con.execute(
+            "select sql from sqlite_master where name='stored_events_subject'").fetchone()
+        forged = declared.replace("'$.subject_id')", "'$.subject_id'), '01-001', '01-00X')")
+        forged = forged.replace("THEN json_extract", "THEN replace(json_extract", 1)
+        con.executescript(
+            "DROP INDEX stored_events_subject;" + forged + ";PRAGMA writable_schema=ON;")
+        con.execute("UPDATE sqlite_master SET sql=? WHERE name='stored_events_subject'",
+                    (declared,))
+        con.commit()
+    assert main(["history", "01-001", "--store", str(copy)]) == 2  # what the forgery does
+    capsys.readouterr()
+    assert main(["verify", "--store", str(copy), "--json"]) == EXIT_REJECTED
+    report = json.loads(capsys.readouterr().out)
+    assert any(p["kind"] == "undecodable" and "SQLite reads the row's subject as '01-00X'"
+               in p["detail"] for p in report["problems"])
+
+
+def test_an_audit_log_of_a_trial_with_no_records_names_no_trial(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An audit-log start row for trial NCT0FAKE at that log's own uuid5 id, and no record of
+    the trial: every default read asked "which trial?" and the outbox stopped at "no trial
+    NCT0FAKE". A trial is named by its audit log only while it has records."""
+    fake = audit_log_id(LEDGER_LOG, "NCT0FAKE").hex
+    (_, topic, state) = rows_of(copy, AUDIT_HEX)[0]
+    insert_row(copy, fake, 1, topic, state.replace(TRIAL_ID.encode(), b"NCT0FAKE"))
+    with LedgerReader(str(copy)) as reader:
+        assert reader.trial_ids() == [TRIAL_ID]
+    assert main(["cohorts", "--store", str(copy)]) == 0
