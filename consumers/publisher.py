@@ -105,14 +105,19 @@ class SubmissionPublisher:
         report.published = len(futures)
         return report
 
-    def close(self) -> None:
-        self._producer.close()
+    def close(self, timeout: float = SEND_TIMEOUT_S) -> None:
+        """Close the producer, waiting at most `timeout` for what it still holds: without a
+        bound kafka-python waits for ever when no broker takes it (a cluster without quorum),
+        and the command hung silently."""
+        self._producer.close(timeout=timeout)
 
     def __enter__(self) -> SubmissionPublisher:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        # After a failure (a send not acknowledged in time) what is left is reported unsent, not
+        # waited for again.
+        self.close(timeout=0 if kind is not None else SEND_TIMEOUT_S)
 
 
 def read_lines(path: Path) -> list[tuple[int, bytes]]:

@@ -1107,6 +1107,15 @@ def start(
                 f"stop it and use another directory"
             )
         fresh = cluster is None
+        held = sorted(p.name for p in data_dir.iterdir() if p.name != LOCK_FILE)
+        if fresh and held:
+            # A cluster whose state file is gone (its topics, maybe its JVMs still running) or
+            # another tool's files: starting afresh would format them away. Never overwritten.
+            raise BrokerError(
+                f"{data_dir} holds {', '.join(held[:4])}{', ...' if len(held) > 4 else ''} but no "
+                f"{STATE_FILE}: a broker whose state file is gone, or something else; nothing "
+                "there is replaced: use a new or empty directory"
+            )
         if cluster is not None and tls is not None and cluster.tls != tls:
             started = "with" if cluster.tls else "without"
             raise BrokerError(

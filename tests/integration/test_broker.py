@@ -143,3 +143,28 @@ def test_three_nodes_survive_a_killed_leader(kafka_cluster3: broker.BrokerCluste
     _cid, ids = broker.metadata_brokers(kafka_cluster3.node(victim).port,
                                         credentials=kafka_cluster3.admin)
     assert ids == {1, 2, 3}
+
+
+def test_a_broker_whose_state_file_is_gone_is_never_formatted_away(tmp_path: Any) -> None:
+    """An operator's probe: with `broker.json` deleted, `ledger broker start` formatted the
+    node's storage afresh (a new cluster id), losing every topic and the submissions the broker
+    had acknowledged; with the old JVM still up it started a second one on the same log dirs.
+    It refuses, and the stopped broker's files are as they were. A folder holding another
+    tool's files is refused the same way."""
+    data = tmp_path / "kafka"
+    cluster = broker.start(data)
+    broker.stop(data)
+    (data / broker.STATE_FILE).unlink()
+    before = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    with pytest.raises(broker.BrokerError, match=r"no broker\.json: a broker whose state file"):
+        broker.start(data)
+    assert {p: p.stat().st_mtime_ns for p in data.rglob("*")
+            if p.is_file() and p.name != broker.LOCK_FILE} == {
+        p: m for p, m in before.items() if p.name != broker.LOCK_FILE}
+    assert cluster.nodes[0].pid is not None and not cluster.nodes[0].is_alive()
+    other = tmp_path / "postgres"
+    other.mkdir()
+    (other / "postgres.json").write_text("{}")
+    with pytest.raises(broker.BrokerError, match=r"holds postgres\.json but no broker\.json"):
+        broker.start(other)
+    assert sorted(p.name for p in other.iterdir()) == [broker.LOCK_FILE, "postgres.json"]
