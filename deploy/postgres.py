@@ -445,7 +445,33 @@ def _write_server_config(server: PostgresServer, account: Account) -> None:
     write_atomic(server.cluster_dir / CONF_FILE, text, mode=0o600, owner=account.owner)
 
 
+def _wait_for_a_dead_postmaster(server: PostgresServer, patience: float = 15.0) -> None:
+    """After a crash (kill -9) the postmaster's pid stays in /proc until its parent reaps it,
+    and its backends run on a moment: pg_ctl takes the pid for a live server and refuses to
+    start ("lock file postmaster.pid already exists"). Wait, at most `patience` seconds, until
+    no process of the old cluster is left."""
+    try:
+        pid = int((server.cluster_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    marker = str(server.cluster_dir).encode()
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        old = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _of_cluster(p, marker)]
+        if not old and not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.2)
+
+
+def _of_cluster(proc: Path, marker: bytes) -> bool:
+    try:
+        return marker in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _pg_ctl_start(server: PostgresServer, account: Account, timeout: float) -> None:
+    _wait_for_a_dead_postmaster(server)
     with server.log_path.open("a") as log:
         log.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%S')} pg_ctl start (port {server.port})\n")
     proc = _run(

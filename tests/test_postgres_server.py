@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,35 @@ def test_start_stop_start_keeps_the_url_and_the_data(data_dir: Path) -> None:
     assert other == url.rsplit("/", 1)[0] + "/second"
     assert scalar(other, "SELECT current_database()") == "second"
     assert postgres.status(data_dir)["databases"] == ["ledger", "second"]
+
+
+@pytest.mark.postgres
+def test_a_server_killed_hard_starts_again_at_once(data_dir: Path) -> None:
+    """kill -9 of the postmaster, then `start` right away: it failed ("lock file postmaster.pid
+    already exists": the dead postmaster not yet reaped, its backends still exiting) though
+    `status` said it was not running. It waits for the old cluster's processes and starts, with
+    the same URL and the data written before the crash."""
+    import os
+    import signal
+
+    url = postgres.start(data_dir)
+    server = postgres.load(data_dir)
+    assert server is not None
+    import psycopg
+
+    with psycopg.connect(server.owner_url(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT 7 AS answer")
+        conn.execute("GRANT SELECT ON kept TO ledger")
+    pid = postgres.status(data_dir)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while postgres.status(data_dir)["running"]:  # as the operator saw it: "running": false
+        assert time.monotonic() < deadline, "the killed postmaster is still running"
+        time.sleep(0.05)
+    assert postgres.start(data_dir) == url
+    assert postgres.status(data_dir)["running"] is True
+    assert scalar(url, "SELECT answer FROM kept") == 7
+    postgres.stop(data_dir)
 
 
 @pytest.mark.postgres
