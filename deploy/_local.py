@@ -139,3 +139,14 @@ def redacted(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def one_line_error(error: BaseException) -> str:
+    """One line: the message's first (PostgresError appends the log's tail after it), with
+    the server log's path when there is one, never a traceback."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename or ''}: {error.strerror}".lstrip(": ")
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    logs = [word.rstrip(":") for line in lines for word in line.split() if word.endswith(".log:")]
+    first = lines[0].rstrip(":")
+    return f"{first} (see {logs[0]})" if logs and logs[0] not in first else first

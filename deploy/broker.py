@@ -55,6 +55,7 @@ from deploy._local import (
     free_ports,
     load_state,
     log_tail,
+    one_line_error,
     process_argv,
     save_state,
     write_atomic,
@@ -863,8 +864,9 @@ def _wait_ready(cluster: BrokerCluster, nodes: Sequence[BrokerNode], timeout: fl
         for n in list(pending):
             if not n.is_alive():
                 raise BrokerError(
-                    f"Kafka node {n.node_id} (pid {n.pid}) exited during startup; "
-                    f"log {n.log_path}:\n{log_tail(n.log_path)}"
+                    f"Kafka node {n.node_id} (pid {n.pid}) exited during startup"
+                    f"{_cause_in(log_tail(n.log_path, lines=400))}; log {n.log_path}:\n"
+                    f"{log_tail(n.log_path)}"
                 )
             try:
                 cluster_id, ids = metadata_brokers(
@@ -1205,6 +1207,18 @@ def default_data_dir() -> Path:
     return Path.home() / ".local" / "state" / "trial-ledger" / "kafka"
 
 
+def _cause_in(log: str) -> str:
+    """The line of a dead node's log that says why, for the error's first line (the one a
+    command prints): the root cause of the last Java exception ("Caused by: ... Address already
+    in use"), else the last ERROR line."""
+    lines = log.splitlines()
+    for wanted in ("Caused by:", " ERROR "):
+        found = [line.strip() for line in lines if wanted in line]
+        if found:
+            return f": {found[-1].removeprefix('Caused by:').strip()[-200:]}"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.broker", description="Local Apache Kafka (KRaft) broker."
@@ -1238,13 +1252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(cluster.bootstrap)
         elif args.command == "stop":
             stop(data_dir)
+            print(f"stopped the broker in {data_dir}")
         else:
             info = status(data_dir)
             print(json.dumps(info, indent=2))
             return 0 if info["running"] else 3
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:  # the data directory given: bad input
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 2
+    except BrokerError as exc:  # the broker failed (its log's tail follows the first line)
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -81,6 +81,7 @@ from deploy._local import (
     free_ports,
     load_state,
     log_tail,
+    one_line_error,
     process_argv,
     redacted,
     save_state,
@@ -1011,14 +1012,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(schema(data_dir, database=args.database))
         elif args.command == "stop":
             stop(data_dir)
+            print(f"stopped PostgreSQL in {data_dir}")
         else:
             info = status(data_dir)
             print(json.dumps(info, indent=2))
             return 0 if info["running"] else 3
-    except (PostgresError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:  # the data directory given: bad input
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 2
+    except PostgresError as exc:  # the server failed (its log's tail follows the first line)
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 3
     return 0
+
 
 
 if __name__ == "__main__":

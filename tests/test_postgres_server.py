@@ -180,7 +180,7 @@ def test_a_url_that_does_not_connect_is_reported_without_its_password(
         return verifier(password)
 
     monkeypatch.setattr(postgres, "_scram_verifier", wrong_for_the_ledger_role)
-    assert postgres.main(["start", str(data_dir)]) == 1
+    assert postgres.main(["start", str(data_dir)]) == 3
     out, err = capsys.readouterr()
     server = postgres.load(data_dir)
     assert server is not None

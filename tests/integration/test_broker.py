@@ -168,3 +168,24 @@ def test_a_broker_whose_state_file_is_gone_is_never_formatted_away(tmp_path: Any
     with pytest.raises(broker.BrokerError, match=r"holds postgres\.json but no broker\.json"):
         broker.start(other)
     assert sorted(p.name for p in other.iterdir()) == [broker.LOCK_FILE, "postgres.json"]
+
+
+def test_a_node_that_cannot_start_says_why_in_its_first_line(tmp_path: Any) -> None:
+    """Its port taken by another program: the error's first line (the one `ledger broker start`
+    prints) ended "log .../node-1.log:", the cause left in the log's tail. It names it."""
+    import json
+    import socket
+
+    data = tmp_path / "kafka"
+    broker.start(data)
+    broker.stop(data)
+    port = json.loads((data / broker.STATE_FILE).read_text())["nodes"][0]["port"]
+    with closing(socket.socket()) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(broker.BrokerError) as failed:
+            broker.start(data, timeout=60)
+    first = str(failed.value).splitlines()[0]
+    assert "exited during startup" in first and "already in use" in first
+    assert broker.status(data)["running"] is False
