@@ -95,6 +95,9 @@ _OUTSIDE_THE_LOG = (
     "(typeof(originator_version)<>'integer' OR originator_version NOT BETWEEN 1 AND ?)"
 )
 
+_TRIAL_TOPICS = tuple(trial_topic(name) for name in LEDGER_TYPES)
+"""The stored topics of the Trial's events (what the type index files rows under)."""
+
 _NAMING_TOPICS = (trial_topic("Opened"), AUDIT_LOG_STARTED_TOPIC)
 """The first rows that name a trial: its `trial.opened`, and its ledger's audit log's start (so
 a trial whose `trial.opened` row is gone is still found, and `verify` reports it missing)."""
@@ -417,20 +420,31 @@ class StoreReader:
         The object is `entry.to_json_dict()` of the row's entry, built straight from the row: the
         recorded time in its stored spelling when that already is the §3 one (it is for every
         row the ledger wrote), so no `LedgerEntry` is made and formatted back per row. On SQLite
-        the rows read end where the subject index's reading of them ended: a row a writer added
-        in between is left for a later read, not reported as read differently by the index.
+        each row is also held to what the subject and type indexes say of it (the reads that
+        select through them), and the rows read end where the first index read ended: a row a
+        writer added in between is left for a later read, not reported as missing from it.
         """
         trial = trial_aggregate_id(trial_id)
         indexed = self._indexed_subjects(trial)
-        if indexed is not None:
+        filed = self._indexed_topics(trial)
+        snapshot = indexed if indexed is not None else filed  # the first of the index reads
+        if snapshot is not None:
             bound = upto or MAX_POSITION
-            upto = max((p for p in indexed if isinstance(p, int) and after < p <= bound),
+            upto = max((p for p in snapshot if isinstance(p, int) and after < p <= bound),
                        default=after)
         for row in self._rows(trial, after, upto):
             try:
                 entry = self._entry_object(row, trial_id)
             except Exception as error:
                 yield row[0], None, f"{type(error).__name__}: {error}"
+                continue
+            if filed is not None and filed.get(row[0]) != row[1]:
+                # `ledger cohorts` selects rows by type through this index: a row it files under
+                # another type, or not at all, would be missing from, or added to, those reads.
+                yield row[0], None, (
+                    f"SQLite's type index files the row under {filed.get(row[0])!r}, the row "
+                    f"says {row[1]!r}"
+                )
                 continue
             if indexed is not None and indexed.get(row[0]) != entry["subject_id"]:
                 # `ledger history` finds a subject's rows by SQLite's reading of the row: one it
@@ -456,6 +470,27 @@ class StoreReader:
             "WHERE originator_id=?"
         )
         return dict(_sqlite_select(recorder, statement, (originator.hex,)))
+
+    def _indexed_topics(self, originator: UUID) -> dict[int, str] | None:
+        """Each row of the Trial's event topics as SQLite's type index files it: the rows the
+        index finds under each topic, as the type reads (`entries_of_types`) find them. None:
+        not SQLite, or a store without the index (its reads scan the rows themselves)."""
+        recorder = self._app.recorder
+        if not isinstance(recorder, SQLiteAggregateRecorder):
+            return None
+        table = recorder.events_table_name
+        present = _sqlite_select(
+            recorder, "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?",
+            (f"{table}_type",))
+        if not present:
+            return None
+        statement = (f"SELECT originator_version FROM {table} INDEXED BY {table}_type "
+                     "WHERE originator_id=? AND topic=?")
+        filed: dict[int, str] = {}
+        for topic in _TRIAL_TOPICS:
+            for (version,) in _sqlite_select(recorder, statement, (originator.hex, topic)):
+                filed[version] = topic
+        return filed
 
     def last_version(self, originator: UUID) -> int:
         """An aggregate's last position (0: no rows), of the positions reads take."""

@@ -654,3 +654,29 @@ def test_an_audit_log_of_a_trial_with_no_records_names_no_trial(
     with LedgerReader(str(copy)) as reader:
         assert reader.trial_ids() == [TRIAL_ID]
     assert main(["cohorts", "--store", str(copy)]) == 0
+
+
+def test_a_type_index_rewritten_to_hide_decisions_is_undecodable(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The type index rebuilt to file closed DLT windows and closed cohorts under another name,
+    its declared SQL put back: `ledger cohorts`, which selects through it, showed the cohorts
+    open with nobody evaluable, and verify said INTACT. Verify holds every row to what the
+    index files it under."""
+    before = [main(["cohorts", "--store", str(copy), "--json"]), capsys.readouterr().out]
+    hidden = ("'trial-ledger:Trial.DltWindowClosed','trial-ledger:Trial.CohortClosed'")
+    with closing(sqlite3.connect(copy)) as con:
+        (declared,) = con.execute(
+            "select sql from sqlite_master where name='stored_events_type'").fetchone()
+        con.executescript(
+            "DROP INDEX stored_events_type;"
+            "CREATE INDEX stored_events_type ON stored_events (originator_id, CASE WHEN topic IN "
+            f"({hidden}) THEN 'hidden' ELSE topic END);PRAGMA writable_schema=ON;")
+        con.execute("UPDATE sqlite_master SET sql=? WHERE name='stored_events_type'", (declared,))
+        con.commit()
+    after = [main(["cohorts", "--store", str(copy), "--json"]), capsys.readouterr().out]
+    assert after != before  # what the forgery does to the reads
+    assert main(["verify", "--store", str(copy), "--json"]) == EXIT_REJECTED
+    report = json.loads(capsys.readouterr().out)
+    assert any(p["kind"] == "undecodable" and "type index files the row under None" in p["detail"]
+               for p in report["problems"])
