@@ -85,6 +85,10 @@ def load_client_properties(path: Path | str) -> KafkaSettings:
     if sasl and mechanism not in _SASL_MECHANISMS:
         raise KafkaConfigError(f"Kafka config {file}: sasl.mechanism must be one of "
                                f"{', '.join(sorted(_SASL_MECHANISMS))}")
+    ca_file = values.get("ssl.ca.location") or None
+    if ca_file is not None and not Path(ca_file).expanduser().is_file():
+        # Else the client waits out its timeout and reports a failed login.
+        raise KafkaConfigError(f"Kafka config {file}: ssl.ca.location {ca_file} is not a file")
     username, password = values.get("sasl.username"), values.get("sasl.password")
     if sasl and not (username and password):
         raise KafkaConfigError(f"Kafka config {file}: sasl.username and sasl.password are needed "
@@ -95,7 +99,7 @@ def load_client_properties(path: Path | str) -> KafkaSettings:
         sasl_mechanism=mechanism if sasl else None,
         username=username if sasl else None,
         password=password if sasl else None,
-        ssl_cafile=values.get("ssl.ca.location") or None,
+        ssl_cafile=ca_file,
         submissions_topic=values.get(SUBMISSIONS_TOPIC_KEY) or None,
         source=str(file),
     )

@@ -36,7 +36,7 @@ from consumers.security import DEMO_SITE, ProvisioningError, add_site, provision
 from consumers.topics import LEDGER_TOPIC, REJECTIONS_TOPIC, SUBMISSIONS_TOPIC
 from ledger.application import LedgerService
 from ledger.audit.checkpoints import Signer
-from ledger.cli_plumbing import one_line
+from ledger.cli_plumbing import one_line, output_path
 
 Result = tuple[int, str, dict[str, Any]]
 
@@ -94,14 +94,19 @@ def cmd_ingest(
     return 0, text, report.to_json_dict()
 
 
-def cmd_broker_start(data_dir: Path | None, nodes: int = 1, tls: bool = False) -> Result:
+def cmd_broker_start(
+    data_dir: Path | None, nodes: int | None = None, tls: bool = False
+) -> Result:
     """Start (or find running) a local secure broker (SASL/SCRAM, ACLs; contract §7), set up its
     principals, topics and ACLs; the text's last line is the bootstrap address."""
     from deploy import broker
 
+    directory = Path(data_dir) if data_dir is not None else broker.default_data_dir()
+    if nodes is None:  # a recorded cluster restarts as it was
+        recorded = broker.load(directory)
+        nodes = len(recorded.nodes) if recorded is not None else 1
     if nodes not in (1, 3):
         raise KafkaCommandError(f"--nodes must be 1 or 3, not {nodes}")
-    directory = Path(data_dir) if data_dir is not None else broker.default_data_dir()
     try:
         cluster = broker.start(directory, nodes=nodes, tls=tls or None)
         files = provision(cluster.data_dir, sites=(DEMO_SITE,))
@@ -230,10 +235,11 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start or stop the local broker, or add a site principal")
     parser.add_argument("site", nargs="?", default=None,
                         help="add-site: the site's name, the `source` its submissions carry")
-    parser.add_argument("--data", type=Path,
+    parser.add_argument("--data", type=output_path,
                         help="broker data directory (env LEDGER_KAFKA_DATA)")
-    parser.add_argument("--nodes", type=int, choices=[1, 3], default=1,
-                        help="start: one node, or three (replication factor 3)")
+    parser.add_argument("--nodes", type=int, choices=[1, 3], default=None,
+                        help="start: one node, or three (replication factor 3); default: as the "
+                             "data directory's broker was started, else one")
     parser.add_argument("--tls", action="store_true",
                         help="start: clients connect with SASL_SSL, verified against a local CA "
                              "(DATA/tls/ca.crt, named in every client file); a data directory "
