@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,3 +151,10 @@ def one_line_error(error: BaseException) -> str:
     logs = [word.rstrip(":") for line in lines for word in line.split() if word.endswith(".log:")]
     first = lines[0].rstrip(":")
     return f"{first} (see {logs[0]})" if logs and logs[0] not in first else first
+
+
+def failure_status(error: BaseException) -> int:
+    """Print a tool's error as one line and return its exit status: 2 for the data directory
+    given (a ValueError or an OSError: bad input), 3 for a server that failed."""
+    print(f"error: {one_line_error(error)}", file=sys.stderr)
+    return 2 if isinstance(error, ValueError | OSError) else 3

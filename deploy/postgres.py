@@ -77,11 +77,11 @@ from typing import Any
 
 from deploy._local import (
     LOOPBACK,
+    failure_status,
     flock,
     free_ports,
     load_state,
     log_tail,
-    one_line_error,
     process_argv,
     redacted,
     save_state,
@@ -1017,12 +1017,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             info = status(data_dir)
             print(json.dumps(info, indent=2))
             return 0 if info["running"] else 3
-    except (ValueError, OSError) as exc:  # the data directory given: bad input
-        print(f"error: {one_line_error(exc)}", file=sys.stderr)
-        return 2
-    except PostgresError as exc:  # the server failed (its log's tail follows the first line)
-        print(f"error: {one_line_error(exc)}", file=sys.stderr)
-        return 3
+    except (ValueError, OSError, PostgresError) as exc:
+        return failure_status(exc)
     return 0
 
 
