@@ -22,7 +22,7 @@ from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, OperationalError
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from ledger.aggregates.log_ids import AUDIT_LOG_STARTED_TOPIC, LEDGER_LOG, audit_log_id
@@ -47,12 +47,12 @@ what it reads, not a whole page of large seal rows; a whole read costs five more
 
 _SEALED = "trial-ledger:AuditLog.Sealed"
 Row = tuple[int, str, bytes]
+"""A stored event as read here: (originator_version, topic, state)."""
 
 MAX_POSITION = 2**62
 """The highest position any read takes (a ledger never nears it). A row stored above it, or at a
 version that is no whole number (SQLite stores what it is given), is no position of the log:
 every read skips it and `verify` reports it (`positions_outside_the_log`)."""
-"""A stored event as read here: (originator_version, topic, state)."""
 _TYPED = b'"_type_"'
 _SUBJECT_OF_ROW = (
     "CASE WHEN json_valid(CAST(state AS TEXT)) "
@@ -216,14 +216,14 @@ class StoreReader:
                 continue
             # An audit log names its trial only while the trial has records to read: one alone
             # (forged, or what an erasure left) would make every read ask "which trial?".
-            if topic != AUDIT_LOG_STARTED_TOPIC or self._last_version(trial_aggregate_id(trial_id)):
+            if topic != AUDIT_LOG_STARTED_TOPIC or self.last_version(trial_aggregate_id(trial_id)):
                 named.append(trial_id)
         return named
 
     def last_position(self, trial_id: str, as_of: datetime | None = None) -> int:
         """The last position recorded by `as_of` (None: the last of all; 0: none yet)."""
         trial = trial_aggregate_id(trial_id)
-        last = self._last_version(trial)
+        last = self.last_version(trial)
         if not last:
             return 0
         if as_of is None or self._recorded_at(self._one(trial, last)) <= as_of:
@@ -487,16 +487,16 @@ class StoreReader:
         statement = (f"SELECT originator_version FROM {table} INDEXED BY {table}_type "
                      "WHERE originator_id=? AND topic=?")
         filed: dict[int, str] = {}
-        for topic in _TRIAL_TOPICS:
-            for (version,) in _sqlite_select(recorder, statement, (originator.hex, topic)):
-                filed[version] = topic
+        try:
+            for topic in _TRIAL_TOPICS:
+                for (version,) in _sqlite_select(recorder, statement, (originator.hex, topic)):
+                    filed[version] = topic
+        except OperationalError:  # eventsourcing's, of SQLite's
+            return None  # an index of that name SQLite cannot select by type: reads scan rows
         return filed
 
     def last_version(self, originator: UUID) -> int:
         """An aggregate's last position (0: no rows), of the positions reads take."""
-        return self._last_version(originator)
-
-    def _last_version(self, originator: UUID) -> int:
         recorder = self._app.recorder
         if isinstance(recorder, SQLiteAggregateRecorder):
             found = _sqlite_select(recorder, _LAST_POSITION.format(
