@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ledger.aggregates.audit_log import AuditLog
     from ledger.aggregates.trial import Trial
     from ledger.audit.inspection import AuditSource
+    from ledger.held_rows import HeldRows
 
 
 def entry_of(event: Trial.Event, trial_id: str, leaf_hash: str | None = None) -> LedgerEntry:
@@ -123,8 +124,11 @@ class AuditReading:
         # The logs are read before their audit logs, and then up to what those cover: a batch
         # and its seal are committed together, so a store written meanwhile (a live ingest) is
         # read as of one moment, never as entries without seals or seals without entries.
+        from ledger.held_rows import HeldRows  # what only an audit reads
+
+        rows = HeldRows(self._app)
         problems: list[tuple[str, str]] = []
-        held = list(self._reader.held_entry_objects(trial_id))
+        held = list(rows.held_entry_objects(trial_id))
         rejections = self._readable_rejections(problems)
         try:
             for log_id in (audit_log_id(LEDGER_LOG, trial_id), audit_log_id(REJECTIONS_LOG, None)):
@@ -138,7 +142,7 @@ class AuditReading:
             )
         last = held[-1][0] if held else 0
         if audit.size > last:
-            held += self._reader.held_entry_objects(trial_id, after=last, upto=audit.size)
+            held += rows.held_entry_objects(trial_id, after=last, upto=audit.size)
         if rejections is None:
             rejections = []
         else:
@@ -156,7 +160,7 @@ class AuditReading:
             number = int(message["sequence"])  # its own, even after a gap
             if 1 <= number <= rejection_audit.size:
                 message["leaf_hash"] = rejection_audit.leaf_hashes[number - 1]
-        problems += self._rows_outside_the_logs(trial_id)
+        problems += self._rows_outside_the_logs(rows, trial_id)
         checkpoints = [seal.checkpoint for log in (audit, rejection_audit) for seal in log.seals]
         keys = {**audit.public_keys, **rejection_audit.public_keys}
         return AuditSource(
@@ -184,9 +188,10 @@ class AuditReading:
             problems.append(("undecodable", f"the rejection log cannot be read: {error}"))
             return None
 
-    def _rows_outside_the_logs(self, trial_id: str) -> list[tuple[str, str]]:
+    @staticmethod
+    def _rows_outside_the_logs(rows: HeldRows, trial_id: str) -> list[tuple[str, str]]:
         """A problem for each of the trial's logs holding rows at versions that are no position
-        (`StoreReader.positions_outside_the_log`)."""
+        (`HeldRows.positions_outside_the_log`)."""
         logs = {
             f"the {trial_id} ledger": trial_aggregate_id(trial_id),
             "the rejection log": rejection_log_id(),
@@ -195,7 +200,7 @@ class AuditReading:
         }
         problems = []
         for name, originator in logs.items():
-            positions = self._reader.positions_outside_the_log(originator)
+            positions = rows.positions_outside_the_log(originator)
             if positions:
                 listed = ", ".join(repr(p) if isinstance(p, str | bytes) else str(p)
                                    for p in positions)

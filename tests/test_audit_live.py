@@ -21,8 +21,8 @@ import pytest
 
 from ledger.application import LedgerService
 from ledger.audit.inspection import verify_source
+from ledger.held_rows import HeldRows
 from ledger.ledger_reader import LedgerReader
-from ledger.reading import StoreReader
 from ledger.trial_reading import TrialReading
 from tests.builders import TRIAL_ID, FixedClock, Script, lines
 from tests.test_audit import DAY0, SIGNER, build_store
@@ -86,14 +86,14 @@ def test_a_batch_committed_while_verify_reads_leaves_the_store_intact(
             written.append(moment)
 
     if moment == "after the entries are read":
-        held = StoreReader.held_entry_objects
+        held = HeldRows.held_entry_objects
 
-        def entries_then_write(self: StoreReader, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        def entries_then_write(self: HeldRows, *args: Any, **kwargs: Any) -> Iterator[Any]:
             rows = list(held(self, *args, **kwargs))
             once()
             return iter(rows)
 
-        monkeypatch.setattr(StoreReader, "held_entry_objects", entries_then_write)
+        monkeypatch.setattr(HeldRows, "held_entry_objects", entries_then_write)
     elif moment == "after the rejections are read":
         rejections = TrialReading.rejections
 
@@ -104,14 +104,14 @@ def test_a_batch_committed_while_verify_reads_leaves_the_store_intact(
 
         monkeypatch.setattr(TrialReading, "rejections", rejections_then_write)
     else:
-        indexed = StoreReader._indexed_subjects
+        indexed = HeldRows._indexed_subjects
 
-        def index_then_write(self: StoreReader, *args: Any) -> dict[int, str | None] | None:
+        def index_then_write(self: HeldRows, *args: Any) -> dict[int, str | None] | None:
             subjects = indexed(self, *args)
             once()
             return subjects
 
-        monkeypatch.setattr(StoreReader, "_indexed_subjects", index_then_write)
+        monkeypatch.setattr(HeldRows, "_indexed_subjects", index_then_write)
     report = verdict(store)
     assert written == [moment]
     assert report["problems"] == []

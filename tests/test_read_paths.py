@@ -33,6 +33,7 @@ from ledger.application import LedgerService
 from ledger.audit_reading import entry_of
 from ledger.demo import DemoRun, run_demo
 from ledger.entries import LedgerEntry, known_as_of
+from ledger.held_rows import HeldRows
 from ledger.ledger_reader import LedgerReader
 from ledger.projections.cohorts import cohort_table
 from ledger.projections.datasets import build_datasets
@@ -247,7 +248,7 @@ def test_verify_reads_a_row_as_its_entry_would_be_written(
         )
         connection.commit()
     with LedgerReader(str(copy)) as service:
-        reader = service._reader
+        reader = HeldRows(service._app)
         held = list(reader.held_entry_objects(TRIAL_ID))
         rows = list(reader._rows(trial_aggregate_id(TRIAL_ID), 0, None))
         assert [position for position, _, _ in held] == [row[0] for row in rows]
