@@ -9,6 +9,7 @@ it is imported), the wire models, the retry policy. `ledger cohorts`, `history`,
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Self
 from uuid import UUID
 
@@ -40,13 +41,20 @@ class LedgerReader(TrialReading, AuditReading):
     def __init__(self, store: str = DEFAULT_STORE, *, read_only: bool = True) -> None:
         env = store_environment(store, read_only=read_only)
         postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        app: LedgerStore | None = None
         try:
-            self._app = LedgerStore(env=env)
+            app = LedgerStore(env=env)
             if postgres:
-                ensure_postgres_schema(self._app.recorder, may_create=not read_only)
-        except PersistenceError as error:
+                ensure_postgres_schema(app.recorder, may_create=not read_only)
+        except BaseException as error:
+            if app is not None:  # else its pool is closed by the garbage collector, from a
+                with contextlib.suppress(Exception):  # thread of its own, which then fails
+                    app.close()
+            if not isinstance(error, PersistenceError):
+                raise
             cause = (postgres and postgres_connection_failure(env)) or error.__cause__ or error
             raise OSError(f"cannot open the store {redacted(store)}: {cause}") from error
+        self._app = app
         self._trials: dict[str, Trial] = {}
         self._opened_trial_ids: set[str] = set()
         self._opened_scanned_to = 0  # notification id up to which trial.opened was looked for
