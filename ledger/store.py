@@ -177,20 +177,15 @@ def ensure_postgres_schema(recorder: object, *, may_create: bool) -> None:
         ).fetchone()
         user = conn.info.user
         database = conn.info.dbname
-    if row is not None and row["present"] and not may_create:
-        return
-    if row is not None and row["allowed"] and may_create:
-        recorder.create_table()
-        return
-    if row is None or not row["present"]:
-        if not may_create:
-            raise NotALedgerStoreError(
-                f"postgresql database {database} is not a ledger store: it has no ledger tables "
-                "(a read creates nothing)"
-            )
+    if may_create and row is not None and row["allowed"]:
+        recorder.create_table()  # made if missing
+    elif row is None or not row["present"]:
         raise NotALedgerStoreError(
             f"postgresql database {database} has no ledger tables and {user} may not create "
             "them: create them as the owner (python3 -m deploy.postgres schema DIR)"
+            if may_create else
+            f"postgresql database {database} is not a ledger store: it has no ledger tables "
+            "(a read creates nothing)"
         )
 
 
